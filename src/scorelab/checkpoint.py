@@ -1,0 +1,99 @@
+"""Checkpoints: safetensors tensors plus a JSON config, written atomically.
+
+One file, ``model.safetensors``, holds everything a run needs:
+- ``ema.*``: the EMA weights, used for sampling;
+- ``model.*``, ``optim.*``, ``rng.*``: the raw weights, Adam state and random
+  state that make ``--resume`` bit-identical to an uninterrupted run;
+- metadata: the format tag, the step, and the resolved config as JSON.
+
+Weights only ever load through safetensors, which cannot run code: nothing a
+user hands us is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from scorelab.config import Config
+from scorelab.errors import CheckpointError, ConfigError, ScorelabError
+
+FORMAT = "scorelab-checkpoint-1"
+CHECKPOINT_NAME = "model.safetensors"
+
+
+def write_atomic(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so readers see the old file or the new one, never half.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk,
+    and then renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ScorelabError(f"cannot write to {path.parent}: {exc.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Checkpoint:
+    """The contents of ``model.safetensors``."""
+
+    step: int
+    config: Config
+    tensors: dict[str, torch.Tensor]
+
+    def group(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors under ``prefix.``, with the prefix removed."""
+        start = len(prefix) + 1
+        return {key[start:]: value for key, value in self.tensors.items() if key.startswith(prefix + ".")}
+
+
+def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
+    """Atomically write ``RUN_DIR/model.safetensors``."""
+    metadata = {"format": FORMAT, "step": str(checkpoint.step), "config": json.dumps(checkpoint.config.to_dict())}
+    tensors = {key: value.detach().cpu().contiguous() for key, value in checkpoint.tensors.items()}
+    path = Path(run_dir) / CHECKPOINT_NAME
+    write_atomic(path, save(tensors, metadata=metadata))
+    return path
+
+
+def load_checkpoint(run_dir: str | Path) -> Checkpoint:
+    """Read and validate ``RUN_DIR/model.safetensors``; raise :class:`CheckpointError` if unusable."""
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT_NAME
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no {CHECKPOINT_NAME}; train a model there first with `scorelab train`")
+    try:
+        with safe_open(path, framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a scorelab checkpoint (format {metadata.get('format')!r})")
+    try:
+        config = Config.from_dict(json.loads(metadata["config"]))
+        step = int(metadata["step"])
+    except (KeyError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc})") from None
+    return Checkpoint(step, config, tensors)

@@ -1,0 +1,105 @@
+"""MLP score models: the seed's two networks and scorelab's default.
+
+Every model is a score in the scorelab sense: ``model(x, sigma) -> Tensor``
+shaped like ``x``, with ``sigma`` a tensor [B] of per-sample noise levels
+(ignored by unconditional models).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """The seed's unconditional score network: D-128-128-D with Softplus.
+
+    Trained by exact, sliced or single-σ denoising score matching; ``sigma`` is
+    accepted and ignored so that it plugs into every sampler.
+    """
+
+    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.Softplus()]
+            width = hidden
+        layers.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
+        return self.net(x)
+
+
+def level_index(sigma: Tensor, sigmas: Tensor) -> Tensor:
+    """Index of the nearest level (in log σ) of ``sigmas`` for each entry of ``sigma``."""
+    return (sigma.log()[:, None] - sigmas.log()[None]).abs().argmin(dim=1)
+
+
+class ConditionalLinear(nn.Module):
+    """The seed's conditional layer: ``Linear(x) * γ[level]``, γ initialised U(0, 1)."""
+
+    def __init__(self, n_in: int, n_out: int, n_levels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.embedding = nn.Embedding(n_levels, n_out)
+        nn.init.uniform_(self.embedding.weight, 0.0, 1.0)
+
+    def forward(self, x: Tensor, level: Tensor) -> Tensor:
+        return self.linear(x) * self.embedding(level)
+
+
+class SeedConditionalMLP(nn.Module):
+    """The seed's NCSN: CondLinear(D,128) → Softplus → CondLinear(128,128) → Softplus → Linear(128,D).
+
+    It only knows the discrete levels it was built with; any ``sigma`` is mapped
+    to the nearest of them.
+    """
+
+    def __init__(self, sigmas: Tensor, dim: int = 2, hidden: int = 128) -> None:
+        super().__init__()
+        self.register_buffer("sigmas", torch.as_tensor(sigmas, dtype=torch.float32).clone())
+        n_levels = len(self.sigmas)
+        self.layer1 = ConditionalLinear(dim, hidden, n_levels)
+        self.layer2 = ConditionalLinear(hidden, hidden, n_levels)
+        self.output = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        level = level_index(sigma.to(self.sigmas), self.sigmas)
+        h = nn.functional.softplus(self.layer1(x, level))
+        h = nn.functional.softplus(self.layer2(h, level))
+        return self.output(h)
+
+
+class NoiseConditionalMLP(nn.Module):
+    """scorelab's default noise-conditional score network.
+
+    s(x, σ) = F([c_in(σ)·x, log σ]) / σ, with c_in(σ) = 1/√(σ² + σ_data²).
+
+    - Dividing by σ builds in the known scale of the score, ‖∇ log p_σ‖ ≈ √D/σ
+      (Song & Ermon 2020, "Improved techniques", technique 3), so the network
+      output stays O(1) at every level.
+    - Scaling the input by c_in keeps it at unit variance for every σ (Karras
+      et al. 2022, EDM, Table 1), which matters when σ_1 is many times the data's
+      spread.
+    - Taking log σ as an input, rather than a level index, makes the model
+      continuous in σ, so any schedule can be used at sampling time.
+    """
+
+    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0) -> None:
+        super().__init__()
+        # A buffer, so the value measured on the training data travels with the weights.
+        self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
+        layers: list[nn.Module] = []
+        width = dim + 1
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        layers.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        sigma = sigma.to(x).reshape(-1, 1).expand(x.shape[0], 1)
+        c_in = torch.rsqrt(sigma**2 + self.sigma_data**2)
+        return self.net(torch.cat([c_in * x, sigma.log()], dim=1)) / sigma

@@ -1,0 +1,151 @@
+"""Gradient ascent and the Langevin family of samplers.
+
+Every sampler has the same shape: ``sampler(score, x, <schedule>, *, generator,
+callback) -> Tensor``. Samplers are pure: they never change ``x`` in place,
+keep no state, run under ``torch.no_grad()`` and stay on ``x``'s device.
+``callback`` (if given) receives a :class:`StepInfo` after every step, which is
+how trajectories and animations are recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from scorelab.errors import ConfigError, require_positive, require_positive_int
+from scorelab.rng import randn_like
+
+Score = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """The state a sampler hands to its callback after each step.
+
+    Attributes:
+        x: the samples after the step, [B, D].
+        step: the global step index, from 0.
+        sigma: the noise level the score was evaluated at (0 for unconditional scores).
+        step_size: the step size ε (or α_i) used for this step.
+        score: the score evaluated before the step, [B, D].
+    """
+
+    x: Tensor
+    step: int
+    sigma: float
+    step_size: float
+    score: Tensor
+
+
+Callback = Callable[[StepInfo], None]
+
+
+def _sigma_vector(x: Tensor, sigma: float) -> Tensor:
+    return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
+
+
+@torch.no_grad()
+def gradient_ascent(
+    score: Score, x: Tensor, *, n_steps: int, step_size: float, callback: Callback | None = None
+) -> Tensor:
+    """Noise-free ascent of log p: x ← x + ε·s(x) (the seed's ``sample_simple``).
+
+    This finds modes, not samples: every point climbs to a local maximum of p.
+    """
+    require_positive_int("n_steps", n_steps)
+    require_positive("step_size", step_size)
+    for step in range(n_steps):
+        grad = score(x)
+        x = x + step_size * grad
+        if callback is not None:
+            callback(StepInfo(x, step, 0.0, step_size, grad))
+    return x
+
+
+@torch.no_grad()
+def langevin(
+    score: Score,
+    x: Tensor,
+    *,
+    n_steps: int,
+    step_size: float,
+    decay: float = 1.0,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Unadjusted Langevin dynamics (Welling & Teh 2011; Song & Ermon 2019, eq. 4).
+
+        x_{t+1} = x_t + (ε_t/2)·s(x_t) + √ε_t · T · z_t,   z_t ~ N(0, I),   ε_{t+1} = decay·ε_t.
+
+    With a fixed small ε and many steps it samples p(x) (for T = 1). The seed's
+    version drew z uniformly on [0, 1), which adds a drift of 0.5·√ε per axis.
+    """
+    require_positive_int("n_steps", n_steps)
+    require_positive("step_size", step_size)
+    require_positive("decay", decay)
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    epsilon = step_size
+    for step in range(n_steps):
+        grad = score(x)
+        x = x + 0.5 * epsilon * grad + (epsilon**0.5) * temperature * randn_like(x, generator)
+        if callback is not None:
+            callback(StepInfo(x, step, 0.0, epsilon, grad))
+        epsilon *= decay
+    return x
+
+
+@torch.no_grad()
+def annealed_langevin(
+    score: Score,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    n_steps_each: int,
+    step_size: float,
+    denoise: bool = True,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1).
+
+    For each level σ_1 > … > σ_L, run ``n_steps_each`` Langevin steps with
+
+        α_i = ε · σ_i² / σ_L²,   x ← x + (α_i/2)·s(x, σ_i) + √α_i · z,   z ~ N(0, I).
+
+    With ``denoise`` a last Tweedie step x ← x + σ_L²·s(x, σ_L) removes the
+    remaining N(0, σ_L²) noise (Jolicoeur-Martineau et al. 2021; Song & Ermon 2020).
+
+    Args:
+        score: ``score(x, sigma)`` with ``sigma`` of shape [B].
+        x: starting points [B, D], e.g. uniform noise or N(0, σ_1²I).
+        sigmas: noise levels sorted from largest to smallest.
+        n_steps_each: Langevin steps per level (T).
+        step_size: ε, the step size at the smallest level.
+    """
+    require_positive_int("n_steps_each", n_steps_each)
+    require_positive("step_size", step_size)
+    sigmas = torch.as_tensor(sigmas).tolist()
+    if not sigmas or min(sigmas) <= 0 or sorted(sigmas, reverse=True) != sigmas:
+        raise ConfigError("sigmas must be positive and sorted from largest to smallest")
+    sigma_min = sigmas[-1]
+    step = 0
+    for sigma in sigmas:
+        alpha = step_size * (sigma / sigma_min) ** 2
+        sigma_vec = _sigma_vector(x, sigma)
+        for _ in range(n_steps_each):
+            grad = score(x, sigma_vec)
+            x = x + 0.5 * alpha * grad + (alpha**0.5) * randn_like(x, generator)
+            if callback is not None:
+                callback(StepInfo(x, step, sigma, alpha, grad))
+            step += 1
+    if denoise:
+        grad = score(x, _sigma_vector(x, sigma_min))
+        x = x + sigma_min**2 * grad
+        if callback is not None:
+            callback(StepInfo(x, step, sigma_min, sigma_min**2, grad))
+    return x
