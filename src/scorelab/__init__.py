@@ -8,7 +8,7 @@ objectives take a score and data, samplers take a score and a start, metrics
 take samples. See ``sl.objectives``, ``sl.sampling`` and ``sl.metrics``.
 """
 
-from scorelab import data, errors, metrics, models, noise, objectives, sampling
+from scorelab import data, diffusion, errors, likelihood, metrics, models, noise, objectives, sampling
 from scorelab.config import Config
 from scorelab.run import TrainedRun, load_run
 from scorelab.train import train
@@ -19,7 +19,9 @@ __all__ = [
     "Config",
     "TrainedRun",
     "data",
+    "diffusion",
     "errors",
+    "likelihood",
     "load_run",
     "metrics",
     "models",

@@ -14,10 +14,29 @@ from pathlib import Path
 import tomli_w
 
 from scorelab.errors import ConfigError, require_positive, require_positive_int
+from scorelab.noise import BETA_SCHEDULES
 
-MODELS = ("noise_conditional", "seed_conditional", "mlp")
-OBJECTIVES = ("annealed_dsm",)
-SAMPLERS = ("ald",)
+MODELS = ("noise_conditional", "seed_conditional", "mlp", "ddpm")
+OBJECTIVES = ("annealed_dsm", "exact", "sliced", "sliced_vr", "dsm", "eps")
+# Objectives that train an unconditional score s(x) at a single noise level, so model = "mlp".
+SINGLE_LEVEL_OBJECTIVES = ("exact", "sliced", "sliced_vr", "dsm")
+SAMPLERS = ("ald", "langevin", "pc", "ddpm", "ddim", "ode")
+# Choosing one of these settings implies the others unless they are given too: an
+# unconditional score samples with plain Langevin (ε measured on the swiss roll),
+# and a DDPM trains on ε and samples ancestrally.
+IMPLIED: dict[tuple[str, str], dict] = {
+    **{("objective", name): {"model": "mlp", "sampler": "langevin", "step_size": 3e-3}
+       for name in SINGLE_LEVEL_OBJECTIVES},
+    ("model", "ddpm"): {"objective": "eps", "sampler": "ddpm"},
+}
+
+
+def with_implied(settings: dict) -> dict:
+    """``settings`` plus what its choices imply (see :data:`IMPLIED`), explicit values winning."""
+    implied: dict = {}
+    for key, value in settings.items():
+        implied |= IMPLIED.get((key, value), {})
+    return implied | settings
 
 
 @dataclass
@@ -35,11 +54,22 @@ class Config:
     Noise levels (annealed objectives)
         sigma_max, sigma_min, n_levels: a geometric schedule σ_1 > … > σ_L.
         weight_power: λ(σ) = σ^weight_power in the annealed DSM loss.
+        The single-level ``dsm`` objective perturbs the data at σ = sigma_min only.
     Optimisation
-        objective, steps, batch_size, lr, ema_decay, seed, device
+        objective: ``annealed_dsm`` (default) or a single-level objective that
+            trains ``model = "mlp"``: ``exact`` (Hyvärinen), ``sliced`` (SSM, one
+            Rademacher projection), ``sliced_vr`` (SSM-VR) or ``dsm`` (Vincent, at sigma_min).
+        steps, batch_size, lr, ema_decay, seed, device
         checkpoint_every, log_every: in steps.
     Sampling defaults
         sampler, n_steps_each, step_size, denoise.
+        snr: the predictor-corrector's corrector signal-to-noise ratio (Song et al. 2021).
+    Diffusion (``model = "ddpm"``, ``objective = "eps"``, samplers ddpm/ddim/ode)
+        schedule: the β schedule (``sl.noise.BETA_SCHEDULES``): linear, quadratic, sigmoid or cosine.
+        timesteps: T, the number of steps of the diffusion chain.
+        sample_steps: steps the sampler takes; 0 means every timestep for ddpm/ddim
+            and the adaptive dopri5 solver for ode (K > 0: Heun on K evenly spaced levels).
+        eta: DDIM's η in [0, 1]; 0 is deterministic.
     """
 
     dataset: str = "swiss_roll"
@@ -65,13 +95,18 @@ class Config:
     n_steps_each: int = 50
     step_size: float = 2e-5
     denoise: bool = True
+    snr: float = 0.16
+    schedule: str = "linear"
+    timesteps: int = 1000
+    sample_steps: int = 0
+    eta: float = 0.0
 
     def validate(self) -> Config:
         """Check every field; raise :class:`ConfigError` with a fix-it message."""
         for name in ("n_data", "hidden", "depth", "n_levels", "steps", "batch_size", "checkpoint_every",
                      "log_every", "n_steps_each"):
             require_positive_int(name, getattr(self, name))
-        for name in ("sigma_max", "sigma_min", "lr", "step_size"):
+        for name in ("sigma_max", "sigma_min", "lr", "step_size", "snr"):
             require_positive(name, getattr(self, name))
         if self.sigma_min > self.sigma_max:
             raise ConfigError(f"sigma_min ({self.sigma_min}) must not exceed sigma_max ({self.sigma_max})")
@@ -80,6 +115,21 @@ class Config:
         for name, allowed in (("model", MODELS), ("objective", OBJECTIVES), ("sampler", SAMPLERS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; use one of: {', '.join(allowed)}")
+        if self.objective in SINGLE_LEVEL_OBJECTIVES and self.model != "mlp":
+            raise ConfigError(f"objective {self.objective!r} trains an unconditional score, not {self.model!r}; "
+                              "use --model mlp (or --objective annealed_dsm)")
+        if self.schedule not in BETA_SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of: {', '.join(BETA_SCHEDULES)}")
+        require_positive_int("timesteps", self.timesteps)
+        if not 0 <= self.sample_steps <= self.timesteps:
+            raise ConfigError(f"sample_steps must be in [0, timesteps = {self.timesteps}], got {self.sample_steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
+        if self.model == "ddpm" and self.objective != "eps":
+            raise ConfigError(f"model 'ddpm' trains with objective 'eps', not {self.objective!r}; use --objective eps")
+        if self.objective == "eps" and self.model not in ("ddpm", "noise_conditional"):
+            raise ConfigError(f"objective 'eps' needs a model conditioned on a continuous σ, not {self.model!r}; "
+                              "use --model ddpm")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         return self
@@ -113,11 +163,15 @@ class Config:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Config:
-        try:
-            with open(path, "rb") as handle:
-                values = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        return cls.from_dict(values)
+        return cls.from_dict(read_toml(path))
+
+
+def read_toml(path: str | Path) -> dict:
+    """The key-value pairs of a TOML config file, or a :class:`ConfigError`."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None

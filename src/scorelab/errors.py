@@ -38,3 +38,8 @@ def require_positive_int(name: str, value: int) -> None:
     """Raise :class:`ConfigError` unless ``value`` is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` folded onto one line (wrapped library errors can span several)."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +15,11 @@ from torch import Tensor, nn
 
 from scorelab.checkpoint import load_checkpoint
 from scorelab.config import Config
-from scorelab.errors import CheckpointError, require_positive_int
+from scorelab.diffusion import make_chain
+from scorelab.errors import CheckpointError, ConfigError, require_positive_int
 from scorelab.models import build_model
-from scorelab.noise import geometric_sigmas
-from scorelab.sampling import Callback, annealed_langevin
+from scorelab.noise import geometric_sigmas, vp_sigmas
+from scorelab.sampling import Callback, annealed_langevin, ddim, ddpm, langevin, predictor_corrector, probability_flow
 from scorelab.train import Normalisation, resolve_device
 
 
@@ -68,30 +70,96 @@ class TrainedRun:
         self,
         n: int,
         *,
+        sampler: str | None = None,
         generator: torch.Generator | None = None,
-        n_steps_each: int | None = None,
-        step_size: float | None = None,
         callback: Callback | None = None,
+        **options,
     ) -> Tensor:
-        """Draw ``n`` samples (data coordinates, on CPU) with annealed Langevin.
+        """Draw ``n`` samples (data coordinates, on CPU).
 
-        Sampling starts from N(0, σ_1²I) in model coordinates, the large-noise
-        limit of p_σ1, and uses the run's saved sampler settings unless overridden.
+        Args:
+            n: number of samples.
+            sampler: a name in :data:`SAMPLERS`; defaults to the run's ``config.sampler``.
+            generator: the source of randomness; the same seed gives the same samples.
+            callback: receives a :class:`~scorelab.sampling.StepInfo` per step (model coordinates).
+            options: overrides of the run's sampler settings, e.g. ``n_steps_each=100``.
         """
         require_positive_int("n", n)
-        sigmas = self.sigmas.to(self.device)
-        start = torch.randn(n, self.dim, generator=generator) * sigmas[0].item()
-        samples = annealed_langevin(
-            self.model,
-            start.to(self.device),
-            sigmas,
-            n_steps_each=n_steps_each or self.config.n_steps_each,
-            step_size=step_size or self.config.step_size,
-            denoise=self.config.denoise,
-            generator=generator,
-            callback=callback,
-        )
+        name = sampler or self.config.sampler
+        if name not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {name!r}; use one of: {', '.join(SAMPLERS)}")
+        settings = self.config.replace(**{k: v for k, v in options.items() if v is not None})
+        with torch.no_grad():
+            samples = SAMPLERS[name](self, n, settings, generator, callback)
         return self.normalisation.to_data(samples.cpu())
+
+
+RunSampler = Callable[[TrainedRun, int, Config, "torch.Generator | None", "Callback | None"], Tensor]
+
+
+def _prior_noise(run: TrainedRun, n: int, sigma: float, generator: torch.Generator | None) -> Tensor:
+    """N(0, σ²I) starting points in model coordinates, on the run's device."""
+    return (torch.randn(n, run.dim, generator=generator) * sigma).to(run.device)
+
+
+def _annealed_langevin(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
+    """Start from N(0, σ_1²I), the large-noise limit of p_σ1, and anneal down to σ_L."""
+    sigmas = run.sigmas.to(run.device)
+    return annealed_langevin(run.model, _prior_noise(run, n, sigmas[0].item(), generator), sigmas,
+                             n_steps_each=settings.n_steps_each, step_size=settings.step_size,
+                             denoise=settings.denoise, generator=generator, callback=callback)
+
+
+def _langevin(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
+    """Plain Langevin for unconditional scores: n_levels·n_steps_each steps of size step_size."""
+    return langevin(run.model, _prior_noise(run, n, settings.sigma_max, generator),
+                    n_steps=settings.n_levels * settings.n_steps_each, step_size=settings.step_size,
+                    generator=generator, callback=callback)
+
+
+def _predictor_corrector(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
+    """Predictor-corrector (VE SDE) on n_levels·n_steps_each geometric levels from σ_max to σ_min.
+
+    The reverse-diffusion predictor needs many small levels (``score_sde`` uses 1000), so
+    the levels × steps budget of annealed Langevin becomes levels here, each with one
+    corrector step at the default snr. Noise-conditional models take any σ; the seed's
+    CondLinear model snaps each σ to its nearest training level.
+    """
+    sigmas = geometric_sigmas(settings.sigma_max, settings.sigma_min, settings.n_levels * settings.n_steps_each)
+    sigmas = sigmas.to(run.device)
+    return predictor_corrector(run.model, _prior_noise(run, n, sigmas[0].item(), generator), sigmas,
+                               snr=settings.snr, denoise=settings.denoise, generator=generator, callback=callback)
+
+
+def _chain(settings: Config) -> Tensor:
+    """ᾱ of the run's diffusion chain, respaced to ``sample_steps`` steps when that is > 0."""
+    return make_chain(settings.schedule, settings.timesteps, settings.sample_steps or None)
+
+
+def _ddpm(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
+    """DDPM ancestral sampling from x_T ~ N(0, I), σ_t² = β_t."""
+    return ddpm(run.model, _prior_noise(run, n, 1.0, generator), _chain(settings), generator=generator,
+                callback=callback)
+
+
+def _ddim(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
+    """DDIM with the run's η from x_T ~ N(0, I)."""
+    return ddim(run.model, _prior_noise(run, n, 1.0, generator), _chain(settings), eta=settings.eta,
+                generator=generator, callback=callback)
+
+
+def _ode(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
+    """The probability-flow ODE from the DDPM prior seen in y = x_T/√ᾱ_T: dopri5, or Heun on sample_steps levels."""
+    sigmas = vp_sigmas(_chain(settings)).flip(0)
+    if not settings.sample_steps:
+        sigmas = sigmas[[0, -1]]
+    start = _prior_noise(run, n, (1 + sigmas[0].item() ** 2) ** 0.5, generator)
+    return probability_flow(run.model, start, sigmas, method="heun2" if settings.sample_steps else "dopri5",
+                            callback=callback)
+
+
+SAMPLERS: dict[str, RunSampler] = {"ald": _annealed_langevin, "langevin": _langevin, "pc": _predictor_corrector,
+                                   "ddpm": _ddpm, "ddim": _ddim, "ode": _ode}
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:

@@ -27,16 +27,38 @@ from tqdm.auto import tqdm
 from scorelab import data as data_module
 from scorelab.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, write_atomic
 from scorelab.config import Config
+from scorelab.diffusion import make_chain
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
 from scorelab.models import build_model
 from scorelab.noise import geometric_sigmas
-from scorelab.objectives import annealed_denoising_score_matching
+from scorelab.objectives import (
+    annealed_denoising_score_matching,
+    denoising_score_matching,
+    diffusion_simple_loss,
+    exact_score_matching,
+    sliced_score_matching,
+)
 
 Objective = Callable[[nn.Module, Tensor, Tensor, Config, torch.Generator], Tensor]
 
 OBJECTIVES: dict[str, Objective] = {
     "annealed_dsm": lambda model, batch, sigmas, config, generator: annealed_denoising_score_matching(
         model, batch, sigmas, weight_power=config.weight_power, generator=generator
+    ),
+    # Single-level objectives train an unconditional model, called as model(x).
+    "exact": lambda model, batch, sigmas, config, generator: exact_score_matching(model, batch),
+    "sliced": lambda model, batch, sigmas, config, generator: sliced_score_matching(
+        model, batch, generator=generator
+    ),
+    "sliced_vr": lambda model, batch, sigmas, config, generator: sliced_score_matching(
+        model, batch, variance_reduction=True, generator=generator
+    ),
+    "dsm": lambda model, batch, sigmas, config, generator: denoising_score_matching(
+        model, batch, config.sigma_min, generator=generator
+    ),
+    # DDPM's L_simple over the config's β schedule (the geometric sigmas are not used).
+    "eps": lambda model, batch, sigmas, config, generator: diffusion_simple_loss(
+        model, batch, make_chain(config.schedule, config.timesteps), generator=generator
     ),
 }
 
@@ -171,8 +193,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             bar.set_postfix(loss=f"{sum(window) / len(window):.4g}")
             window = []
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation)
+            # Log first: on resume, rows past the checkpoint's step are dropped, rows missing are not recoverable.
             _write_log(log_path, log_rows)
+            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation)
     bar.close()
     return TrainResult(run_dir, config.steps, time.perf_counter() - begin, loss_value)
 

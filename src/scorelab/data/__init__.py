@@ -9,10 +9,10 @@ from torch import Tensor
 
 from scorelab.data.files import SUFFIXES, load_file
 from scorelab.data.mixture import GaussianMixture
-from scorelab.data.toy import DATASETS
+from scorelab.data.toy import DATASETS, DEFAULT_GMM, EXACT_DENSITIES
 from scorelab.errors import DataError, require_positive_int
 
-__all__ = ["DATASETS", "GaussianMixture", "is_file_source", "load", "load_file"]
+__all__ = ["DATASETS", "DEFAULT_GMM", "EXACT_DENSITIES", "GaussianMixture", "is_file_source", "load", "load_file"]
 
 
 def is_file_source(name_or_path: str | Path) -> bool:

@@ -1,6 +1,10 @@
 """User data from ``.csv`` and ``.npy`` files, validated before use.
 
-Nothing here unpickles: ``.npy`` files are read with ``allow_pickle=False``.
+Every problem with a file (unreadable, not numeric, ragged, NaN/inf, too few
+rows, wrong shape, empty) is a :class:`DataError` whose message names the file
+and what to fix. Nothing here unpickles: ``.npy`` files are read with
+``allow_pickle=False``, and memory-mapped first so a header that claims a
+huge array cannot make us allocate it.
 """
 
 from __future__ import annotations
@@ -17,48 +21,62 @@ from scorelab.errors import DataError
 SUFFIXES = (".csv", ".npy")
 
 
-def _parse_csv(path: Path) -> np.ndarray:
+def _is_number(cell: str) -> bool:
     try:
-        with path.open(newline="") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file, each with its line number."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            return [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text CSV file") from None
+        raise DataError(f"{path}: not a UTF-8 text CSV file") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _parse_csv(path: Path) -> np.ndarray:
+    """Numbers from a CSV file; a first row with no numeric cell is a header and is skipped."""
+    rows = _read_csv_rows(path)
     if not rows:
         raise DataError(f"{path}: the file is empty")
-
-    def is_number(cell: str) -> bool:
-        try:
-            float(cell)
-        except ValueError:
-            return False
-        return True
-
-    if not all(is_number(cell) for cell in rows[0]):
-        rows = rows[1:]  # a header row
+    if not any(_is_number(cell) for cell in rows[0][1]):
+        rows = rows[1:]
     if not rows:
         raise DataError(f"{path}: the file has a header but no data rows")
-    width = len(rows[0])
-    for line, row in enumerate(rows, start=1):
+    width = len(rows[0][1])
+    for line, row in rows:
         if len(row) != width:
-            raise DataError(f"{path}: ragged rows: data row {line} has {len(row)} columns, expected {width}")
-        for cell in row:
-            if not is_number(cell):
-                raise DataError(f"{path}: non-numeric cell {cell.strip()[:40]!r} in data row {line}")
-    return np.array(rows, dtype=np.float64)
+            raise DataError(f"{path}: ragged rows: line {line} has {len(row)} columns, expected {width}")
+        for column, cell in enumerate(row, start=1):
+            if not _is_number(cell):
+                what = f"non-numeric cell {cell.strip()[:40]!r}" if cell.strip() else "empty cell"
+                raise DataError(f"{path}: {what} at line {line}, column {column}; every data cell must be a number")
+    return np.array([row for _, row in rows], dtype=np.float64)
 
 
 def _parse_npy(path: Path) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser lets ValueError, SyntaxError,
+        # tokenize.TokenError, OverflowError, ... escape on corrupt bytes; each one means the same thing here.
+        reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        raise DataError(f"{path}: not a readable .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: holds an archive, not a single array; save one array with np.save")
+    if array.dtype.fields is not None or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise DataError(f"{path}: expected a real numeric array, got dtype {array.dtype}")
-    return array.astype(np.float64)
+    return np.array(array, dtype=np.float64)
 
 
 def validate_array(array: np.ndarray, source: str) -> np.ndarray:
-    """Check that ``array`` is [n, d] with n >= 2, d >= 1 and finite values."""
+    """Check that ``array`` is [n, d] with n >= 2, d >= 1 and finite values; a 1-D array is one column."""
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2:
@@ -66,7 +84,7 @@ def validate_array(array: np.ndarray, source: str) -> np.ndarray:
     if array.shape[0] < 2 or array.shape[1] < 1:
         raise DataError(f"{source}: need at least 2 rows and 1 column, got shape {array.shape}")
     if not np.isfinite(array).all():
-        raise DataError(f"{source}: contains NaN or infinite values")
+        raise DataError(f"{source}: contains NaN or infinite values; remove or impute them")
     return array
 
 
@@ -79,5 +97,11 @@ def load_file(path: str | Path) -> Tensor:
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
-    array = _parse_csv(path) if path.suffix == ".csv" else _parse_npy(path)
-    return torch.from_numpy(validate_array(array, str(path))).float()
+    try:
+        array = _parse_csv(path) if path.suffix == ".csv" else _parse_npy(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
+    array = validate_array(array, str(path))
+    if np.abs(array).max() > np.finfo(np.float32).max:
+        raise DataError(f"{path}: values beyond the float32 range (about ±3.4e38); rescale the data")
+    return torch.from_numpy(array).float()

@@ -23,9 +23,12 @@ from scorelab.errors import DataError
 
 
 def _as_sigma(sigma: float | Tensor, x: Tensor) -> Tensor:
-    """Noise level(s) as a tensor of shape [B, 1, 1] (or [1, 1, 1]) on x's device."""
+    """Noise level(s), a number or one per row of x, as a tensor [B, 1, 1] (or [1, 1, 1]) on x's device."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    if (sigma < 0).any():
+    if sigma.numel() not in (1, x.shape[0]):
+        raise DataError(f"sigma must be a number or hold one level per row of x ({x.shape[0]}), "
+                        f"got shape {tuple(sigma.shape)}")
+    if not (sigma >= 0).all():
         raise DataError("sigma must be >= 0")
     return sigma.reshape(-1, 1, 1)
 
@@ -86,6 +89,8 @@ class GaussianMixture:
 
     def _component_terms(self, x: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per-component log w_k + log N(x; μ_k, s_k² + σ²), the variances and x − μ_k."""
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise DataError(f"x must have shape [B, {self.dim}], got {tuple(x.shape)}")
         means = self.means.to(x)
         variances = self.stds.to(x)[None] ** 2 + _as_sigma(sigma, x) ** 2  # [B|1, K, D]
         diff = x[:, None, :] - means[None]  # [B, K, D]

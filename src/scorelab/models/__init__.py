@@ -6,10 +6,14 @@ import torch
 from torch import nn
 
 from scorelab.config import Config
+from scorelab.diffusion import eps_to_score
+from scorelab.models.diffusion import EpsMLP
+from scorelab.models.energy import EnergyScore
 from scorelab.models.mlp import MLP, ConditionalLinear, NoiseConditionalMLP, SeedConditionalMLP
 from scorelab.noise import geometric_sigmas
 
-__all__ = ["MLP", "ConditionalLinear", "NoiseConditionalMLP", "SeedConditionalMLP", "build_model"]
+__all__ = ["MLP", "ConditionalLinear", "EnergyScore", "EpsMLP", "NoiseConditionalMLP", "SeedConditionalMLP",
+           "build_model"]
 
 
 def build_model(config: Config, dim: int, *, sigma_data: float = 1.0) -> nn.Module:
@@ -24,4 +28,6 @@ def build_model(config: Config, dim: int, *, sigma_data: float = 1.0) -> nn.Modu
         if config.model == "seed_conditional":
             sigmas = geometric_sigmas(config.sigma_max, config.sigma_min, config.n_levels)
             return SeedConditionalMLP(sigmas, dim, config.hidden)
+        if config.model == "ddpm":
+            return eps_to_score(EpsMLP(dim, config.hidden, config.depth, sigma_data=sigma_data))
         return NoiseConditionalMLP(dim, config.hidden, config.depth, sigma_data)

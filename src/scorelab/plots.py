@@ -1,0 +1,227 @@
+"""Figures: data, learned score fields, samples and sampler trajectories.
+
+The only module that imports matplotlib, so ``import scorelab`` stays light.
+Every figure is rendered to memory first and then written atomically, so a
+failed plot never leaves a half-written file over a good one.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from scorelab.checkpoint import write_atomic  # noqa: E402
+from scorelab.errors import require_positive_int  # noqa: E402
+from scorelab.run import TrainedRun  # noqa: E402
+from scorelab.sampling import StepInfo  # noqa: E402
+
+Bounds = tuple[float, float, float, float]
+POINT_STYLE = {"s": 2, "alpha": 0.4, "linewidths": 0}
+
+
+def save_figure(figure: plt.Figure, path: str | Path) -> Path:
+    """Render ``figure`` as PNG and write it atomically to ``path``."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+    return Path(path)
+
+
+def data_bounds(x: Tensor, margin: float = 0.15) -> Bounds:
+    """The bounding box of the first two coordinates of ``x``, widened by ``margin`` of its size."""
+    low, high = x[:, :2].min(0).values, x[:, :2].max(0).values
+    pad = (high - low) * margin
+    return (float(low[0] - pad[0]), float(high[0] + pad[0]), float(low[1] - pad[1]), float(high[1] + pad[1]))
+
+
+def draw_score_field(axes: plt.Axes, score: Callable[[Tensor], Tensor], bounds: Bounds, grid: int = 32) -> None:
+    """Quiver plot of a 2-D score on a ``grid``×``grid`` lattice.
+
+    Arrows are rescaled from length ‖s‖ to log1p(‖s‖), as in the seed tutorial,
+    so the field stays readable where the score is large.
+    """
+    xs = torch.linspace(bounds[0], bounds[1], grid)
+    ys = torch.linspace(bounds[2], bounds[3], grid)
+    mesh_x, mesh_y = torch.meshgrid(xs, ys, indexing="xy")
+    points = torch.stack([mesh_x.reshape(-1), mesh_y.reshape(-1)], dim=1)
+    with torch.no_grad():
+        field = score(points).cpu()
+    norm = field.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    field = field / norm * torch.log1p(norm)
+    axes.quiver(points[:, 0], points[:, 1], field[:, 0], field[:, 1], color="tab:blue", width=0.002)
+    axes.set_xlim(bounds[0], bounds[1])
+    axes.set_ylim(bounds[2], bounds[3])
+    axes.set_aspect("equal")
+
+
+def _panels(n: int, size: float = 4.0, columns: int = 5) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure with ``n`` square panels, at most ``columns`` per row."""
+    rows, width = -(-n // columns), min(n, columns)
+    figure, axes = plt.subplots(rows, width, figsize=(size * width, size * rows), squeeze=False)
+    for spare in axes.flat[n:]:
+        spare.set_visible(False)
+    return figure, list(axes.flat[:n])
+
+
+def plot_data(x: Tensor, path: str | Path, title: str = "data") -> Path:
+    """Scatter plot of the first two coordinates of ``x``."""
+    figure, (axes,) = _panels(1)
+    axes.scatter(x[:, 0], x[:, 1], color="tab:gray", **POINT_STYLE)
+    axes.set_title(f"{title} (n = {len(x)})")
+    axes.set_aspect("equal")
+    return save_figure(figure, path)
+
+
+def plot_score_fields(run: TrainedRun, x: Tensor, path: str | Path, max_panels: int = 10) -> Path:
+    """The learned score at every training noise level (up to ``max_panels``), one σ per panel.
+
+    (The seed drew a random level for every grid point, so each arrow belonged
+    to a different σ; here every panel holds a single σ.)
+    """
+    sigmas = run.sigmas.tolist()
+    conditional = run.config.model != "mlp"
+    if not conditional:
+        sigmas = sigmas[-1:]
+    picks = sorted({round(i * (len(sigmas) - 1) / max(max_panels - 1, 1)) for i in range(max_panels)})
+    bounds = data_bounds(x)
+    figure, axes_list = _panels(len(picks), size=3.2)
+    for axes, index in zip(axes_list, picks):
+        sigma = sigmas[index]
+        draw_score_field(axes, lambda p, s=sigma: run.score(p.to(run.device), torch.full((len(p),), s)), bounds)
+        axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
+        axes.set_title(f"learned score, σ = {sigma:.3g}" if conditional else "learned score")
+    return save_figure(figure, path)
+
+
+def plot_samples(x: Tensor, samples: Tensor, path: str | Path, title: str = "samples") -> Path:
+    """Data (left) and model samples (right) on the same axes limits."""
+    bounds = data_bounds(torch.cat([x, samples]))
+    figure, (left, right) = _panels(2)
+    for axes, points, name, color in ((left, x, "data", "tab:gray"), (right, samples, title, "tab:red")):
+        axes.scatter(points[:, 0], points[:, 1], color=color, **POINT_STYLE)
+        axes.set_xlim(bounds[0], bounds[1])
+        axes.set_ylim(bounds[2], bounds[3])
+        axes.set_aspect("equal")
+        axes.set_title(f"{name} (n = {len(points)})")
+    return save_figure(figure, path)
+
+
+def plot_suite_grid(panels: list[tuple[str, Tensor, Tensor]], path: str | Path, columns: int = 5) -> Path:
+    """One panel per data set: data (grey) under model samples (red), on the data's bounds.
+
+    ``panels`` holds (title, data, samples) triples; the grid has ``columns`` panels per row.
+    """
+    rows = -(-len(panels) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
+    for axes in grid.flat[len(panels):]:
+        axes.set_axis_off()
+    for axes, (title, x, samples) in zip(grid.flat, panels):
+        bounds = data_bounds(x)
+        axes.scatter(x[:, 0], x[:, 1], color="tab:gray", **POINT_STYLE)
+        axes.scatter(samples[:, 0], samples[:, 1], color="tab:red", **POINT_STYLE)
+        axes.set_xlim(bounds[0], bounds[1])
+        axes.set_ylim(bounds[2], bounds[3])
+        axes.set_aspect("equal")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.set_title(title, fontsize=9)
+    return save_figure(figure, path)
+
+
+def record_trajectories(run: TrainedRun, n: int, generator: torch.Generator | None = None,
+                        sampler: str | None = None) -> tuple[Tensor, list[float]]:
+    """Sample ``n`` points and return every sampler state and the σ of each step.
+
+    Returns the states [steps + 1, n, D] in data coordinates (the last is the
+    returned sample) and one σ per state.
+    """
+    states: list[Tensor] = []
+    sigmas: list[float] = []
+
+    def record(info: StepInfo) -> None:
+        states.append(run.normalisation.to_data(info.x.cpu()))
+        sigmas.append(info.sigma)
+
+    final = run.sample(n, sampler=sampler, generator=generator, callback=record)
+    return torch.stack([*states[:-1], final]), sigmas
+
+
+def plot_trajectories(run: TrainedRun, x: Tensor, path: str | Path, n: int = 8,
+                      generator: torch.Generator | None = None, points_per_path: int = 40) -> Path:
+    """Sampler paths of a few points drawn over the score field at the smallest σ.
+
+    Paths are thinned to about ``points_per_path`` states so the drift from
+    noise to data stays visible under the Langevin jitter.
+    """
+    paths, _ = record_trajectories(run, n, generator)
+    stride = max(1, len(paths) // points_per_path)
+    paths = torch.cat([paths[:-1:stride], paths[-1:]])
+    bounds = data_bounds(torch.cat([x, paths.reshape(-1, paths.shape[-1])]))
+    figure, (axes,) = _panels(1, size=6.0)
+    sigma_min = run.sigmas[-1].item()
+    draw_score_field(axes, lambda p: run.score(p.to(run.device), torch.full((len(p),), sigma_min)), bounds, grid=24)
+    axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
+    for k in range(n):
+        axes.plot(paths[:, k, 0], paths[:, k, 1], color="tab:orange", linewidth=0.6, alpha=0.8)
+    axes.scatter(paths[0, :, 0], paths[0, :, 1], color="black", s=10, label="start")
+    axes.scatter(paths[-1, :, 0], paths[-1, :, 1], color="tab:red", s=14, label="end")
+    axes.legend(loc="upper right")
+    axes.set_title(f"{run.config.sampler} trajectories of {n} points")
+    return save_figure(figure, path)
+
+
+def animate_sampler(run: TrainedRun, x: Tensor, path: str | Path, n: int = 1000,
+                    generator: torch.Generator | None = None, frames_per_level: int = 3,
+                    fps: int = 6, sampler: str | None = None, max_levels: int = 40) -> Path:
+    """A GIF of the run's sampler carrying ``n`` points from noise to the data, level by level.
+
+    Each noise level contributes ``frames_per_level`` frames, evenly spaced and ending
+    on its last step (the final frame is the denoised samples), drawn over the data in
+    grey with σ in the title. Samplers with hundreds of levels (pc, ddpm) show
+    ``max_levels`` of them, evenly spaced. Written with matplotlib's PillowWriter:
+    no external binary.
+    """
+    require_positive_int("frames_per_level", frames_per_level)
+    require_positive_int("fps", fps)
+    states, step_sigmas = record_trajectories(run, n, generator, sampler)
+    levels: dict[float, list[Tensor]] = {}
+    for sigma, state in zip(step_sigmas, states):
+        levels.setdefault(sigma, []).append(state)
+    shown = list(levels)[:: max(1, -(-len(levels) // max_levels))]
+    if shown[-1] != list(levels)[-1]:
+        shown.append(list(levels)[-1])
+    frames = [(sigma, levels[sigma][len(levels[sigma]) * (k + 1) // frames_per_level - 1])
+              for sigma in shown for k in range(frames_per_level)]
+    bounds = data_bounds(x, margin=0.5)
+    figure, (axes,) = _panels(1, size=5.0)
+    axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
+    cloud = axes.scatter(frames[0][1][:, 0], frames[0][1][:, 1], color="tab:red", s=3, linewidths=0)
+    axes.set_xlim(bounds[0], bounds[1])
+    axes.set_ylim(bounds[2], bounds[3])
+    axes.set_aspect("equal")
+    level_index = {sigma: i for i, sigma in enumerate(levels)}
+    title = sampler or run.config.sampler
+
+    def show(frame: int) -> None:
+        sigma, points = frames[frame]
+        cloud.set_offsets(points[:, :2].numpy())
+        axes.set_title(f"{title}: level {level_index[sigma] + 1}/{len(levels)}, σ = {sigma:.3g}")
+
+    animation = FuncAnimation(figure, show, frames=len(frames))
+    with tempfile.TemporaryDirectory() as scratch:
+        gif = Path(scratch) / "animation.gif"
+        animation.save(gif, writer=PillowWriter(fps=fps), dpi=80)
+        plt.close(figure)
+        write_atomic(path, gif.read_bytes())
+    return Path(path)

@@ -1,0 +1,58 @@
+"""Sections of a Markdown benchmark file, each rewritten in place with its provenance.
+
+Each benchmark owns one section of ``BENCHMARKS.md``, delimited by HTML
+comments, and rewrites only that section, with the command, the machine, the
+date and the commit. The file path is passed in, so that ``scorelab bench``
+works from an installed package and ``benchmarks/*.py`` share the same code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from scorelab.checkpoint import write_atomic
+
+TITLE = "# Benchmarks\n\nEvery table below was written by the script named in its section.\n"
+
+
+def provenance(repo: str | Path = ".") -> str:
+    """One line: command, machine (cores), date and the git commit of ``repo``."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True).stdout.strip()
+        commit += "+uncommitted changes" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Command: `{command}` · machine: {machine} · date: {date} · commit: {commit}"
+
+
+def write_section(path: str | Path, name: str, title: str, body: str) -> str:
+    """Replace (or append) the section ``name`` of the Markdown file ``path``; returns the section."""
+    path = Path(path)
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    section = f"{begin}\n## {title}\n\n{provenance(path.resolve().parent)}\n\n{body.strip()}\n{end}"
+    text = path.read_text() if path.exists() else TITLE
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    write_atomic(path, text.encode())
+    return section
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny, seeded training runs that take a second or two."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import scorelab as sl
+
+# Two cores are shared by everything; one thread keeps timings stable and results identical.
+torch.set_num_threads(1)
+
+
+def tiny_config(**changes) -> sl.Config:
+    """A run small enough for unit tests (not for quality)."""
+    base = dict(n_data=512, steps=40, batch_size=64, hidden=32, depth=2, checkpoint_every=20, log_every=10,
+                n_levels=4, n_steps_each=5, seed=3, device="cpu")
+    return sl.Config(**{**base, **changes})
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """A trained tiny run directory."""
+    run_dir = tmp_path / "run"
+    sl.train(tiny_config(), run_dir, progress=False)
+    return run_dir

@@ -1,0 +1,209 @@
+"""The command line: bad input gives one line on stderr, exit code 2, and nothing lost."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import scorelab as sl
+from scorelab.cli import main
+
+TINY = ["--n-data", "512", "--steps", "30", "--batch-size", "64", "--hidden", "32", "--depth", "2",
+        "--n-levels", "4", "--n-steps-each", "5", "--device", "cpu", "--no-progress"]
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_clean_error(code, err, pattern):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scorelab: error: "), err
+    assert pattern in lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def good_file(tmp_path):
+    path = tmp_path / "good.npy"
+    path.write_bytes(b"precious")
+    return path
+
+
+def test_train_sample_is_bit_identical_twice(tmp_path, capsys):
+    outputs = []
+    for name in ("a", "b"):
+        code, _, err = run_cli(capsys, "train", "--dataset", "swiss_roll", "--out", tmp_path / name, *TINY)
+        assert code == 0, err
+        out = tmp_path / f"{name}.npy"
+        assert run_cli(capsys, "sample", tmp_path / name, "--n", 300, "--out", out, "--seed", 4)[0] == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    samples = np.load(tmp_path / "a.npy")
+    assert samples.shape == (300, 2) and np.isfinite(samples).all()
+
+
+def test_config_file_and_flags_precedence(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('hidden = 16\nlr = 0.002\nsteps = 10\n')
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--config", config, *TINY)
+    assert code == 0, err
+    saved = sl.Config.from_toml(tmp_path / "run" / "config.toml")
+    assert (saved.hidden, saved.lr, saved.steps) == (32, 0.002, 30)  # flags beat the file, the file beats defaults
+
+
+def test_sample_csv_and_evaluate_and_plot(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "train", "--out", run_dir, *TINY)[0] == 0
+    assert run_cli(capsys, "sample", run_dir, "--n", 20, "--out", tmp_path / "s.csv")[0] == 0
+    assert np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1).shape == (20, 2)
+    code, out, _ = run_cli(capsys, "evaluate", run_dir, "--n", 200, "--repeats", 2)
+    assert code == 0 and "W2" in out and "floor" in out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["w2"]["repeats"] == 2 and metrics["w2"]["ratio"] > 0
+    code, _, err = run_cli(capsys, "plot", run_dir)
+    assert code == 0, err
+    for name in ("data.png", "score_field.png", "samples.png", "trajectories.png"):
+        assert (run_dir / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_single_level_objective_implies_unconditional_model_and_langevin(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--objective", "sliced", *TINY)
+    assert code == 0, err
+    saved = sl.Config.from_toml(tmp_path / "run" / "config.toml")
+    assert (saved.model, saved.sampler, saved.step_size) == ("mlp", "langevin", 3e-3)
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "bad", "--objective", "sliced",
+                           "--model", "noise_conditional", *TINY)
+    assert_clean_error(code, err, "use --model mlp")
+
+
+def test_plot_flags_select_figures(tiny_run, capsys):
+    code, out, err = run_cli(capsys, "plot", tiny_run, "--trajectories", "--animate")
+    assert code == 0, err
+    assert (tiny_run / "trajectories.png").is_file() and (tiny_run / "ald.gif").read_bytes()[:3] == b"GIF"
+    assert not (tiny_run / "data.png").exists()
+
+
+def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
+    markdown, figure = tmp_path / "B.md", tmp_path / "suite.png"
+    code, _, err = run_cli(capsys, "bench", "--quick", "--datasets", "8gaussians", "--out", tmp_path / "runs",
+                           "--benchmarks-md", markdown, "--figure", figure, "--device", "cpu")
+    assert code == 0, err
+    text = markdown.read_text()
+    assert "<!-- BEGIN toy_suite_quick -->" in text and "`8gaussians`" in text and "W2 ratio" in text
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["train", "--dataset", "no_such_set"], "unknown dataset 'no_such_set'"),
+    (["train", "--dataset", "missing.csv"], "no such file"),
+    (["train", "--sigma-min", "-0.1"], "sigma_min must be a positive"),
+    (["train", "--sigma-max", "0"], "sigma_max must be a positive"),
+    (["train", "--step-size", "-1"], "step_size must be a positive"),
+    (["train", "--steps", "0"], "steps must be a positive integer"),
+    (["train", "--batch-size", "-5"], "batch_size must be a positive integer"),
+])
+def test_bad_training_options(tmp_path, capsys, argv, pattern):
+    code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run", "--no-progress")
+    assert_clean_error(code, err, pattern)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("content, pattern", [
+    ("x,y\n1,2\nthree,4\n", "non-numeric cell"),
+    ("1,2\n3\n", "ragged rows"),
+    ("1,2\nnan,4\n", "NaN or infinite"),
+    ("1,2\n", "at least 2 rows"),
+    ("", "empty"),
+])
+def test_bad_data_files(tmp_path, capsys, content, pattern):
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    code, _, err = run_cli(capsys, "train", "--dataset", path, "--out", tmp_path / "run", "--no-progress")
+    assert_clean_error(code, err, pattern)
+
+
+def test_three_dimensional_npy_and_inf(tmp_path, capsys):
+    np.save(tmp_path / "cube.npy", np.zeros((4, 2, 2)))
+    code, _, err = run_cli(capsys, "train", "--dataset", tmp_path / "cube.npy", "--out", tmp_path / "r")
+    assert_clean_error(code, err, "expected a 2-D array")
+    np.save(tmp_path / "inf.npy", np.array([[1.0, np.inf], [0.0, 1.0]]))
+    code, _, err = run_cli(capsys, "train", "--dataset", tmp_path / "inf.npy", "--out", tmp_path / "r")
+    assert_clean_error(code, err, "NaN or infinite")
+
+
+def test_run_directory_without_model(tmp_path, capsys, good_file):
+    (tmp_path / "empty").mkdir()
+    for argv in (["sample", tmp_path / "empty", "--out", good_file], ["evaluate", tmp_path / "empty"],
+                 ["plot", tmp_path / "empty"], ["sample", tmp_path / "nowhere", "--out", good_file]):
+        code, _, err = run_cli(capsys, *argv)
+        assert_clean_error(code, err, "")
+    assert good_file.read_bytes() == b"precious"
+
+
+def test_corrupt_and_mismatched_checkpoints(tiny_run, tmp_path, capsys, good_file):
+    checkpoint = tiny_run / "model.safetensors"
+    original = checkpoint.read_bytes()
+    checkpoint.write_bytes(original[: len(original) // 2])
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--out", good_file)
+    assert_clean_error(code, err, "corrupt")
+    # A checkpoint whose config promises a different network.
+    checkpoint.write_bytes(original)
+    ckpt = sl.checkpoint.load_checkpoint(tiny_run)
+    ckpt.config = ckpt.config.replace(hidden=64)
+    sl.checkpoint.save_checkpoint(tiny_run, ckpt)
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--out", good_file)
+    assert_clean_error(code, err, "do not match")
+    assert good_file.read_bytes() == b"precious"
+
+
+def test_bad_sample_requests_leave_output_alone(tiny_run, capsys, good_file):
+    for argv, pattern in ((["--n", 0], "--n must be a positive integer"),
+                          (["--n", -3], "--n must be a positive integer"),
+                          (["--step-size", -0.5], "step_size must be a positive"),
+                          (["--n-steps-each", 0], "n_steps_each must be a positive integer")):
+        code, _, err = run_cli(capsys, "sample", tiny_run, "--out", good_file, *argv)
+        assert_clean_error(code, err, pattern)
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--out", good_file.with_suffix(".txt"))
+    assert_clean_error(code, err, "--out must end in")
+    assert good_file.read_bytes() == b"precious"
+
+
+def test_unwritable_output(tiny_run, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 5, "--out", blocker / "s.npy")
+    assert_clean_error(code, err, "cannot write")
+    code, _, err = run_cli(capsys, "train", "--out", blocker / "run", *TINY)
+    assert_clean_error(code, err, "cannot write")
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "scorelab.cli", "train", "--dataset", "nope",
+                             "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip()] and "unknown dataset" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_at_every_level(capsys):
+    for argv in ([], ["train"], ["sample"], ["evaluate"], ["plot"], ["demo"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: scorelab") and "--help" in out
+
+
+def test_device_follows_cuda_when_present(tiny_run):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    run = sl.load_run(tiny_run, device="cuda")
+    samples = run.sample(64, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (64, 2) and torch.isfinite(samples).all()

@@ -1,0 +1,124 @@
+"""The training loop: resume equals an uninterrupted run, divergence keeps the checkpoint."""
+
+import csv
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file
+
+import scorelab as sl
+
+# `sl.train` is the function; the module of the same name holds the loop's internals.
+train_module = importlib.import_module("scorelab.train")
+
+
+def weights(run_dir):
+    return {k: v for k, v in load_file(run_dir / "model.safetensors").items() if k.startswith(("ema.", "model."))}
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_run_directory_contents(tiny_run):
+    for name in ("config.toml", "model.safetensors", "train_log.csv"):
+        assert (tiny_run / name).is_file()
+    assert sl.Config.from_toml(tiny_run / "config.toml") == tiny_config()
+    with open(tiny_run / "train_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
+    config = tiny_config()
+    sl.train(config, tmp_path / "full", progress=False)
+
+    real_save = train_module._save
+
+    def save_then_die(run_dir, step, *args):
+        real_save(run_dir, step, *args)
+        if step == 20:
+            raise Interrupt  # as if the process were killed right after the checkpoint
+
+    monkeypatch.setattr(train_module, "_save", save_then_die)
+    with pytest.raises(Interrupt):
+        sl.train(config, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(train_module, "_save", real_save)
+    assert sl.load_run(tmp_path / "resumed").step == 20
+    sl.train(config, tmp_path / "resumed", resume=True, progress=False)
+    assert_same_weights(tmp_path / "full", tmp_path / "resumed")
+    with open(tmp_path / "resumed" / "train_log.csv") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == [10, 20, 30, 40]
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
+    """Kill a real `scorelab train` process mid-run, resume it, compare with an uninterrupted run."""
+    flags = ["--n-data", "512", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--n-levels", "4",
+             "--seed", "5", "--device", "cpu", "--steps", "1000", "--checkpoint-every", "25", "--no-progress"]
+    command = [sys.executable, "-m", "scorelab.cli", "train", *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.Popen([*command, "--out", str(tmp_path / "killed")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed" / "model.safetensors"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    step_at_kill = sl.load_run(tmp_path / "killed").step
+    assert 0 < step_at_kill < 1000, "the kill must land mid-run for this test to mean anything"
+    subprocess.run([*command, "--out", str(tmp_path / "killed"), "--resume"], env=env, check=True,
+                   capture_output=True)
+    subprocess.run([*command, "--out", str(tmp_path / "full")], env=env, check=True, capture_output=True)
+    assert_same_weights(tmp_path / "full", tmp_path / "killed")
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config()
+    sl.train(config, tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+
+    def diverge(model, batch, sigmas, config, generator):
+        return (model(batch, sigmas[:1].expand(len(batch))) * float("nan")).sum()
+
+    monkeypatch.setitem(train_module.OBJECTIVES, "annealed_dsm", diverge)
+    with pytest.raises(sl.errors.TrainingDiverged, match="diverged at step 1.*kept"):
+        sl.train(config, tmp_path / "run", overwrite=True, progress=False)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+
+
+def test_refuses_to_overwrite_a_trained_run(tiny_run):
+    with pytest.raises(sl.errors.CheckpointError, match="already holds a trained model"):
+        sl.train(tiny_config(), tiny_run, progress=False)
+
+
+def test_same_seed_same_weights_and_samples(tmp_path):
+    for name in ("a", "b"):
+        sl.train(tiny_config(), tmp_path / name, progress=False)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    samples = [sl.load_run(tmp_path / name).sample(100, generator=torch.Generator().manual_seed(0))
+               for name in ("a", "b")]
+    assert torch.equal(*samples)
+
+
+def test_standardize_maps_samples_back(tmp_path):
+    config = tiny_config(standardize=True, dataset="swiss_roll")
+    sl.train(config, tmp_path / "run", progress=False)
+    run = sl.load_run(tmp_path / "run")
+    data = train_module.training_data(config)
+    torch.testing.assert_close(run.normalisation.shift, data.mean(0))
+    torch.testing.assert_close(run.normalisation.to_data(run.normalisation.to_model(data)), data)
