@@ -20,8 +20,10 @@ import torch
 from scorelab import data as data_module
 from scorelab.checkpoint import write_atomic
 from scorelab.config import Config, read_toml, with_implied
+from scorelab.diffusion import make_chain
 from scorelab.errors import ConfigError, ScorelabError, one_line, require_positive_int
 from scorelab.metrics import RatioReport, w2_ratio
+from scorelab.objectives import diffusion_variational_bound
 from scorelab.run import SAMPLERS, TrainedRun
 from scorelab.train import train, training_data
 
@@ -128,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=5000, help="points per set (default: 5000)")
     p.add_argument("--repeats", type=int, default=3, help="repetitions R (default: 3)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--nll", action="store_true",
+                   help="also the test NLL in nats through the probability-flow ODE (and, for DDPM, the "
+                   "variational bound), beside the data's own NLL where it is known")
+    p.add_argument("--n-test", type=int, default=500, help="test points for --nll (default: 500)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
 
     p = commands.add_parser("plot", help="draw the data, score fields, samples and trajectories",
@@ -172,12 +178,34 @@ def _truth(config: Config):
     return lambda n, generator: data_module.load(config.dataset, n, generator=generator)
 
 
-def evaluate_run(run: TrainedRun, *, n: int = 5000, repeats: int = 3, seed: int = 1) -> RatioReport:
-    """The W2 ratio of ``run``, written to ``RUN_DIR/metrics.json``."""
+def evaluate_run(run: TrainedRun, *, n: int = 5000, repeats: int = 3, seed: int = 1,
+                 n_test: int | None = None) -> dict:
+    """The W2 ratio of ``run`` (and with ``n_test`` the test NLL), written to ``RUN_DIR/metrics.json``."""
     report = w2_ratio(lambda k, g: run.sample(k, generator=g), _truth(run.config), n=n, repeats=repeats, seed=seed)
     metrics = {"w2": report.to_dict(), "step": run.step, "dataset": run.config.dataset}
+    if n_test is not None:
+        metrics["nll"] = held_out_nll(run, n_test, seed)
     write_atomic(run.run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-    return report
+    return metrics
+
+
+def held_out_nll(run: TrainedRun, n_test: int, seed: int) -> dict:
+    """Mean ± standard error of −log p in nats on fresh test points (for a file: random rows of it,
+    which the model was trained on)."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    truth = _truth(run.config)
+    x = truth[torch.randperm(len(truth), generator=generator)[:n_test]] if isinstance(truth, torch.Tensor) \
+        else truth(n_test, generator)
+    nll = -run.log_prob(x, generator=generator)
+    result = {"n": len(x), "ode_nll": nll.mean().item(), "ode_nll_se": nll.std().item() / len(x) ** 0.5,
+              "data_nll": data_module.reference_nll(run.config.dataset, x)}
+    if run.config.model == "ddpm":
+        chain = make_chain(run.config.schedule, run.config.timesteps)
+        bound = diffusion_variational_bound(run.model, run.normalisation.to_model(x).to(run.device), chain,
+                                            generator=generator).total.cpu()
+        bound = bound + run.normalisation.scale.log().sum()
+        result |= {"bound": bound.mean().item(), "bound_se": bound.std().item() / len(x) ** 0.5}
+    return result
 
 
 def format_report(report: RatioReport) -> str:
@@ -191,6 +219,15 @@ def format_report(report: RatioReport) -> str:
 
 FIGURES = ("data", "score_field", "samples", "trajectories", "animation")
 STANDARD_FIGURES = FIGURES[:4]
+
+
+def format_nll(nll: dict) -> str:
+    lines = [f"test NLL (probability-flow ODE)  {nll['ode_nll']:.4f} ± {nll['ode_nll_se']:.4f} nats  (n = {nll['n']})"]
+    if "bound" in nll:
+        lines.append(f"variational bound (DDPM chain)   {nll['bound']:.4f} ± {nll['bound_se']:.4f} nats")
+    if nll["data_nll"] is not None:
+        lines.append(f"data's own NLL (exact/entropy)   {nll['data_nll']:.4f} nats")
+    return "\n".join(lines)
 
 
 def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_FIGURES, seed: int = 0) -> list[Path]:
@@ -248,8 +285,13 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     require_positive_int("--n", args.n)
     require_positive_int("--repeats", args.repeats)
-    report = evaluate_run(TrainedRun.load(args.run_dir, args.device), n=args.n, repeats=args.repeats, seed=args.seed)
-    print(format_report(report))
+    if args.nll:
+        require_positive_int("--n-test", args.n_test)
+    run = TrainedRun.load(args.run_dir, args.device)
+    metrics = evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed, n_test=args.n_test if args.nll else None)
+    print(format_report(RatioReport(**metrics["w2"])))
+    if "nll" in metrics:
+        print(format_nll(metrics["nll"]))
     print(f"wrote {args.run_dir / 'metrics.json'}")
 
 
@@ -268,7 +310,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     run.sample(5000, generator=torch.Generator().manual_seed(0))
     sample_seconds = time.perf_counter() - start
-    report = evaluate_run(run)
+    report = RatioReport(**evaluate_run(run)["w2"])
     figures = plot_run(run, args.out, FIGURES)
     print(f"train time   {result.seconds:6.1f} s  ({result.steps} steps)")
     print(f"sample time  {sample_seconds:6.1f} s  (5000 points, annealed Langevin, "

@@ -10,6 +10,11 @@ from torch import Tensor
 from scorelab.errors import ConfigError, require_positive, require_positive_int
 
 
+def per_sample(sigma: float, x: Tensor) -> Tensor:
+    """The noise level σ repeated for each row of ``x``: shape [B], ``x``'s dtype and device."""
+    return torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+
+
 def geometric_sigmas(sigma_max: float, sigma_min: float, n_levels: int) -> Tensor:
     """σ_1 > … > σ_L, a geometric sequence from ``sigma_max`` to ``sigma_min``.
 

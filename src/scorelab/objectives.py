@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from scorelab.diffusion import predict_x0, q_posterior, q_sample, score_to_eps
 from scorelab.errors import ConfigError, DataError, require_positive, require_positive_int
 from scorelab.models.mlp import MLP
-from scorelab.noise import vp_sigmas
+from scorelab.noise import per_sample, vp_sigmas
 from scorelab.rng import randint, randn_like
 
 Score = Callable[..., Tensor]
@@ -269,7 +269,7 @@ def denoising_score_matching(
     ``score`` is called as ``score(x̃)``.
     """
     require_positive("sigma", sigma)
-    sigmas = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+    sigmas = per_sample(sigma, x)
     residual = _scaled_denoising_residual(score, x, sigmas, conditional=False, generator=generator)
     return 0.5 * residual.pow(2).sum(dim=1).mean()
 
@@ -374,7 +374,7 @@ def diffusion_variational_bound(
     eps_model = score_to_eps(score)
 
     def denoised(x_t: Tensor, step: int) -> Tensor:
-        sigma = torch.full((x.shape[0],), sigmas[step], dtype=x.dtype, device=x.device)
+        sigma = per_sample(sigmas[step], x)
         return predict_x0(x_t, eps_model(x_t, sigma), alpha_bars[step])
 
     last = alpha_bars[-1]

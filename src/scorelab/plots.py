@@ -167,7 +167,8 @@ def plot_trajectories(run: TrainedRun, x: Tensor, path: str | Path, n: int = 8,
     paths, _ = record_trajectories(run, n, generator)
     stride = max(1, len(paths) // points_per_path)
     paths = torch.cat([paths[:-1:stride], paths[-1:]])
-    bounds = data_bounds(torch.cat([x, paths.reshape(-1, paths.shape[-1])]))
+    # The data's box, not the paths': ODE starts sit at σ_max (hundreds for a DDPM chain).
+    bounds = data_bounds(x, margin=0.5)
     figure, (axes,) = _panels(1, size=6.0)
     sigma_min = run.sigmas[-1].item()
     draw_score_field(axes, lambda p: run.score(p.to(run.device), torch.full((len(p),), sigma_min)), bounds, grid=24)

@@ -17,6 +17,7 @@ from scorelab.checkpoint import load_checkpoint
 from scorelab.config import Config
 from scorelab.diffusion import make_chain
 from scorelab.errors import CheckpointError, ConfigError, require_positive_int
+from scorelab.likelihood import log_prob
 from scorelab.models import build_model
 from scorelab.noise import geometric_sigmas, vp_sigmas
 from scorelab.sampling import Callback, annealed_langevin, ddim, ddpm, langevin, predictor_corrector, probability_flow
@@ -93,6 +94,24 @@ class TrainedRun:
             samples = SAMPLERS[name](self, n, settings, generator, callback)
         return self.normalisation.to_data(samples.cpu())
 
+
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Exact log-density in nats (data coordinates) of the run's probability-flow ODE model.
+
+        The ODE runs over the run's noise range: σ_1…σ_T of the DDPM chain, or
+        [sigma_min, sigma_max] for a noise-conditional model, with the prior
+        N(0, (1 + σ_max²)I) in model coordinates (moment-matched for unit-variance
+        data, so use ``standardize`` for noise-conditional runs). The change of
+        coordinates adds −Σ log scale. See :func:`scorelab.likelihood.log_prob`.
+        """
+        if self.config.model == "ddpm":
+            sigmas = vp_sigmas(make_chain(self.config.schedule, self.config.timesteps))
+            sigma_min, sigma_max = sigmas[0].item(), sigmas[-1].item()
+        else:
+            sigma_min, sigma_max = self.config.sigma_min, self.config.sigma_max
+        model_x = self.normalisation.to_model(x).to(self.device)
+        log_p = log_prob(self.model, model_x, sigma_min=sigma_min, sigma_max=sigma_max, generator=generator)
+        return log_p.cpu() - self.normalisation.scale.log().sum()
 
 RunSampler = Callable[[TrainedRun, int, Config, "torch.Generator | None", "Callback | None"], Tensor]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -12,7 +13,20 @@ from scorelab.data.mixture import GaussianMixture
 from scorelab.data.toy import DATASETS, DEFAULT_GMM, EXACT_DENSITIES
 from scorelab.errors import DataError, require_positive_int
 
-__all__ = ["DATASETS", "DEFAULT_GMM", "EXACT_DENSITIES", "GaussianMixture", "is_file_source", "load", "load_file"]
+__all__ = ["DATASETS", "DEFAULT_GMM", "ENTROPY", "EXACT_DENSITIES", "GaussianMixture", "is_file_source", "load",
+           "load_file", "reference_nll"]
+
+# Differential entropies in nats of the suite's uniform densities: checkerboard is uniform on
+# 8 squares of side 2, area 32.
+ENTROPY = {"checkerboard": math.log(32.0)}
+
+
+def reference_nll(name: str, x: Tensor) -> float | None:
+    """The data's own mean NLL in nats at ``x``: exact for analytic densities, the entropy for
+    uniform ones, None where unknown."""
+    if name in EXACT_DENSITIES:
+        return -EXACT_DENSITIES[name].log_prob(x.double()).mean().item()
+    return ENTROPY.get(name)
 
 
 def is_file_source(name_or_path: str | Path) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from scorelab.models.mlp import mlp_stack
+
 
 def sinusoidal_embedding(value: Tensor, n_frequencies: int) -> Tensor:
     """[sin(ω_k v), cos(ω_k v)] for k < ``n_frequencies``, ω_k geometric from 1/16 to 8.
@@ -46,13 +48,7 @@ class EpsMLP(nn.Module):
         self.n_frequencies = n_frequencies
         # A buffer, so the value measured on the training data travels with the weights.
         self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
-        layers: list[nn.Module] = []
-        width = dim + 2 * n_frequencies
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_stack(dim + 2 * n_frequencies, hidden, depth, dim, nn.SiLU)
 
     def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         sigma = sigma.to(x_t).reshape(-1).expand(x_t.shape[0])

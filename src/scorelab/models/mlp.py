@@ -11,6 +11,17 @@ import torch
 from torch import Tensor, nn
 
 
+def mlp_stack(n_in: int, hidden: int, depth: int, n_out: int, activation: type[nn.Module]) -> nn.Sequential:
+    """Linear(n_in, hidden) → act → … (``depth`` hidden layers) → Linear(hidden, n_out)."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), activation()]
+        width = hidden
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
 class MLP(nn.Module):
     """The seed's unconditional score network: D-128-128-D with Softplus.
 
@@ -20,13 +31,7 @@ class MLP(nn.Module):
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 2) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.Softplus()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_stack(dim, hidden, depth, dim, nn.Softplus)
 
     def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
         return self.net(x)
@@ -91,13 +96,7 @@ class NoiseConditionalMLP(nn.Module):
         super().__init__()
         # A buffer, so the value measured on the training data travels with the weights.
         self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
-        layers: list[nn.Module] = []
-        width = dim + 1
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_stack(dim + 1, hidden, depth, dim, nn.SiLU)
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         sigma = sigma.to(x).reshape(-1, 1).expand(x.shape[0], 1)

@@ -19,14 +19,14 @@ from torch import Tensor
 
 from scorelab.diffusion import predict_x0, q_posterior, score_to_eps
 from scorelab.errors import ConfigError
-from scorelab.noise import vp_sigmas
+from scorelab.noise import per_sample, vp_sigmas
 from scorelab.rng import randn_like
 from scorelab.sampling.langevin import Callback, Score, StepInfo
 
 DDPM_VARIANCES = ("beta", "posterior")
 
 
-def _chain(alphas_cumprod: Tensor, x: Tensor) -> tuple[list[float], list[float]]:
+def _chain(alphas_cumprod: Tensor) -> tuple[list[float], list[float]]:
     """ᾱ and σ of each step as Python floats, validated: 1 > ᾱ_1 > … > ᾱ_n > 0."""
     alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
     if alphas_cumprod.ndim != 1 or len(alphas_cumprod) == 0:
@@ -36,8 +36,11 @@ def _chain(alphas_cumprod: Tensor, x: Tensor) -> tuple[list[float], list[float]]
     return alphas_cumprod.tolist(), vp_sigmas(alphas_cumprod).tolist()
 
 
-def _sigma_vector(x: Tensor, sigma: float) -> Tensor:
-    return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
+def _reverse_steps(alphas_cumprod: Tensor) -> list[tuple[float, float, float, float]]:
+    """(ᾱ_t, σ_t, ᾱ_{t−1}, σ_{t−1}) from the noisiest step down; the step below the first is ᾱ = 1, σ = 0."""
+    alpha_bars, sigmas = _chain(alphas_cumprod)
+    previous = list(zip([1.0, *alpha_bars[:-1]], [0.0, *sigmas[:-1]]))
+    return [(alpha_bars[i], sigmas[i], *previous[i]) for i in reversed(range(len(alpha_bars)))]
 
 
 @torch.no_grad()
@@ -66,14 +69,11 @@ def ddpm(
     """
     if variance not in DDPM_VARIANCES:
         raise ConfigError(f"unknown DDPM variance {variance!r}; use one of: {', '.join(DDPM_VARIANCES)}")
-    alpha_bars, sigmas = _chain(alphas_cumprod, x)
     eps_model = score_to_eps(score)
-    for step, index in enumerate(reversed(range(len(alpha_bars)))):
-        alpha_bar, sigma = alpha_bars[index], sigmas[index]
-        alpha_bar_prev, sigma_prev = (alpha_bars[index - 1], sigmas[index - 1]) if index > 0 else (1.0, 0.0)
-        eps = eps_model(x, _sigma_vector(x, sigma))
+    for step, (alpha_bar, sigma, alpha_bar_prev, sigma_prev) in enumerate(_reverse_steps(alphas_cumprod)):
+        eps = eps_model(x, per_sample(sigma, x))
         mean, posterior_variance = q_posterior(predict_x0(x, eps, alpha_bar), x, alpha_bar, alpha_bar_prev)
-        if index > 0:
+        if alpha_bar_prev < 1.0:
             step_variance = 1 - alpha_bar / alpha_bar_prev if variance == "beta" else posterior_variance
             x = mean + step_variance**0.5 * randn_like(x, generator)
         else:
@@ -112,12 +112,9 @@ def ddim(
     """
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta must be in [0, 1], got {eta}")
-    alpha_bars, sigmas = _chain(alphas_cumprod, x)
     eps_model = score_to_eps(score)
-    for step, index in enumerate(reversed(range(len(alpha_bars)))):
-        alpha_bar, sigma = alpha_bars[index], sigmas[index]
-        alpha_bar_prev, sigma_prev = (alpha_bars[index - 1], sigmas[index - 1]) if index > 0 else (1.0, 0.0)
-        eps = eps_model(x, _sigma_vector(x, sigma))
+    for step, (alpha_bar, sigma, alpha_bar_prev, sigma_prev) in enumerate(_reverse_steps(alphas_cumprod)):
+        eps = eps_model(x, per_sample(sigma, x))
         noise_std = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)) ** 0.5
         # max(·, 0): the bracket is 0 at the last step (ᾱ_{t−1} = 1) and must not round below it.
         direction = max(1 - alpha_bar_prev - noise_std**2, 0.0) ** 0.5 * eps

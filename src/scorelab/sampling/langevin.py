@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from scorelab.errors import ConfigError, require_positive, require_positive_int
+from scorelab.noise import per_sample
 from scorelab.rng import randn_like
 
 Score = Callable[..., Tensor]
@@ -41,10 +42,6 @@ class StepInfo:
 
 
 Callback = Callable[[StepInfo], None]
-
-
-def _sigma_vector(x: Tensor, sigma: float) -> Tensor:
-    return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
 
 
 def _checked_sigmas(sigmas: Tensor) -> list[float]:
@@ -151,7 +148,7 @@ def annealed_langevin(
     step = 0
     for sigma in sigmas:
         alpha = step_size * (sigma / sigma_min) ** 2
-        sigma_vec = _sigma_vector(x, sigma)
+        sigma_vec = per_sample(sigma, x)
         for _ in range(n_steps_each):
             grad = score(x, sigma_vec)
             x = _langevin_step(x, grad, alpha, randn_like(x, generator))
@@ -159,7 +156,7 @@ def annealed_langevin(
                 callback(StepInfo(x, step, sigma, alpha, grad))
             step += 1
     if denoise:
-        grad = score(x, _sigma_vector(x, sigma_min))
+        grad = score(x, per_sample(sigma_min, x))
         x = x + sigma_min**2 * grad
         if callback is not None:
             callback(StepInfo(x, step, sigma_min, sigma_min**2, grad))
@@ -210,7 +207,7 @@ def predictor_corrector(
     sigmas = _checked_sigmas(sigmas)
     step = 0
     for sigma, next_sigma in zip(sigmas, [*sigmas[1:], 0.0]):
-        sigma_vec = _sigma_vector(x, sigma)
+        sigma_vec = per_sample(sigma, x)
         for _ in range(n_steps_each):
             grad = score(x, sigma_vec)
             noise = randn_like(x, generator)
