@@ -29,6 +29,12 @@ FORMAT = "scorelab-checkpoint-1"
 CHECKPOINT_NAME = "model.safetensors"
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def write_atomic(path: str | Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so readers see the old file or the new one, never half.
 
@@ -42,6 +48,7 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
     except OSError as exc:
         raise ScorelabError(f"cannot write to {path.parent}: {exc.strerror}") from None
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         with os.fdopen(handle, "wb") as file:
             file.write(payload)
             file.flush()

@@ -59,7 +59,10 @@ def draw_score_field(axes: plt.Axes, score: Callable[[Tensor], Tensor], bounds: 
         field = score(points).cpu()
     norm = field.norm(dim=1, keepdim=True).clamp_min(1e-12)
     field = field / norm * torch.log1p(norm)
-    axes.quiver(points[:, 0], points[:, 1], field[:, 0], field[:, 1], color="tab:blue", width=0.002)
+    # The longest arrow spans one grid cell, whatever the score's scale at this σ.
+    cell = (bounds[1] - bounds[0]) / (grid - 1)
+    axes.quiver(points[:, 0], points[:, 1], field[:, 0], field[:, 1], color="tab:blue", width=0.003,
+                angles="xy", scale_units="xy", scale=field.norm(dim=1).max().item() / cell)
     axes.set_xlim(bounds[0], bounds[1])
     axes.set_ylim(bounds[2], bounds[3])
     axes.set_aspect("equal")
@@ -98,7 +101,8 @@ def plot_score_fields(run: TrainedRun, x: Tensor, path: str | Path, max_panels: 
     figure, axes_list = _panels(len(picks), size=3.2)
     for axes, index in zip(axes_list, picks):
         sigma = sigmas[index]
-        draw_score_field(axes, lambda p, s=sigma: run.score(p.to(run.device), torch.full((len(p),), s)), bounds)
+        draw_score_field(axes, lambda p, s=sigma: run.score(p.to(run.device), torch.full((len(p),), s)), bounds,
+                         grid=20)
         axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
         axes.set_title(f"learned score, σ = {sigma:.3g}" if conditional else "learned score")
     return save_figure(figure, path)
@@ -159,14 +163,13 @@ def record_trajectories(run: TrainedRun, n: int, generator: torch.Generator | No
 
 def plot_trajectories(run: TrainedRun, x: Tensor, path: str | Path, n: int = 8,
                       generator: torch.Generator | None = None, points_per_path: int = 40) -> Path:
-    """Sampler paths of a few points drawn over the score field at the smallest σ.
-
-    Paths are thinned to about ``points_per_path`` states so the drift from
-    noise to data stays visible under the Langevin jitter.
-    """
-    paths, _ = record_trajectories(run, n, generator)
-    stride = max(1, len(paths) // points_per_path)
-    paths = torch.cat([paths[:-1:stride], paths[-1:]])
+    """Sampler paths of a few points, one state per noise level, over the score field at the smallest σ."""
+    states, sigmas = record_trajectories(run, n, generator)
+    # One state per noise level (its last), thinned to about points_per_path, so the drift
+    # from noise to data shows through the Langevin jitter.
+    level_ends = [i for i in range(len(sigmas)) if i + 1 == len(sigmas) or sigmas[i + 1] != sigmas[i]]
+    stride = max(1, len(level_ends) // points_per_path)
+    paths = states[[*level_ends[::stride], len(states) - 1]]
     # The data's box, not the paths': ODE starts sit at σ_max (hundreds for a DDPM chain).
     bounds = data_bounds(x, margin=0.5)
     figure, (axes,) = _panels(1, size=6.0)
