@@ -126,11 +126,8 @@ def plot_suite_grid(panels: list[tuple[str, Tensor, Tensor]], path: str | Path, 
 
     ``panels`` holds (title, data, samples) triples; the grid has ``columns`` panels per row.
     """
-    rows = -(-len(panels) // columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
-    for axes in grid.flat[len(panels):]:
-        axes.set_axis_off()
-    for axes, (title, x, samples) in zip(grid.flat, panels):
+    figure, axes_list = _panels(len(panels), size=3.2, columns=columns)
+    for axes, (title, x, samples) in zip(axes_list, panels):
         bounds = data_bounds(x)
         axes.scatter(x[:, 0], x[:, 1], color="tab:gray", **POINT_STYLE)
         axes.scatter(samples[:, 0], samples[:, 1], color="tab:red", **POINT_STYLE)
