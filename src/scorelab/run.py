@@ -94,7 +94,6 @@ class TrainedRun:
             samples = SAMPLERS[name](self, n, settings, generator, callback)
         return self.normalisation.to_data(samples.cpu())
 
-
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Exact log-density in nats (data coordinates) of the run's probability-flow ODE model.
 
@@ -112,6 +111,7 @@ class TrainedRun:
         model_x = self.normalisation.to_model(x).to(self.device)
         log_p = log_prob(self.model, model_x, sigma_min=sigma_min, sigma_max=sigma_max, generator=generator)
         return log_p.cpu() - self.normalisation.scale.log().sum()
+
 
 RunSampler = Callable[[TrainedRun, int, Config, "torch.Generator | None", "Callback | None"], Tensor]
 

@@ -13,6 +13,7 @@ random state, so the final weights equal those of an uninterrupted run.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import time
@@ -58,9 +59,15 @@ OBJECTIVES: dict[str, Objective] = {
     ),
     # DDPM's L_simple over the config's β schedule (the geometric sigmas are not used).
     "eps": lambda model, batch, sigmas, config, generator: diffusion_simple_loss(
-        model, batch, make_chain(config.schedule, config.timesteps), generator=generator
+        model, batch, _ddpm_chain(config.schedule, config.timesteps), generator=generator
     ),
 }
+
+
+@functools.cache
+def _ddpm_chain(schedule: str, timesteps: int) -> Tensor:
+    """ᾱ of the training chain, built once per (schedule, T) rather than at every step; never mutated."""
+    return make_chain(schedule, timesteps)
 
 LOG_COLUMNS = ("step", "loss", "seconds")
 

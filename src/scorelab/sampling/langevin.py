@@ -155,11 +155,19 @@ def annealed_langevin(
             if callback is not None:
                 callback(StepInfo(x, step, sigma, alpha, grad))
             step += 1
-    if denoise:
-        grad = score(x, per_sample(sigma_min, x))
-        x = x + sigma_min**2 * grad
-        if callback is not None:
-            callback(StepInfo(x, step, sigma_min, sigma_min**2, grad))
+    return tweedie_denoise(score, x, sigma_min, step=step, callback=callback) if denoise else x
+
+
+def tweedie_denoise(score: Score, x: Tensor, sigma: float, *, step: int = 0,
+                    callback: Callback | None = None) -> Tensor:
+    """E[x_0 | x] = x + σ²·s(x, σ) for x = x_0 + σz (Tweedie's formula; Efron 2011).
+
+    The last step of the samplers: it removes the remaining N(0, σ²I) noise.
+    """
+    grad = score(x, per_sample(sigma, x))
+    x = x + sigma**2 * grad
+    if callback is not None:
+        callback(StepInfo(x, step, sigma, sigma**2, grad))
     return x
 
 

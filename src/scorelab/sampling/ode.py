@@ -18,7 +18,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from scorelab.errors import ConfigError, require_positive
-from scorelab.sampling.langevin import Callback, Score, StepInfo
+from scorelab.sampling.langevin import Callback, Score, StepInfo, tweedie_denoise
 
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4")
@@ -102,10 +102,4 @@ def probability_flow(
             callback(StepInfo(trajectory[step], step - 1, sigma.item(), (sigmas[step - 1] - sigma).item(),
                               score(trajectory[step], sigma.expand(x.shape[0]))))
     y = trajectory[-1]
-    if denoise:
-        sigma_min = sigmas[-1]
-        grad = score(y, sigma_min.expand(x.shape[0]))
-        y = y + sigma_min**2 * grad
-        if callback is not None:
-            callback(StepInfo(y, len(sigmas) - 1, sigma_min.item(), sigma_min.item(), grad))
-    return y
+    return tweedie_denoise(score, y, sigmas[-1].item(), step=len(sigmas) - 1, callback=callback) if denoise else y
