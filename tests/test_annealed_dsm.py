@@ -57,3 +57,16 @@ def test_weight_power_changes_the_weighting():
 def test_rejects_bad_sigmas():
     with pytest.raises(sl.errors.ConfigError):
         sl.objectives.annealed_denoising_score_matching(lambda y, s: y, torch.zeros(4, 2), torch.tensor([1.0, -0.1]))
+
+
+def test_fourier_features_travel_with_the_weights_and_can_be_turned_off():
+    torch.manual_seed(0)
+    x, sigma = torch.randn(7, 3), torch.full((7,), 0.3)
+    model = sl.models.NoiseConditionalMLP(3, hidden=16, depth=2, fourier_features=5)
+    assert model(x, sigma).shape == (7, 3) and model.state_dict()["frequencies"].shape == (3, 5)
+    copy = sl.models.NoiseConditionalMLP(3, hidden=16, depth=2, fourier_features=5)
+    assert not torch.equal(copy(x, sigma), model(x, sigma))
+    copy.load_state_dict(model.state_dict())
+    assert torch.equal(copy(x, sigma), model(x, sigma))
+    plain = sl.models.NoiseConditionalMLP(3, hidden=16, depth=2, fourier_features=0)
+    assert plain.net[0].in_features == 4 and plain(x, sigma).shape == (7, 3)

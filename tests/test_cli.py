@@ -124,7 +124,7 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
     (["train", "--dataset", "no_such_set"], "unknown dataset 'no_such_set'"),
     (["train", "--dataset", "missing.csv"], "no such file"),
     (["train", "--sigma-min", "-0.1"], "sigma_min must be a positive"),
-    (["train", "--sigma-max", "0"], "sigma_max must be a positive"),
+    (["train", "--sigma-max", "-1"], "sigma_max must be > 0, or 0 for"),
     (["train", "--step-size", "-1"], "step_size must be a positive"),
     (["train", "--steps", "0"], "steps must be a positive integer"),
     (["train", "--batch-size", "-5"], "batch_size must be a positive integer"),

@@ -132,3 +132,21 @@ def test_quality_takes_fixed_samples_and_a_finite_data_set():
     assert reports["w2"].n == 200  # capped at half the finite data set
     with pytest.raises(DataError, match="n·repeats"):
         metrics.quality(model, data, n=200, repeats=4)
+
+
+def test_floor_is_iid_so_a_perfect_sampler_of_a_stratified_generator_scores_one():
+    """``rings`` puts its points at evenly spaced angles; an i.i.d. sampler of the same density
+    (rows picked at random from a 20× larger draw) reaches ratio ≈ 1 only against the i.i.d. floor."""
+    import scorelab as sl
+
+    def rings(n, generator):
+        return sl.data.load("rings", n, generator=generator)
+
+    def perfect_sampler(n, generator):
+        pool = rings(20 * n, generator)
+        return pool[torch.randperm(len(pool), generator=generator)[:n]]
+
+    iid = metrics.w2_ratio(perfect_sampler, rings, n=1000, repeats=3, seed=2)
+    stratified = metrics.w2_ratio(perfect_sampler, rings, n=1000, repeats=3, seed=2, floor_pool=1)
+    assert 0.85 < iid.ratio < 1.15
+    assert stratified.ratio > 1.4

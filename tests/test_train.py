@@ -33,7 +33,8 @@ def assert_same_weights(a, b):
 def test_run_directory_contents(tiny_run):
     for name in ("config.toml", "model.safetensors", "train_log.csv"):
         assert (tiny_run / name).is_file()
-    assert sl.Config.from_toml(tiny_run / "config.toml") == tiny_config()
+    saved = sl.Config.from_toml(tiny_run / "config.toml")
+    assert saved == tiny_config(sigma_max=saved.sigma_max)  # sigma_max = 0 is resolved from the data
     with open(tiny_run / "train_log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
@@ -122,3 +123,24 @@ def test_standardize_maps_samples_back(tmp_path):
     data = train_module.training_data(config)
     torch.testing.assert_close(run.normalisation.shift, data.mean(0))
     torch.testing.assert_close(run.normalisation.to_data(run.normalisation.to_model(data)), data)
+
+
+def test_sigma_max_zero_takes_the_largest_pairwise_distance_and_saves_it(tiny_run):
+    config = sl.Config.from_toml(tiny_run / "config.toml")
+    data = sl.data.load("swiss_roll", 512, generator=torch.Generator().manual_seed(3))
+    expected = torch.cdist(data.double(), data.double()).max().item()
+    assert tiny_config().sigma_max == 0.0
+    assert config.sigma_max == pytest.approx(expected, abs=1e-4)
+    assert sl.load_run(tiny_run).sigmas[0].item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_learning_rate_schedules():
+    from scorelab.train import learning_rate
+
+    cosine = tiny_config(lr=0.01, steps=100)
+    rates = [learning_rate(cosine, step) for step in range(1, 101)]
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[50] == pytest.approx(0.005)
+    assert all(a > b > 0 for a, b in zip(rates, rates[1:]))
+    constant = cosine.replace(lr_schedule="constant")
+    assert {learning_rate(constant, step) for step in range(1, 101)} == {0.01}

@@ -21,6 +21,7 @@ OBJECTIVES = ("annealed_dsm", "exact", "sliced", "sliced_vr", "dsm", "eps")
 # Objectives that train an unconditional score s(x) at a single noise level, so model = "mlp".
 SINGLE_LEVEL_OBJECTIVES = ("exact", "sliced", "sliced_vr", "dsm")
 SAMPLERS = ("ald", "langevin", "pc", "ddpm", "ddim", "ode")
+LR_SCHEDULES = ("cosine", "constant")
 # Choosing one of these settings implies the others unless they are given too: an
 # unconditional score samples with plain Langevin (ε measured on the swiss roll),
 # and a DDPM trains on ε and samples ancestrally.
@@ -51,8 +52,12 @@ class Config:
         model: ``noise_conditional`` (default), ``seed_conditional`` (the seed's
             CondLinear network) or ``mlp`` (unconditional).
         hidden, depth: width and number of hidden layers.
+        fourier_features: random Fourier features of the input for ``noise_conditional`` (0: none).
     Noise levels (annealed objectives)
         sigma_max, sigma_min, n_levels: a geometric schedule σ_1 > … > σ_L.
+            sigma_max = 0 (the default) applies the NCSNv2 rule (Song & Ermon 2020,
+            technique 1): σ_1 = the largest pairwise distance in the training data,
+            in model units; training resolves it and saves the number.
         weight_power: λ(σ) = σ^weight_power in the annealed DSM loss.
         The single-level ``dsm`` objective perturbs the data at σ = sigma_min only.
     Optimisation
@@ -60,6 +65,7 @@ class Config:
             trains ``model = "mlp"``: ``exact`` (Hyvärinen), ``sliced`` (SSM, one
             Rademacher projection), ``sliced_vr`` (SSM-VR) or ``dsm`` (Vincent, at sigma_min).
         steps, batch_size, lr, ema_decay, seed, device
+        lr_schedule: ``cosine`` (default: lr·½(1 + cos πt/steps)) or ``constant``.
         checkpoint_every, log_every: in steps.
     Sampling defaults
         sampler, n_steps_each, step_size, denoise.
@@ -78,21 +84,23 @@ class Config:
     model: str = "noise_conditional"
     hidden: int = 128
     depth: int = 3
-    sigma_max: float = 1.0
+    fourier_features: int = 32
+    sigma_max: float = 0.0
     sigma_min: float = 0.01
-    n_levels: int = 10
+    n_levels: int = 20
     weight_power: float = 2.0
     objective: str = "annealed_dsm"
     steps: int = 3000
-    batch_size: int = 512
-    lr: float = 3e-3
+    batch_size: int = 2048
+    lr: float = 1e-2
+    lr_schedule: str = "cosine"
     ema_decay: float = 0.995
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 500
     log_every: int = 50
     sampler: str = "ald"
-    n_steps_each: int = 50
+    n_steps_each: int = 100
     step_size: float = 2e-5
     denoise: bool = True
     snr: float = 0.16
@@ -106,13 +114,19 @@ class Config:
         for name in ("n_data", "hidden", "depth", "n_levels", "steps", "batch_size", "checkpoint_every",
                      "log_every", "n_steps_each"):
             require_positive_int(name, getattr(self, name))
-        for name in ("sigma_max", "sigma_min", "lr", "step_size", "snr"):
+        for name in ("sigma_min", "lr", "step_size", "snr"):
             require_positive(name, getattr(self, name))
-        if self.sigma_min > self.sigma_max:
+        if self.fourier_features < 0:
+            raise ConfigError(f"fourier_features must be >= 0, got {self.fourier_features}")
+        if self.sigma_max < 0:
+            raise ConfigError(f"sigma_max must be > 0, or 0 for the largest pairwise distance in the data; "
+                              f"got {self.sigma_max}")
+        if self.sigma_max and self.sigma_min > self.sigma_max:
             raise ConfigError(f"sigma_min ({self.sigma_min}) must not exceed sigma_max ({self.sigma_max})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name, allowed in (("model", MODELS), ("objective", OBJECTIVES), ("sampler", SAMPLERS)):
+        for name, allowed in (("model", MODELS), ("objective", OBJECTIVES), ("sampler", SAMPLERS),
+                              ("lr_schedule", LR_SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; use one of: {', '.join(allowed)}")
         if self.objective in SINGLE_LEVEL_OBJECTIVES and self.model != "mlp":

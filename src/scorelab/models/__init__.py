@@ -30,4 +30,4 @@ def build_model(config: Config, dim: int, *, sigma_data: float = 1.0) -> nn.Modu
             return SeedConditionalMLP(sigmas, dim, config.hidden)
         if config.model == "ddpm":
             return eps_to_score(EpsMLP(dim, config.hidden, config.depth, sigma_data=sigma_data))
-        return NoiseConditionalMLP(dim, config.hidden, config.depth, sigma_data)
+        return NoiseConditionalMLP(dim, config.hidden, config.depth, sigma_data, config.fourier_features)
