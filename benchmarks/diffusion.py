@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import scorelab as sl
+from scorelab.config import with_implied
 from scorelab.diffusion import make_chain
 from scorelab.likelihood import log_prob
 from scorelab.noise import vp_sigmas
@@ -97,7 +98,8 @@ def exact_score_sweep(args) -> tuple[str, dict]:
 
 
 def train_default(dataset: str, root: Path) -> tuple[TrainedRun, float]:
-    config = sl.Config(dataset=dataset, model="ddpm", objective="eps")
+    # As `scorelab train --model ddpm` does: the choice of model implies its training settings.
+    config = sl.Config().replace(**with_implied({"dataset": dataset, "model": "ddpm"}))
     result = sl.train(config, root / dataset, progress=False)
     return sl.load_run(root / dataset, device="cpu"), result.seconds
 
@@ -190,8 +192,9 @@ many noise levels (ODE). W2 at N = {args.n}, R = {args.repeats}; 1.0 is the data
 
 ### 2. DDPM trained with the default config
 
-`Config(dataset=…, model="ddpm", objective="eps")`, every other field at its default
-(3000 steps, batch 512, lr 3e-3, EMA 0.995, linear schedule, T = 1000).
+`scorelab train --dataset … --model ddpm`: the settings `--model ddpm` implies (objective eps,
+batch 512, constant lr 3e-3) and every other field at its default (3000 steps, EMA 0.995, linear
+schedule, T = 1000).
 
 {markdown_table(["dataset", "train steps", "train seconds"], train_rows)}
 
