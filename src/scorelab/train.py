@@ -216,8 +216,8 @@ def learning_rate(config: Config, step: int) -> float:
 
     A function of the step alone, so a resumed run follows the same schedule.
     Cosine decay (Loshchilov & Hutter 2017, SGDR) lowers the gradient noise of
-    the last steps; on the toy suite it lowered the per-level DSM excess over
-    the exact score on ``rings`` (see ``BENCHMARKS.md``).
+    the last steps; it was chosen with the other defaults on the toy suite
+    (README, "Status").
     """
     if config.lr_schedule == "constant":
         return config.lr

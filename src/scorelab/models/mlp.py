@@ -94,8 +94,9 @@ class NoiseConditionalMLP(nn.Module):
       networks learn high frequency functions"), B ~ N(0, I) of shape
       [D, fourier_features], let a small MLP fit the sharp scores of thin
       structures (rings, spiral arms) at small σ within a few thousand steps;
-      on the toy suite they took rings from a W2 ratio of about 2 to about 1.3
-      (BENCHMARKS.md, "toy_suite"). ``fourier_features = 0`` turns them off.
+      in exploratory single runs on rings (2026-11-27, README "Status") they
+      took the W2 ratio from about 2.2 to about 1.7, and with a batch of 2048
+      and cosine lr decay to 1.3. ``fourier_features = 0`` turns them off.
     """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0,
