@@ -149,6 +149,19 @@ def test_bad_data_files(tmp_path, capsys, content, pattern):
     assert_clean_error(code, err, pattern)
 
 
+def test_three_dimensional_csv_trains_samples_and_evaluates(tmp_path, capsys):
+    points = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 2.0, 0.5])
+    np.savetxt(tmp_path / "data.csv", points.numpy(), delimiter=",", header="a,b,c", comments="")
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "train", "--dataset", tmp_path / "data.csv", "--standardize", "--out", run_dir,
+                   *TINY)[0] == 0
+    assert run_cli(capsys, "sample", run_dir, "--n", 50, "--out", tmp_path / "s.npy")[0] == 0
+    assert np.load(tmp_path / "s.npy").shape == (50, 3)
+    code, out, _ = run_cli(capsys, "evaluate", run_dir, "--n", 100, "--repeats", 2)
+    assert code == 0 and "W2" in out
+    assert json.loads((run_dir / "metrics.json").read_text())["w2"]["n"] == 100
+
+
 def test_three_dimensional_npy_and_inf(tmp_path, capsys):
     np.save(tmp_path / "cube.npy", np.zeros((4, 2, 2)))
     code, _, err = run_cli(capsys, "train", "--dataset", tmp_path / "cube.npy", "--out", tmp_path / "r")
