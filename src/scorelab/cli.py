@@ -212,7 +212,7 @@ def held_out_nll(run: TrainedRun, n_test: int, seed: int) -> dict:
 
 def format_report(report: RatioReport) -> str:
     return "\n".join([
-        f"{'metric':<10}{'model':>18}{'floor (data vs data)':>26}{'ratio':>8}",
+        f"{'metric':<10}{'model':>18}{'floor (data vs iid data)':>26}{'ratio':>8}",
         f"{'W2':<10}{report.model_mean:>10.4f} ± {report.model_std:<6.4f}"
         f"{report.floor_mean:>18.4f} ± {report.floor_std:<6.4f}{report.ratio:>8.3f}",
         f"(means ± std over {report.repeats} repetitions, n = {report.n} per set)",

@@ -126,7 +126,7 @@ def mmd(a: Tensor | np.ndarray, b: Tensor | np.ndarray, *, bandwidths: tuple[flo
     (Gretton et al. 2012, "A kernel two-sample test", eq. 5; the sum of RBF
     kernels as in Li et al. 2015, GMMN.) Returns MMD_b = √MMD²_b, which is ≥ 0,
     exactly 0 for identical sets, symmetric, and biased upwards by O(1/√n):
-    read it beside its data-vs-data floor (:func:`quality`). The unbiased
+    read it beside its real-vs-real floor (:func:`quality`). The unbiased
     U-statistic would be centred on 0 but can be negative, so it has no square root.
 
     Args:
@@ -178,7 +178,7 @@ def fisher_divergence(score: Callable[[Tensor], Tensor], true_score: Callable[[T
 
 @dataclass(frozen=True)
 class RatioReport:
-    """A metric between model and data beside the same-size data-vs-data floor."""
+    """A metric between model and data beside its same-size real-vs-real floor (see :func:`quality`)."""
 
     model_mean: float
     model_std: float
