@@ -1,6 +1,7 @@
 """Time one training step of each score-matching objective as the dimension D grows (issue 3).
 
     python benchmarks/objectives.py [--dims 2 8 32 128 512] [--repeats 5] [--threads 1] [--min-seconds 0.25]
+                                    [--device cpu|cuda]
 
 A step is forward + backward + an Adam update of the seed's MLP (D-128-128-D,
 Softplus) on a batch of 512. Every method is timed in the same run, interleaved
@@ -14,6 +15,9 @@ gives medians. Rows:
   alternative we measured and rejected (skipped above ``--max-vmap-dim``);
 - Hutchinson, SSM, SSM-VR and DSM, and a plain regression step (½‖s(x) − y‖²)
   that shows what the network alone costs at each D.
+
+``--device cuda`` times the same steps on a GPU (synchronising before each clock
+read) and writes its own section, ``objectives_cuda``.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def seed_exact_loss(model: nn.Module, x: Tensor, generator: torch.Generator) -> 
 
 def vmap_jvp_exact_loss(model: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
     """Forward mode over the D basis vectors; the primal is shared, the tangents are batched."""
-    basis = torch.eye(x.shape[1], dtype=x.dtype)[:, None, :].expand(x.shape[1], *x.shape)
+    basis = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)[:, None, :].expand(x.shape[1], *x.shape)
     s, columns = vmap(lambda v: jvp(model, (x,), (v,)), out_dims=(None, 0))(basis)
     trace = torch.diagonal(columns, dim1=0, dim2=2).sum(dim=-1)
     return (trace + 0.5 * s.pow(2).sum(dim=1)).mean()
@@ -91,30 +95,39 @@ def training_step(loss_fn: Loss, model: nn.Module, optimizer: torch.optim.Optimi
     optimizer.step()
 
 
-def time_steps(dim: int, methods: dict[str, Loss], repeats: int, min_seconds: float) -> dict[str, float]:
+def clock(device: torch.device) -> float:
+    """Seconds on a wall clock, after the device has finished the work queued so far."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def time_steps(dim: int, methods: dict[str, Loss], repeats: int, min_seconds: float,
+               device: torch.device) -> dict[str, float]:
     """Median seconds per training step of each method at dimension ``dim``.
 
     Each of the ``repeats`` measurements runs enough steps to last about
-    ``min_seconds`` (calibrated on a warm-up step), so millisecond steps are not
+    ``min_seconds`` (calibrated on one step after a warm-up step), so millisecond steps are not
     at the mercy of the scheduler; methods take turns within every repeat.
     """
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, dim, generator=generator)
+    x = torch.randn(BATCH, dim, generator=generator).to(device)
     setups, steps_per_measurement = {}, {}
     for name, loss_fn in methods.items():
         torch.manual_seed(0)
-        model = MLP(dim, HIDDEN, depth=2)
+        model = MLP(dim, HIDDEN, depth=2).to(device)
         setups[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
-        start = time.perf_counter()
+        training_step(loss_fn, *setups[name], x, generator)  # warm-up (CUDA kernels, allocator)
+        start = clock(device)
         training_step(loss_fn, *setups[name], x, generator)
-        steps_per_measurement[name] = max(1, math.ceil(min_seconds / (time.perf_counter() - start)))
+        steps_per_measurement[name] = max(1, math.ceil(min_seconds / (clock(device) - start)))
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(repeats):
         for name, loss_fn in methods.items():
-            start = time.perf_counter()
+            start = clock(device)
             for _ in range(steps_per_measurement[name]):
                 training_step(loss_fn, *setups[name], x, generator)
-            times[name].append((time.perf_counter() - start) / steps_per_measurement[name])
+            times[name].append((clock(device) - start) / steps_per_measurement[name])
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -129,13 +142,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--min-seconds", type=float, default=0.25, help="length of one timed measurement")
     parser.add_argument("--max-vmap-dim", type=int, default=128, help="skip vmap(jvp) above this D (it is slow)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
     results: dict[int, dict[str, float]] = {}
     for dim in args.dims:
         methods = {name: fn for name, fn in METHODS.items() if name != VMAP_JVP or dim <= args.max_vmap_dim}
-        results[dim] = time_steps(dim, methods, args.repeats, args.min_seconds)
+        results[dim] = time_steps(dim, methods, args.repeats, args.min_seconds, device)
         print(f"D = {dim}: " + ", ".join(f"{k} {milliseconds(v)} ms" for k, v in results[dim].items()), flush=True)
 
     dims, first = args.dims, args.dims[0]
@@ -151,14 +166,18 @@ def main() -> None:
     # dividing by it shows what each objective adds on top.
     relative = [[name, *[f"{results[d][name] / results[d][NETWORK]:.2f}" if name in results[d] else "—"
                          for d in dims]] for name in METHODS if name != NETWORK]
+    on_gpu = f" on {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     body = (
         f"Median milliseconds per training step (forward + backward + Adam) over {args.repeats} interleaved "
-        f"measurements of at least {args.min_seconds} s each; batch {BATCH}, MLP D-{HIDDEN}-{HIDDEN}-D (Softplus). The last column is each method's "
+        f"measurements of at least {args.min_seconds} s each{on_gpu}; batch {BATCH}, MLP D-{HIDDEN}-{HIDDEN}-D (Softplus). The last column is each method's "
         f"cost at D = {dims[-1]} over its cost at D = {first}.\n\n" + markdown_table(header, rows)
         + "\n\nThe same steps in units of the network's own regression step at the same D:\n\n"
         + markdown_table(["method", *[f"D = {d}" for d in dims]], relative)
     )
-    write_section("objectives", "Score-matching objectives: one training step against D", body)
+    if device.type == "cuda":
+        write_section("objectives_cuda", "Score-matching objectives on a GPU: one training step against D", body)
+    else:
+        write_section("objectives", "Score-matching objectives: one training step against D", body)
 
 
 if __name__ == "__main__":

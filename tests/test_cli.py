@@ -80,7 +80,30 @@ def test_single_level_objective_implies_unconditional_model_and_langevin(tmp_pat
     assert (saved.model, saved.sampler, saved.step_size) == ("mlp", "langevin", 3e-3)
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "bad", "--objective", "sliced",
                            "--model", "noise_conditional", *TINY)
-    assert_clean_error(code, err, "use --model mlp")
+    assert_clean_error(code, err, "use --model mlp or energy")
+
+
+def test_energy_model_trains_samples_and_draws_its_density(tmp_path, capsys):
+    run_dir = tmp_path / "energy"
+    code, _, err = run_cli(capsys, "train", "--out", run_dir, "--dataset", "gmm", "--model", "energy",
+                           "--n-projections", 2, "--projection", "gaussian", *TINY)
+    assert code == 0, err
+    saved = sl.Config.from_toml(run_dir / "config.toml")
+    assert (saved.objective, saved.sampler, saved.n_projections, saved.projection) == (
+        "sliced", "langevin", 2, "gaussian")  # sliced and Langevin implied by --model energy
+    run = sl.load_run(run_dir, device="cpu")
+    assert isinstance(run.model, sl.models.EnergyScore)
+    points = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    energy = run.model.energy(points)
+    # The sampler's score is −∇E, taken from the saved energy network.
+    gradient = torch.func.vmap(torch.func.grad(lambda p: run.model.energy(p[None])[0]))(points)
+    torch.testing.assert_close(run.model(points), -gradient)
+    assert energy.shape == (16,)
+    code, _, err = run_cli(capsys, "sample", run_dir, "--n", 50, "--out", tmp_path / "s.npy")
+    assert code == 0, err and np.isfinite(np.load(tmp_path / "s.npy")).all()
+    code, _, err = run_cli(capsys, "plot", run_dir)
+    assert code == 0, err
+    assert (run_dir / "score_field.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_ddpm_run_samples_with_every_sampler_and_reports_nll(tmp_path, capsys):
@@ -128,6 +151,9 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
     (["train", "--step-size", "-1"], "step_size must be a positive"),
     (["train", "--steps", "0"], "steps must be a positive integer"),
     (["train", "--batch-size", "-5"], "batch_size must be a positive integer"),
+    (["train", "--model", "energy", "--objective", "annealed_dsm"], "model 'energy' has no noise-level input"),
+    (["train", "--objective", "sliced", "--n-projections", "0"], "n_projections must be a positive integer"),
+    (["train", "--objective", "sliced", "--projection", "cube"], "unknown projection 'cube'"),
 ])
 def test_bad_training_options(tmp_path, capsys, argv, pattern):
     code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run", "--no-progress")
@@ -232,11 +258,3 @@ def test_help_at_every_level(capsys):
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith("usage: scorelab") and "--help" in out
-
-
-def test_device_follows_cuda_when_present(tiny_run):
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    run = sl.load_run(tiny_run, device="cuda")
-    samples = run.sample(64, generator=torch.Generator().manual_seed(0))
-    assert samples.shape == (64, 2) and torch.isfinite(samples).all()

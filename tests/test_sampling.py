@@ -251,6 +251,17 @@ def test_trained_run_samples_with_predictor_corrector(tiny_run):
     assert len(seen) == 2 * run.config.n_levels * run.config.n_steps_each
 
 
+def test_trained_noise_conditional_run_samples_with_plain_langevin_at_its_smallest_level(tiny_run):
+    run = sl.load_run(tiny_run, device="cpu")
+    seen: list[sl.sampling.StepInfo] = []
+    samples = run.sample(50, sampler="langevin", generator=torch.Generator().manual_seed(0), callback=seen.append)
+    assert samples.shape == (50, 2) and torch.isfinite(samples).all()
+    assert len(seen) == run.config.n_levels * run.config.n_steps_each
+    sigma_min = torch.full((4,), run.config.sigma_min)
+    # The score of step 1 is taken where step 0 left x.
+    torch.testing.assert_close(seen[1].score[:4], run.model(seen[0].x[:4], sigma_min))
+
+
 def test_animation_is_a_gif_with_frames_for_every_level(tiny_run, tmp_path):
     from PIL import Image
 

@@ -144,3 +144,17 @@ def test_learning_rate_schedules():
     assert all(a > b > 0 for a, b in zip(rates, rates[1:]))
     constant = cosine.replace(lr_schedule="constant")
     assert {learning_rate(constant, step) for step in range(1, 101)} == {0.01}
+
+
+@pytest.mark.parametrize("objective, variance_reduction", [("sliced", False), ("sliced_vr", True)])
+def test_sliced_objectives_use_the_configured_projections(objective, variance_reduction):
+    config = tiny_config(objective=objective, model="mlp", n_projections=3, projection="sphere")
+    model = sl.models.MLP(2, 16)
+    batch = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    loss = train_module.OBJECTIVES[objective](model, batch, None, config, torch.Generator().manual_seed(1))
+    expected = sl.objectives.sliced_score_matching(model, batch, n_projections=3, projection="sphere",
+                                                   variance_reduction=variance_reduction,
+                                                   generator=torch.Generator().manual_seed(1))
+    one_projection = train_module.OBJECTIVES[objective](model, batch, None, config.replace(n_projections=1),
+                                                        torch.Generator().manual_seed(1))
+    assert loss.item() == expected.item() != one_projection.item()

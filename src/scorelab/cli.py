@@ -19,7 +19,7 @@ import torch
 
 from scorelab import data as data_module
 from scorelab.checkpoint import write_atomic
-from scorelab.config import Config, read_toml, with_implied
+from scorelab.config import MODELS, OBJECTIVES, PROJECTIONS, Config, read_toml, with_implied
 from scorelab.diffusion import make_chain
 from scorelab.errors import ConfigError, ScorelabError, one_line, require_positive_int
 from scorelab.metrics import RatioReport, w2_ratio
@@ -32,7 +32,7 @@ CONFIG_HELP = {  # one line per Config field; the defaults are appended automati
     "dataset": "toy data set name or .csv/.npy file",
     "n_data": "points drawn from a named data set (files use every row)",
     "standardize": "train on standardised data and map samples back",
-    "model": "noise_conditional | seed_conditional | mlp",
+    "model": " | ".join(MODELS),
     "hidden": "hidden units per layer",
     "depth": "number of hidden layers",
     "fourier_features": "random Fourier features of the input (noise_conditional; 0: none)",
@@ -40,7 +40,9 @@ CONFIG_HELP = {  # one line per Config field; the defaults are appended automati
     "sigma_min": "smallest noise level σ_L",
     "n_levels": "number of geometric noise levels L",
     "weight_power": "λ(σ) = σ^p weighting of the annealed DSM loss",
-    "objective": "training objective",
+    "objective": "training objective: " + " | ".join(OBJECTIVES),
+    "n_projections": "sliced objectives: projections per sample",
+    "projection": "sliced objectives: " + " | ".join(PROJECTIONS),
     "steps": "optimisation steps",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -304,9 +306,9 @@ def cmd_plot(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
-# The demo keeps the quick settings it was first measured with (about 46 s and a W2 ratio near 1.07
-# on 2 cores, BENCHMARKS.md "demo"): the suite-wide defaults (Fourier features, batch 2048, 20 levels
-# x 100 steps) took 124 s for a W2 ratio of 1.04 on the same swiss roll.
+# The demo keeps the quick settings it was first measured with (BENCHMARKS.md "demo" has its time
+# and W2 ratio on 2 cores): the suite-wide defaults (Fourier features, batch 2048, 20 levels x 100
+# steps) took 124 s for a W2 ratio of 1.04 on the same swiss roll (README "Status").
 DEMO_SETTINGS = {"dataset": "swiss_roll", "fourier_features": 0, "batch_size": 512, "lr": 3e-3,
                  "lr_schedule": "constant", "sigma_max": 1.0, "n_levels": 10, "n_steps_each": 50}
 

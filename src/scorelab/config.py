@@ -16,18 +16,24 @@ import tomli_w
 from scorelab.errors import ConfigError, require_positive, require_positive_int
 from scorelab.noise import BETA_SCHEDULES
 
-MODELS = ("noise_conditional", "seed_conditional", "mlp", "ddpm")
+MODELS = ("noise_conditional", "seed_conditional", "mlp", "energy", "ddpm")
+# Unconditional score models: s(x), trained at a single noise level.
+UNCONDITIONAL_MODELS = ("mlp", "energy")
 OBJECTIVES = ("annealed_dsm", "exact", "sliced", "sliced_vr", "dsm", "eps")
-# Objectives that train an unconditional score s(x) at a single noise level, so model = "mlp".
+# Objectives that train an unconditional score s(x) at a single noise level.
 SINGLE_LEVEL_OBJECTIVES = ("exact", "sliced", "sliced_vr", "dsm")
 SAMPLERS = ("ald", "langevin", "pc", "ddpm", "ddim", "ode")
 LR_SCHEDULES = ("cosine", "constant")
+PROJECTIONS = ("rademacher", "gaussian", "sphere")
 # Choosing one of these settings implies the others unless they are given too: an
 # unconditional score samples with plain Langevin (ε measured on the swiss roll),
-# and a DDPM trains on ε and samples ancestrally.
+# an energy model trains by sliced score matching (it has no σ input, and SSM costs
+# two reverse passes where the exact trace costs D), and a DDPM trains on ε and
+# samples ancestrally.
 IMPLIED: dict[tuple[str, str], dict] = {
     **{("objective", name): {"model": "mlp", "sampler": "langevin", "step_size": 3e-3}
        for name in SINGLE_LEVEL_OBJECTIVES},
+    ("model", "energy"): {"objective": "sliced", "sampler": "langevin", "step_size": 3e-3},
     # The DDPM figures in BENCHMARKS.md were measured with these training settings; the
     # toy-suite defaults (batch 2048, lr 1e-2 with cosine decay) were chosen for the NCSN.
     ("model", "ddpm"): {"objective": "eps", "sampler": "ddpm", "batch_size": 512, "lr": 3e-3,
@@ -53,7 +59,9 @@ class Config:
         standardize: train on (x − mean)/std and map samples back.
     Model
         model: ``noise_conditional`` (default), ``seed_conditional`` (the seed's
-            CondLinear network) or ``mlp`` (unconditional).
+            CondLinear network), ``mlp`` (an unconditional score), ``energy`` (an
+            unconditional score −∇E(x) of a scalar energy MLP, ``sl.models.EnergyScore``)
+            or ``ddpm`` (an ε network, see Diffusion).
         hidden, depth: width and number of hidden layers.
         fourier_features: random Fourier features of the input for ``noise_conditional`` (0: none).
     Noise levels (annealed objectives)
@@ -65,8 +73,10 @@ class Config:
         The single-level ``dsm`` objective perturbs the data at σ = sigma_min only.
     Optimisation
         objective: ``annealed_dsm`` (default) or a single-level objective that
-            trains ``model = "mlp"``: ``exact`` (Hyvärinen), ``sliced`` (SSM, one
-            Rademacher projection), ``sliced_vr`` (SSM-VR) or ``dsm`` (Vincent, at sigma_min).
+            trains ``model = "mlp"`` or ``"energy"``: ``exact`` (Hyvärinen), ``sliced``
+            (SSM), ``sliced_vr`` (SSM-VR) or ``dsm`` (Vincent, at sigma_min).
+        n_projections, projection: the sliced objectives' M projections per sample and
+            their distribution (``rademacher``, ``gaussian`` or ``sphere``).
         steps, batch_size, lr, ema_decay, seed, device
         lr_schedule: ``cosine`` (default: lr·½(1 + cos πt/steps)) or ``constant``.
         checkpoint_every, log_every: in steps.
@@ -93,6 +103,8 @@ class Config:
     n_levels: int = 20
     weight_power: float = 2.0
     objective: str = "annealed_dsm"
+    n_projections: int = 1
+    projection: str = "rademacher"
     steps: int = 3000
     batch_size: int = 2048
     lr: float = 1e-2
@@ -115,7 +127,7 @@ class Config:
     def validate(self) -> Config:
         """Check every field; raise :class:`ConfigError` with a fix-it message."""
         for name in ("n_data", "hidden", "depth", "n_levels", "steps", "batch_size", "checkpoint_every",
-                     "log_every", "n_steps_each"):
+                     "log_every", "n_steps_each", "n_projections"):
             require_positive_int(name, getattr(self, name))
         for name in ("sigma_min", "lr", "step_size", "snr"):
             require_positive(name, getattr(self, name))
@@ -129,12 +141,15 @@ class Config:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name, allowed in (("model", MODELS), ("objective", OBJECTIVES), ("sampler", SAMPLERS),
-                              ("lr_schedule", LR_SCHEDULES)):
+                              ("lr_schedule", LR_SCHEDULES), ("projection", PROJECTIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; use one of: {', '.join(allowed)}")
-        if self.objective in SINGLE_LEVEL_OBJECTIVES and self.model != "mlp":
+        if self.objective in SINGLE_LEVEL_OBJECTIVES and self.model not in UNCONDITIONAL_MODELS:
             raise ConfigError(f"objective {self.objective!r} trains an unconditional score, not {self.model!r}; "
-                              "use --model mlp (or --objective annealed_dsm)")
+                              "use --model mlp or energy (or --objective annealed_dsm)")
+        if self.model in UNCONDITIONAL_MODELS and self.objective not in SINGLE_LEVEL_OBJECTIVES:
+            raise ConfigError(f"model {self.model!r} has no noise-level input, so it cannot train with "
+                              f"{self.objective!r}; use --objective {' | '.join(SINGLE_LEVEL_OBJECTIVES)}")
         if self.schedule not in BETA_SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; use one of: {', '.join(BETA_SCHEDULES)}")
         require_positive_int("timesteps", self.timesteps)

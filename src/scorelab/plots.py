@@ -21,7 +21,9 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from scorelab.checkpoint import write_atomic  # noqa: E402
+from scorelab.config import UNCONDITIONAL_MODELS  # noqa: E402
 from scorelab.errors import require_positive_int  # noqa: E402
+from scorelab.models import EnergyScore  # noqa: E402
 from scorelab.run import TrainedRun  # noqa: E402
 from scorelab.sampling import StepInfo  # noqa: E402
 
@@ -68,6 +70,18 @@ def draw_score_field(axes: plt.Axes, score: Callable[[Tensor], Tensor], bounds: 
     axes.set_aspect("equal")
 
 
+def draw_log_density(axes: plt.Axes, log_density: Callable[[Tensor], Tensor], bounds: Bounds,
+                     grid: int = 100) -> None:
+    """Filled contours of an unnormalised density exp(log_density), scaled to peak 1."""
+    xs = torch.linspace(bounds[0], bounds[1], grid)
+    ys = torch.linspace(bounds[2], bounds[3], grid)
+    mesh_x, mesh_y = torch.meshgrid(xs, ys, indexing="xy")
+    points = torch.stack([mesh_x.reshape(-1), mesh_y.reshape(-1)], dim=1)
+    with torch.no_grad():
+        values = log_density(points).cpu().reshape(grid, grid)
+    axes.contourf(mesh_x, mesh_y, (values - values.max()).exp(), levels=12, cmap="Greens", zorder=0)
+
+
 def _panels(n: int, size: float = 4.0, columns: int = 5) -> tuple[plt.Figure, list[plt.Axes]]:
     """A figure with ``n`` square panels, at most ``columns`` per row."""
     rows, width = -(-n // columns), min(n, columns)
@@ -93,7 +107,7 @@ def plot_score_fields(run: TrainedRun, x: Tensor, path: str | Path, max_panels: 
     to a different σ; here every panel holds a single σ.)
     """
     sigmas = run.sigmas.tolist()
-    conditional = run.config.model != "mlp"
+    conditional = run.config.model not in UNCONDITIONAL_MODELS
     if not conditional:
         sigmas = sigmas[-1:]
     picks = sorted({round(i * (len(sigmas) - 1) / max(max_panels - 1, 1)) for i in range(max_panels)})
@@ -101,10 +115,14 @@ def plot_score_fields(run: TrainedRun, x: Tensor, path: str | Path, max_panels: 
     figure, axes_list = _panels(len(picks), size=3.2)
     for axes, index in zip(axes_list, picks):
         sigma = sigmas[index]
+        if isinstance(run.model, EnergyScore):  # an energy model also has a density to show
+            draw_log_density(axes, lambda p: run.model.log_density(run.normalisation.to_model(p).to(run.device)),
+                             bounds)
         draw_score_field(axes, lambda p, s=sigma: run.score(p.to(run.device), torch.full((len(p),), s)), bounds,
                          grid=20)
         axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
-        axes.set_title(f"learned score, σ = {sigma:.3g}" if conditional else "learned score")
+        axes.set_title(f"learned score, σ = {sigma:.3g}" if conditional else
+                       "learned score and density exp(−E)" if isinstance(run.model, EnergyScore) else "learned score")
     return save_figure(figure, path)
 
 

@@ -130,8 +130,15 @@ def _annealed_langevin(run: TrainedRun, n: int, settings: Config, generator, cal
 
 
 def _langevin(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
-    """Plain Langevin for unconditional scores: n_levels·n_steps_each steps of size step_size."""
-    return langevin(run.model, _prior_noise(run, n, settings.sigma_max, generator),
+    """Plain Langevin: n_levels·n_steps_each steps of size step_size.
+
+    Unconditional scores ignore σ; a noise-conditional model is held at its smallest
+    level σ_L, the closest it has to the data's own score.
+    """
+    def score(x: Tensor) -> Tensor:
+        return run.model(x, torch.full((len(x),), settings.sigma_min, device=x.device))
+
+    return langevin(score, _prior_noise(run, n, settings.sigma_max, generator),
                     n_steps=settings.n_levels * settings.n_steps_each, step_size=settings.step_size,
                     generator=generator, callback=callback)
 

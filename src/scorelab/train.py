@@ -49,10 +49,11 @@ OBJECTIVES: dict[str, Objective] = {
     # Single-level objectives train an unconditional model, called as model(x).
     "exact": lambda model, batch, sigmas, config, generator: exact_score_matching(model, batch),
     "sliced": lambda model, batch, sigmas, config, generator: sliced_score_matching(
-        model, batch, generator=generator
+        model, batch, n_projections=config.n_projections, projection=config.projection, generator=generator
     ),
     "sliced_vr": lambda model, batch, sigmas, config, generator: sliced_score_matching(
-        model, batch, variance_reduction=True, generator=generator
+        model, batch, n_projections=config.n_projections, projection=config.projection,
+        variance_reduction=True, generator=generator
     ),
     "dsm": lambda model, batch, sigmas, config, generator: denoising_score_matching(
         model, batch, config.sigma_min, generator=generator

@@ -9,7 +9,7 @@ from scorelab.config import Config
 from scorelab.diffusion import eps_to_score
 from scorelab.models.diffusion import EpsMLP
 from scorelab.models.energy import EnergyScore
-from scorelab.models.mlp import MLP, ConditionalLinear, NoiseConditionalMLP, SeedConditionalMLP
+from scorelab.models.mlp import MLP, ConditionalLinear, NoiseConditionalMLP, SeedConditionalMLP, mlp_stack
 from scorelab.noise import geometric_sigmas
 
 __all__ = ["MLP", "ConditionalLinear", "EnergyScore", "EpsMLP", "NoiseConditionalMLP", "SeedConditionalMLP",
@@ -25,6 +25,8 @@ def build_model(config: Config, dim: int, *, sigma_data: float = 1.0) -> nn.Modu
         torch.manual_seed(config.seed)
         if config.model == "mlp":
             return MLP(dim, config.hidden, config.depth)
+        if config.model == "energy":
+            return EnergyScore(mlp_stack(dim, config.hidden, config.depth, 1, nn.Softplus))
         if config.model == "seed_conditional":
             sigmas = geometric_sigmas(config.sigma_max, config.sigma_min, config.n_levels)
             return SeedConditionalMLP(sigmas, dim, config.hidden)
