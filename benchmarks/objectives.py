@@ -110,8 +110,10 @@ def time_steps(dim: int, methods: dict[str, Loss], repeats: int, min_seconds: fl
     ``min_seconds`` (calibrated on one step after a warm-up step), so millisecond steps are not
     at the mercy of the scheduler; methods take turns within every repeat.
     """
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, dim, generator=generator).to(device)
+    x = torch.randn(BATCH, dim, generator=torch.Generator().manual_seed(0)).to(device)
+    # Projections and noise come from a generator on the device: a CPU generator would
+    # draw D·B numbers on the host and copy them over at every step.
+    generator = torch.Generator(device=device).manual_seed(0)
     setups, steps_per_measurement = {}, {}
     for name, loss_fn in methods.items():
         torch.manual_seed(0)
