@@ -184,7 +184,7 @@ def main() -> None:
 
 A 3-component 2-D Gaussian mixture, its exact score turned into ε; linear β schedule, T = {TIMESTEPS}.
 Fewer steps mean a respaced chain (DDPM), a subsequence (DDIM, η = 0), or Heun's method on that
-many noise levels (ODE). W2 at N = {args.n}, R = {args.repeats}; 1.0 is the data-vs-data floor.
+many noise levels (ODE). W2 at N = {args.n}, R = {args.repeats}; 1.0 is the floor of data against an i.i.d. draw of the same size (`sl.metrics.w2_ratio`).
 
 {sweep_table}
 
@@ -192,8 +192,8 @@ many noise levels (ODE). W2 at N = {args.n}, R = {args.repeats}; 1.0 is the data
 
 ### 2. DDPM trained with the default config
 
-`scorelab train --dataset … --model ddpm`: the settings `--model ddpm` implies (objective eps,
-batch 512, constant lr 3e-3) and every other field at its default (3000 steps, EMA 0.995, linear
+`scorelab train --dataset … --model ddpm`: objective eps (implied by `--model ddpm`) and every other
+field at its default (3000 steps, batch 2048, lr 1e-2 with cosine decay, EMA 0.995, linear
 schedule, T = 1000).
 
 {markdown_table(["dataset", "train steps", "train seconds"], train_rows)}

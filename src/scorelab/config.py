@@ -34,10 +34,7 @@ IMPLIED: dict[tuple[str, str], dict] = {
     **{("objective", name): {"model": "mlp", "sampler": "langevin", "step_size": 3e-3}
        for name in SINGLE_LEVEL_OBJECTIVES},
     ("model", "energy"): {"objective": "sliced", "sampler": "langevin", "step_size": 3e-3},
-    # The DDPM figures in BENCHMARKS.md were measured with these training settings; the
-    # toy-suite defaults (batch 2048, lr 1e-2 with cosine decay) were chosen for the NCSN.
-    ("model", "ddpm"): {"objective": "eps", "sampler": "ddpm", "batch_size": 512, "lr": 3e-3,
-                        "lr_schedule": "constant"},
+    ("model", "ddpm"): {"objective": "eps", "sampler": "ddpm"},
 }
 
 
