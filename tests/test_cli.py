@@ -153,6 +153,7 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
     (["train", "--batch-size", "-5"], "batch_size must be a positive integer"),
     (["train", "--model", "energy", "--objective", "annealed_dsm"], "model 'energy' has no noise-level input"),
     (["train", "--objective", "sliced", "--n-projections", "0"], "n_projections must be a positive integer"),
+    (["train", "--reference-size", "-1"], "reference_size must be >= 0"),
     (["train", "--objective", "sliced", "--projection", "cube"], "unknown projection 'cube'"),
 ])
 def test_bad_training_options(tmp_path, capsys, argv, pattern):

@@ -40,6 +40,7 @@ CONFIG_HELP = {  # one line per Config field; the defaults are appended automati
     "sigma_min": "smallest noise level σ_L",
     "n_levels": "number of geometric noise levels L",
     "weight_power": "λ(σ) = σ^p weighting of the annealed DSM loss",
+    "reference_size": "annealed DSM: reference points per step for the stable target field (0: off)",
     "objective": "training objective: " + " | ".join(OBJECTIVES),
     "n_projections": "sliced objectives: projections per sample",
     "projection": "sliced objectives: " + " | ".join(PROJECTIONS),
@@ -309,8 +310,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
 # The demo keeps the quick settings it was first measured with (BENCHMARKS.md "demo" has its time
 # and W2 ratio on 2 cores): the suite-wide defaults (Fourier features, batch 2048, 20 levels x 100
 # steps) took 124 s for a W2 ratio of 1.04 on the same swiss roll (README "Status").
-DEMO_SETTINGS = {"dataset": "swiss_roll", "fourier_features": 0, "batch_size": 512, "lr": 3e-3,
-                 "lr_schedule": "constant", "sigma_max": 1.0, "n_levels": 10, "n_steps_each": 50}
+DEMO_SETTINGS = {"dataset": "swiss_roll", "fourier_features": 0, "reference_size": 0, "batch_size": 512,
+                 "lr": 3e-3, "lr_schedule": "constant", "sigma_max": 1.0, "n_levels": 10, "n_steps_each": 50}
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

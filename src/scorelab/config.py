@@ -67,6 +67,9 @@ class Config:
             technique 1): σ_1 = the largest pairwise distance in the training data,
             in model units; training resolves it and saves the number.
         weight_power: λ(σ) = σ^weight_power in the annealed DSM loss.
+        reference_size: R data points per step, drawn apart from the batch, that turn the
+            annealed DSM target into the stable target field (Xu et al. 2023,
+            ``sl.objectives.stable_target``); 0 keeps Vincent's target.
         The single-level ``dsm`` objective perturbs the data at σ = sigma_min only.
     Optimisation
         objective: ``annealed_dsm`` (default) or a single-level objective that
@@ -99,6 +102,7 @@ class Config:
     sigma_min: float = 0.01
     n_levels: int = 20
     weight_power: float = 2.0
+    reference_size: int = 128
     objective: str = "annealed_dsm"
     n_projections: int = 1
     projection: str = "rademacher"
@@ -128,8 +132,9 @@ class Config:
             require_positive_int(name, getattr(self, name))
         for name in ("sigma_min", "lr", "step_size", "snr"):
             require_positive(name, getattr(self, name))
-        if self.fourier_features < 0:
-            raise ConfigError(f"fourier_features must be >= 0, got {self.fourier_features}")
+        for name in ("fourier_features", "reference_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.sigma_max < 0:
             raise ConfigError(f"sigma_max must be > 0, or 0 for the largest pairwise distance in the data; "
                               f"got {self.sigma_max}")

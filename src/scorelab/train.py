@@ -43,8 +43,10 @@ from scorelab.objectives import (
 Objective = Callable[[nn.Module, Tensor, Tensor, Config, torch.Generator], Tensor]
 
 OBJECTIVES: dict[str, Objective] = {
+    # The rows past batch_size are the stable-target references (see ``extra_rows``).
     "annealed_dsm": lambda model, batch, sigmas, config, generator: annealed_denoising_score_matching(
-        model, batch, sigmas, weight_power=config.weight_power, generator=generator
+        model, batch[:config.batch_size], sigmas, weight_power=config.weight_power,
+        reference=batch[config.batch_size:] if config.reference_size else None, generator=generator
     ),
     # Single-level objectives train an unconditional model, called as model(x).
     "exact": lambda model, batch, sigmas, config, generator: exact_score_matching(model, batch),
@@ -132,6 +134,11 @@ class TrainResult:
     final_loss: float
 
 
+def extra_rows(config: Config) -> int:
+    """Rows drawn with each batch beyond batch_size: the annealed DSM's stable-target references."""
+    return config.reference_size if config.objective == "annealed_dsm" else 0
+
+
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> TrainResult:
     """Train ``config.model`` with ``config.objective`` and write the run directory.
@@ -182,7 +189,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     loss_value = math.nan
     bar = tqdm(total=config.steps, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
     for step in range(start + 1, config.steps + 1):
-        batch = data[torch.randint(len(data), (config.batch_size,), generator=generator).to(device)]
+        rows = torch.randint(len(data), (config.batch_size + extra_rows(config),), generator=generator)
+        batch = data[rows.to(device)]
         loss = objective(model, batch, sigmas, config, generator)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
