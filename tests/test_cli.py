@@ -148,7 +148,9 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
     (["train", "--dataset", "missing.csv"], "no such file"),
     (["train", "--sigma-min", "-0.1"], "sigma_min must be a positive"),
     (["train", "--sigma-max", "-1"], "sigma_max must be > 0, or 0 for"),
-    (["train", "--step-size", "-1"], "step_size must be a positive"),
+    (["train", "--step-size", "-1"], "step_size must be >= 0 (0: the NCSNv2 rule)"),
+    (["train", "--n-levels", "-3"], "n_levels must be >= 0 (0: the NCSNv2 γ criterion)"),
+    (["train", "--n-levels", "0"], "the γ criterion needs dim >= 5"),
     (["train", "--steps", "0"], "steps must be a positive integer"),
     (["train", "--batch-size", "-5"], "batch_size must be a positive integer"),
     (["train", "--model", "energy", "--objective", "annealed_dsm"], "model 'energy' has no noise-level input"),
@@ -226,7 +228,7 @@ def test_corrupt_and_mismatched_checkpoints(tiny_run, tmp_path, capsys, good_fil
 def test_bad_sample_requests_leave_output_alone(tiny_run, capsys, good_file):
     for argv, pattern in ((["--n", 0], "--n must be a positive integer"),
                           (["--n", -3], "--n must be a positive integer"),
-                          (["--step-size", -0.5], "step_size must be a positive"),
+                          (["--step-size", -0.5], "step_size must be >= 0"),
                           (["--n-steps-each", 0], "n_steps_each must be a positive integer")):
         code, _, err = run_cli(capsys, "sample", tiny_run, "--out", good_file, *argv)
         assert_clean_error(code, err, pattern)

@@ -262,6 +262,17 @@ def test_trained_noise_conditional_run_samples_with_plain_langevin_at_its_smalle
     torch.testing.assert_close(seen[1].score[:4], run.model(seen[0].x[:4], sigma_min))
 
 
+def test_step_size_zero_takes_the_ncsnv2_rule_for_annealed_langevin_only(tiny_run):
+    run = sl.load_run(tiny_run, device="cpu")
+    seen: list[sl.sampling.StepInfo] = []
+    run.sample(20, step_size=0.0, generator=torch.Generator().manual_seed(0), callback=seen.append)
+    sigmas = run.sigmas
+    rule = sl.noise.ncsnv2_step_size(sigmas[-1].item(), (sigmas[0] / sigmas[1]).item(), run.config.n_steps_each)
+    assert seen[-2].step_size == pytest.approx(rule)  # α_L = ε at the last level (the last step is Tweedie's)
+    with pytest.raises(ConfigError, match="for annealed Langevin"):
+        run.sample(20, sampler="langevin", step_size=0.0)
+
+
 def test_animation_is_a_gif_with_frames_for_every_level(tiny_run, tmp_path):
     from PIL import Image
 

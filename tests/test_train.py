@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
@@ -158,3 +159,12 @@ def test_sliced_objectives_use_the_configured_projections(objective, variance_re
     one_projection = train_module.OBJECTIVES[objective](model, batch, None, config.replace(n_projections=1),
                                                         torch.Generator().manual_seed(1))
     assert loss.item() == expected.item() != one_projection.item()
+
+
+def test_n_levels_zero_applies_the_gamma_criterion_and_saves_the_number(tmp_path):
+    path = tmp_path / "six_d.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32))
+    result = sl.train(tiny_config(dataset=str(path), n_levels=0, sigma_min=0.1), tmp_path / "run", progress=False)
+    saved = sl.Config.from_toml(result.run_dir / "config.toml")
+    assert saved.n_levels == sl.noise.n_levels_from_gamma(saved.sigma_max, 0.1, 6) > 1
+    assert len(sl.load_run(result.run_dir, device="cpu").sigmas) == saved.n_levels

@@ -66,6 +66,8 @@ class Config:
             sigma_max = 0 (the default) applies the NCSNv2 rule (Song & Ermon 2020,
             technique 1): σ_1 = the largest pairwise distance in the training data,
             in model units; training resolves it and saves the number.
+            n_levels = 0 applies the γ criterion (technique 2) the same way; it needs
+            data of dimension 5 or more, so the default is the measured 20.
         weight_power: λ(σ) = σ^weight_power in the annealed DSM loss.
         reference_size: R data points per step, drawn apart from the batch, that turn the
             annealed DSM target into the stable target field (Xu et al. 2023,
@@ -82,6 +84,10 @@ class Config:
         checkpoint_every, log_every: in steps.
     Sampling defaults
         sampler, n_steps_each, step_size, denoise.
+            step_size = 0 takes ε from the NCSNv2 variance rule (technique 4) for the
+            run's σ_L, level ratio γ and n_steps_each, at sampling time (annealed
+            Langevin only). The default 2e-5 was measured: on the 2-D suite the rule's
+            ε (about 6e-6 for 100 steps per level) under-mixes.
         snr: the predictor-corrector's corrector signal-to-noise ratio (Song et al. 2021).
     Diffusion (``model = "ddpm"``, ``objective = "eps"``, samplers ddpm/ddim/ode)
         schedule: the β schedule (``sl.noise.BETA_SCHEDULES``): linear, quadratic, sigmoid or cosine.
@@ -127,14 +133,15 @@ class Config:
 
     def validate(self) -> Config:
         """Check every field; raise :class:`ConfigError` with a fix-it message."""
-        for name in ("n_data", "hidden", "depth", "n_levels", "steps", "batch_size", "checkpoint_every",
+        for name in ("n_data", "hidden", "depth", "steps", "batch_size", "checkpoint_every",
                      "log_every", "n_steps_each", "n_projections"):
             require_positive_int(name, getattr(self, name))
-        for name in ("sigma_min", "lr", "step_size", "snr"):
+        for name in ("sigma_min", "lr", "snr"):
             require_positive(name, getattr(self, name))
-        for name in ("fourier_features", "reference_size"):
+        for name, zero_means in (("fourier_features", "none"), ("reference_size", "off"),
+                                 ("n_levels", "the NCSNv2 γ criterion"), ("step_size", "the NCSNv2 rule")):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0 (0: {zero_means}), got {getattr(self, name)}")
         if self.sigma_max < 0:
             raise ConfigError(f"sigma_max must be > 0, or 0 for the largest pairwise distance in the data; "
                               f"got {self.sigma_max}")

@@ -19,7 +19,7 @@ from scorelab.diffusion import make_chain
 from scorelab.errors import CheckpointError, ConfigError, require_positive_int
 from scorelab.likelihood import log_prob
 from scorelab.models import build_model
-from scorelab.noise import geometric_sigmas, vp_sigmas
+from scorelab.noise import geometric_sigmas, ncsnv2_step_size, vp_sigmas
 from scorelab.sampling import Callback, annealed_langevin, ddim, ddpm, langevin, predictor_corrector, probability_flow
 from scorelab.train import Normalisation, resolve_device
 
@@ -122,10 +122,17 @@ def _prior_noise(run: TrainedRun, n: int, sigma: float, generator: torch.Generat
 
 
 def _annealed_langevin(run: TrainedRun, n: int, settings: Config, generator, callback) -> Tensor:
-    """Start from N(0, σ_1²I), the large-noise limit of p_σ1, and anneal down to σ_L."""
+    """Start from N(0, σ_1²I), the large-noise limit of p_σ1, and anneal down to σ_L.
+
+    ``step_size = 0`` takes ε from the NCSNv2 variance rule for this schedule.
+    """
     sigmas = run.sigmas.to(run.device)
+    step_size = settings.step_size
+    if not step_size:
+        gamma = (sigmas[0] / sigmas[1]).item() if len(sigmas) > 1 else 1.0
+        step_size = ncsnv2_step_size(sigmas[-1].item(), gamma, settings.n_steps_each)
     return annealed_langevin(run.model, _prior_noise(run, n, sigmas[0].item(), generator), sigmas,
-                             n_steps_each=settings.n_steps_each, step_size=settings.step_size,
+                             n_steps_each=settings.n_steps_each, step_size=step_size,
                              denoise=settings.denoise, generator=generator, callback=callback)
 
 
@@ -135,6 +142,9 @@ def _langevin(run: TrainedRun, n: int, settings: Config, generator, callback) ->
     Unconditional scores ignore σ; a noise-conditional model is held at its smallest
     level σ_L, the closest it has to the data's own score.
     """
+    if not settings.step_size:
+        raise ConfigError("step_size = 0 (the NCSNv2 rule) is for annealed Langevin; give plain Langevin a step size")
+
     def score(x: Tensor) -> Tensor:
         return run.model(x, torch.full((len(x),), settings.sigma_min, device=x.device))
 

@@ -31,7 +31,7 @@ from scorelab.config import Config
 from scorelab.diffusion import make_chain
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
 from scorelab.models import build_model
-from scorelab.noise import geometric_sigmas, sigma_max_from_data
+from scorelab.noise import geometric_sigmas, n_levels_from_gamma, sigma_max_from_data
 from scorelab.objectives import (
     annealed_denoising_score_matching,
     denoising_score_matching,
@@ -168,6 +168,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     data = normalisation.to_model(raw).to(device)
     if not config.sigma_max:
         config = config.replace(sigma_max=round(sigma_max_from_data(data), 4))
+    if not config.n_levels:
+        config = config.replace(n_levels=n_levels_from_gamma(config.sigma_max, config.sigma_min, data.shape[1]))
     sigmas = geometric_sigmas(config.sigma_max, config.sigma_min, config.n_levels).to(device)
     model = build_model(config, data.shape[1], sigma_data=float(data.std())).to(device)
     ema = build_model(config, data.shape[1]).to(device)
