@@ -160,6 +160,16 @@ def test_sigma_max_is_the_largest_pairwise_distance():
     assert sl.noise.sigma_max_from_data(square, chunk_size=2) == pytest.approx(5.0)
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3, 5])
+def test_sigma_max_shortcuts_agree_with_every_pair(dim):
+    # 1-D uses max − min, 2-D and 3-D the convex hull, higher dimensions every pair.
+    x = torch.randn(700, dim, generator=torch.Generator().manual_seed(dim), dtype=torch.float64)
+    brute_force = torch.cdist(x, x).max().item()
+    assert sl.noise.sigma_max_from_data(x) == pytest.approx(brute_force, rel=1e-12)
+    line = torch.linspace(-2, 3, 50, dtype=torch.float64)[:, None] * torch.ones(dim, dtype=torch.float64)
+    assert sl.noise.sigma_max_from_data(line) == pytest.approx(5 * dim**0.5, rel=1e-12)  # degenerate hull
+
+
 # ---------------------------------------------------------------------------------------------
 # Determinism, callbacks, purity and bad arguments.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy.spatial import ConvexHull, QhullError
 from torch import Tensor
 
 from scorelab.errors import ConfigError, require_positive, require_positive_int
@@ -43,14 +44,23 @@ def sigma_max_from_data(data: Tensor, chunk_size: int = 2048) -> float:
     """σ_1 = max_{i,j} ‖x_i − x_j‖, the largest pairwise distance in the data.
 
     Song & Ermon 2020 ("Improved techniques", technique 1): with σ_1 this large,
-    p_σ1 lets Langevin travel between any two data points. Exact, O(n²) time,
-    computed ``chunk_size`` rows at a time to bound memory.
+    p_σ1 lets Langevin travel between any two data points. Exact: in 2-D and 3-D
+    the farthest pair lies on the convex hull (scipy's Qhull), which holds few of
+    the points, so only hull vertices are compared; in 1-D it is max − min; in
+    higher dimensions every pair is compared, ``chunk_size`` rows at a time.
     """
     data = torch.as_tensor(data)
     if data.ndim != 2 or len(data) < 2:
         raise ConfigError(f"data must have shape [n >= 2, d] to measure distances, got {tuple(data.shape)}")
     require_positive_int("chunk_size", chunk_size)
     data = data.double()
+    if data.shape[1] == 1:
+        return (data.max() - data.min()).item()
+    if data.shape[1] <= 3 and len(data) > data.shape[1] + 1:
+        try:
+            data = data[torch.as_tensor(ConvexHull(data.numpy()).vertices)]
+        except QhullError:  # flat or degenerate data: compare every pair
+            pass
     return max(torch.cdist(rows, data).max().item() for rows in data.split(chunk_size))
 
 
