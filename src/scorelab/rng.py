@@ -6,11 +6,6 @@ import torch
 from torch import Tensor
 
 
-def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
-    return torch.Generator(device=device).manual_seed(seed)
-
-
 def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator``.
 
