@@ -103,6 +103,7 @@ def run_bench(
     benchmarks_md: str | Path | None = "BENCHMARKS.md",
     figure: str | Path | None = "benchmarks/toy_suite.png",
     config: Config | None = None,
+    repeats: int | None = None,
 ) -> list[BenchResult]:
     """Benchmark the default settings on every density of the suite.
 
@@ -114,6 +115,11 @@ def run_bench(
         benchmarks_md: the Markdown file whose ``toy_suite`` section is rewritten; None to skip.
         figure: where to write the grid figure; None to skip.
         config: base settings (default ``Config()``); ``dataset`` is set per density.
+        repeats: R, the repetitions behind each mean (default 10; 3 with ``quick``).
+            The project's W2 ratio asks for R >= 3, but at R = 3 the ratio of 8gaussians
+            (eight tight clusters, whose W2 is mostly the mass moved between clusters
+            whose counts differ by chance) ranged from 1.10 to 1.37 for one trained
+            model across evaluation seeds.
 
     Returns:
         One :class:`BenchResult` per density, in order.
@@ -123,9 +129,10 @@ def run_bench(
         base = base.replace(**QUICK_SETTINGS)
     names = datasets or (QUICK_SUITE if quick else SUITE)
     n = 300 if quick else 5000
+    repeats = repeats or (3 if quick else 10)
     results = []
     for name in names:
-        result = bench_density(base.replace(dataset=name), Path(out_dir) / name, n=n)
+        result = bench_density(base.replace(dataset=name), Path(out_dir) / name, n=n, repeats=repeats)
         print(f"{name}: W2 ratio {result.quality['w2'].ratio:.3f}, train {result.train_seconds:.1f} s, "
               f"sample {result.sample_seconds:.1f} s", flush=True)
         results.append(result)

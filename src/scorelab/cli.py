@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", metavar="NAME", help="only these densities (default: the suite)")
     p.add_argument("--out", type=Path, default=Path("bench_runs"), metavar="DIR",
                    help="where the run directories go (default: ./bench_runs)")
+    p.add_argument("--repeats", type=int, default=None, metavar="R",
+                   help="repetitions behind each mean (default: 10, or 3 with --quick)")
     p.add_argument("--benchmarks-md", type=Path, default=Path("BENCHMARKS.md"), metavar="FILE",
                    help="Markdown file whose toy-suite section is rewritten (default: ./BENCHMARKS.md)")
     p.add_argument("--figure", type=Path, default=Path("benchmarks/toy_suite.png"), metavar="FILE.png",
@@ -334,8 +336,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from scorelab.bench import run_bench
 
+    if args.repeats is not None:
+        require_positive_int("--repeats", args.repeats)
     run_bench(args.out, quick=args.quick, datasets=args.datasets, benchmarks_md=args.benchmarks_md,
-              figure=args.figure, config=Config(device=args.device))
+              figure=args.figure, config=Config(device=args.device), repeats=args.repeats)
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "plot": cmd_plot, "demo": cmd_demo,
