@@ -166,8 +166,13 @@ def ncsnv2_schedule(
     if n_levels is None:
         n_levels = n_levels_from_gamma(sigma_max, sigma_min, data.shape[1], overlap)
     sigmas = geometric_sigmas(sigma_max, sigma_min, n_levels)
-    gamma = (sigmas[0] / sigmas[1]).item() if n_levels > 1 else 1.0
-    return sigmas, ncsnv2_step_size(sigmas[-1].item(), gamma, n_steps_each)
+    return sigmas, ncsnv2_step_size_for(sigmas, n_steps_each)
+
+
+def ncsnv2_step_size_for(sigmas: Tensor, n_steps_each: int) -> float:
+    """:func:`ncsnv2_step_size` for a geometric schedule σ_1 > … > σ_L: its σ_L and γ = σ_1/σ_2."""
+    gamma = (sigmas[0] / sigmas[1]).item() if len(sigmas) > 1 else 1.0
+    return ncsnv2_step_size(sigmas[-1].item(), gamma, n_steps_each)
 
 # --- β schedules for diffusion models (DDPM/DDIM) and their variance-exploding view ---
 

@@ -47,16 +47,20 @@ def data_bounds(x: Tensor, margin: float = 0.15) -> Bounds:
     return (float(low[0] - pad[0]), float(high[0] + pad[0]), float(low[1] - pad[1]), float(high[1] + pad[1]))
 
 
+def _lattice(bounds: Bounds, grid: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A ``grid``×``grid`` lattice over ``bounds``: its x and y meshes and its points as rows [grid², 2]."""
+    mesh_x, mesh_y = torch.meshgrid(torch.linspace(bounds[0], bounds[1], grid),
+                                    torch.linspace(bounds[2], bounds[3], grid), indexing="xy")
+    return mesh_x, mesh_y, torch.stack([mesh_x.reshape(-1), mesh_y.reshape(-1)], dim=1)
+
+
 def draw_score_field(axes: plt.Axes, score: Callable[[Tensor], Tensor], bounds: Bounds, grid: int = 32) -> None:
     """Quiver plot of a 2-D score on a ``grid``×``grid`` lattice.
 
     Arrows are rescaled from length ‖s‖ to log1p(‖s‖), as in the seed tutorial,
     so the field stays readable where the score is large.
     """
-    xs = torch.linspace(bounds[0], bounds[1], grid)
-    ys = torch.linspace(bounds[2], bounds[3], grid)
-    mesh_x, mesh_y = torch.meshgrid(xs, ys, indexing="xy")
-    points = torch.stack([mesh_x.reshape(-1), mesh_y.reshape(-1)], dim=1)
+    _, _, points = _lattice(bounds, grid)
     with torch.no_grad():
         field = score(points).cpu()
     norm = field.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -73,10 +77,7 @@ def draw_score_field(axes: plt.Axes, score: Callable[[Tensor], Tensor], bounds: 
 def draw_log_density(axes: plt.Axes, log_density: Callable[[Tensor], Tensor], bounds: Bounds,
                      grid: int = 100) -> None:
     """Filled contours of an unnormalised density exp(log_density), scaled to peak 1."""
-    xs = torch.linspace(bounds[0], bounds[1], grid)
-    ys = torch.linspace(bounds[2], bounds[3], grid)
-    mesh_x, mesh_y = torch.meshgrid(xs, ys, indexing="xy")
-    points = torch.stack([mesh_x.reshape(-1), mesh_y.reshape(-1)], dim=1)
+    mesh_x, mesh_y, points = _lattice(bounds, grid)
     with torch.no_grad():
         values = log_density(points).cpu().reshape(grid, grid)
     axes.contourf(mesh_x, mesh_y, (values - values.max()).exp(), levels=12, cmap="Greens", zorder=0)
@@ -112,17 +113,18 @@ def plot_score_fields(run: TrainedRun, x: Tensor, path: str | Path, max_panels: 
         sigmas = sigmas[-1:]
     picks = sorted({round(i * (len(sigmas) - 1) / max(max_panels - 1, 1)) for i in range(max_panels)})
     bounds = data_bounds(x)
+    energy = isinstance(run.model, EnergyScore)  # an energy model also has a density to show
     figure, axes_list = _panels(len(picks), size=3.2)
     for axes, index in zip(axes_list, picks):
         sigma = sigmas[index]
-        if isinstance(run.model, EnergyScore):  # an energy model also has a density to show
+        if energy:
             draw_log_density(axes, lambda p: run.model.log_density(run.normalisation.to_model(p).to(run.device)),
                              bounds)
         draw_score_field(axes, lambda p, s=sigma: run.score(p.to(run.device), torch.full((len(p),), s)), bounds,
                          grid=20)
         axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
         axes.set_title(f"learned score, σ = {sigma:.3g}" if conditional else
-                       "learned score and density exp(−E)" if isinstance(run.model, EnergyScore) else "learned score")
+                       "learned score and density exp(−E)" if energy else "learned score")
     return save_figure(figure, path)
 
 

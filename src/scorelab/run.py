@@ -19,7 +19,7 @@ from scorelab.diffusion import make_chain
 from scorelab.errors import CheckpointError, ConfigError, require_positive_int
 from scorelab.likelihood import log_prob
 from scorelab.models import build_model
-from scorelab.noise import geometric_sigmas, ncsnv2_step_size, vp_sigmas
+from scorelab.noise import geometric_sigmas, ncsnv2_step_size_for, vp_sigmas
 from scorelab.sampling import Callback, annealed_langevin, ddim, ddpm, langevin, predictor_corrector, probability_flow
 from scorelab.train import Normalisation, resolve_device
 
@@ -127,10 +127,7 @@ def _annealed_langevin(run: TrainedRun, n: int, settings: Config, generator, cal
     ``step_size = 0`` takes ε from the NCSNv2 variance rule for this schedule.
     """
     sigmas = run.sigmas.to(run.device)
-    step_size = settings.step_size
-    if not step_size:
-        gamma = (sigmas[0] / sigmas[1]).item() if len(sigmas) > 1 else 1.0
-        step_size = ncsnv2_step_size(sigmas[-1].item(), gamma, settings.n_steps_each)
+    step_size = settings.step_size or ncsnv2_step_size_for(sigmas, settings.n_steps_each)
     return annealed_langevin(run.model, _prior_noise(run, n, sigmas[0].item(), generator), sigmas,
                              n_steps_each=settings.n_steps_each, step_size=step_size,
                              denoise=settings.denoise, generator=generator, callback=callback)
