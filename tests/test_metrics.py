@@ -150,3 +150,15 @@ def test_floor_is_iid_so_a_perfect_sampler_of_a_stratified_generator_scores_one(
     stratified = metrics.w2_ratio(perfect_sampler, rings, n=1000, repeats=3, seed=2, floor_pool=1)
     assert 0.85 < iid.ratio < 1.15
     assert stratified.ratio > 1.4
+
+
+@pytest.mark.parametrize("floor_pool", [1, 20])
+def test_floor_mean_is_the_floor_that_quality_reports(floor_pool):
+    from scorelab.data import load
+
+    def rings(n, generator):
+        return load("rings", n, generator=generator)
+
+    samples = torch.randn(3 * 400, 2, generator=torch.Generator().manual_seed(0))
+    report = metrics.w2_ratio(samples, rings, n=400, repeats=3, seed=2, floor_pool=floor_pool)
+    assert metrics.floor_mean(rings, n=400, repeats=3, seed=2, floor_pool=floor_pool) == report.floor_mean

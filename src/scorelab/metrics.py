@@ -13,7 +13,7 @@ exact :func:`wasserstein2`, :func:`sliced_wasserstein`, :func:`mmd` and
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -217,15 +217,31 @@ def _data_pair(truth: Sampler | Tensor, n: int, generator: torch.Generator,
     return data, pool[torch.randperm(len(pool), generator=generator)[:n]]
 
 
-def _draw_sets(samples_or_sampler: Sampler | Tensor, truth: Sampler | Tensor, n: int, repeats: int,
-               seed: int, floor_pool: int) -> SampleSets:
-    """(model, data, other data) for each repetition r, with generators seeded ``seed·1000 + r``."""
-    sets = []
+def _data_pairs(truth: Sampler | Tensor, n: int, repeats: int, seed: int,
+                floor_pool: int) -> Iterator[tuple[torch.Generator, Tensor, Tensor]]:
+    """(generator, data, other data) for each repetition r, the generator seeded ``seed·1000 + r``."""
     for r in range(repeats):
         generator = torch.Generator().manual_seed(seed * 1000 + r)
-        data, other = _data_pair(truth, n, generator, floor_pool)
-        sets.append((_model_set(samples_or_sampler, n, r, generator), data, other))
-    return sets
+        yield generator, *_data_pair(truth, n, generator, floor_pool)
+
+
+def _draw_sets(samples_or_sampler: Sampler | Tensor, truth: Sampler | Tensor, n: int, repeats: int,
+               seed: int, floor_pool: int) -> SampleSets:
+    """(model, data, other data) for each repetition r; the model's draws follow the data's."""
+    return [(_model_set(samples_or_sampler, n, r, generator), data, other)
+            for r, (generator, data, other) in enumerate(_data_pairs(truth, n, repeats, seed, floor_pool))]
+
+
+def floor_mean(truth: Sampler, *, n: int = 5000, repeats: int = 3, seed: int = 0, floor_pool: int = 20,
+               metric: Metric = wasserstein2) -> float:
+    """The floor of :func:`quality` alone: mean metric(data_r, data'_r) over the same draws.
+
+    Data sets r are those :func:`quality` draws with the same ``n``, ``seed`` and
+    sampler ``truth``, so a second floor (another ``floor_pool``) can be set beside
+    a model's mean without measuring the model again.
+    """
+    require_positive_int("floor_pool", floor_pool)
+    return statistics.fmean(metric(data, other) for _, data, other in _data_pairs(truth, n, repeats, seed, floor_pool))
 
 
 def _ratio_report(model_values: list[float], floor_values: list[float], n: int) -> RatioReport:
