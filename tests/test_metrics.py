@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 
 from scorelab import metrics
-from scorelab.errors import DataError
+from scorelab.errors import ConfigError, DataError
 
 
 def normal(n: int, seed: int, shift=(0.0, 0.0)) -> torch.Tensor:
@@ -108,7 +108,7 @@ def test_quality_of_the_truth_itself_is_near_one():
     reports = metrics.quality(gaussian_sampler(), gaussian_sampler(), n=300, repeats=3)
     assert set(reports) == {"w2", "sliced_w2", "mmd", "energy"}
     for report in reports.values():
-        assert report.repeats == 3 and report.n == 300
+        assert report.repeats == report.floor_repeats == 3 and report.n == 300
         assert report.ratio == pytest.approx(report.model_mean / report.floor_mean)
         assert 0.5 < report.ratio < 2.0 and report.model_std > 0 and report.floor_std > 0
 
@@ -162,3 +162,21 @@ def test_floor_mean_is_the_floor_that_quality_reports(floor_pool):
     samples = torch.randn(3 * 400, 2, generator=torch.Generator().manual_seed(0))
     report = metrics.w2_ratio(samples, rings, n=400, repeats=3, seed=2, floor_pool=floor_pool)
     assert metrics.floor_mean(rings, n=400, repeats=3, seed=2, floor_pool=floor_pool) == report.floor_mean
+
+
+def test_more_floor_repetitions_keep_the_model_side_and_extend_the_floor():
+    """floor_repeats = F averages the floor over F data sets; the first R are the model's."""
+    def rings(n, generator):
+        from scorelab.data import load
+        return load("rings", n, generator=generator)
+
+    samples = torch.randn(3 * 300, 2, generator=torch.Generator().manual_seed(0))
+    plain = metrics.w2_ratio(samples, rings, n=300, repeats=3, seed=5)
+    extended = metrics.w2_ratio(samples, rings, n=300, repeats=3, seed=5, floor_repeats=8)
+    assert (extended.repeats, extended.floor_repeats) == (3, 8)
+    assert (extended.model_mean, extended.model_std) == (plain.model_mean, plain.model_std)
+    assert extended.floor_mean == pytest.approx(metrics.floor_mean(rings, n=300, repeats=8, seed=5))
+    assert extended.floor_mean != plain.floor_mean
+    assert extended.ratio == pytest.approx(extended.model_mean / extended.floor_mean)
+    with pytest.raises(ConfigError, match="floor_repeats must be >= repeats"):
+        metrics.w2_ratio(samples, rings, n=300, repeats=3, floor_repeats=2)

@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the run directories go (default: ./bench_runs)")
     p.add_argument("--repeats", type=int, default=None, metavar="R",
                    help="repetitions behind each mean (default: 10, or 3 with --quick)")
+    p.add_argument("--floor-repeats", type=int, default=None, metavar="F",
+                   help="repetitions behind each real-vs-real floor, F >= R (default: 3R)")
     p.add_argument("--benchmarks-md", type=Path, default=Path("BENCHMARKS.md"), metavar="FILE",
                    help="Markdown file whose toy-suite section is rewritten (default: ./BENCHMARKS.md)")
     p.add_argument("--figure", type=Path, default=Path("benchmarks/toy_suite.png"), metavar="FILE.png",
@@ -220,7 +222,8 @@ def format_report(report: RatioReport) -> str:
         f"{'metric':<10}{'model':>18}{'floor (data vs iid data)':>26}{'ratio':>8}",
         f"{'W2':<10}{report.model_mean:>10.4f} ± {report.model_std:<6.4f}"
         f"{report.floor_mean:>18.4f} ± {report.floor_std:<6.4f}{report.ratio:>8.3f}",
-        f"(means ± std over {report.repeats} repetitions, n = {report.n} per set)",
+        f"(means ± std over {report.repeats} repetitions, the floor's over {report.floor_repeats}, "
+        f"n = {report.n} per set)",
     ])
 
 
@@ -336,10 +339,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from scorelab.bench import run_bench
 
-    if args.repeats is not None:
-        require_positive_int("--repeats", args.repeats)
+    for flag, value in (("--repeats", args.repeats), ("--floor-repeats", args.floor_repeats)):
+        if value is not None:
+            require_positive_int(flag, value)
     run_bench(args.out, quick=args.quick, datasets=args.datasets, benchmarks_md=args.benchmarks_md,
-              figure=args.figure, config=Config(device=args.device), repeats=args.repeats)
+              figure=args.figure, config=Config(device=args.device), repeats=args.repeats,
+              floor_repeats=args.floor_repeats)
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "plot": cmd_plot, "demo": cmd_demo,
