@@ -141,6 +141,13 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
     text = markdown.read_text()
     assert "<!-- BEGIN toy_suite_quick -->" in text and "`8gaussians`" in text and "W2 ratio" in text
     assert "over 9 repetitions" in text  # the floor's default, 3R with R = 3
+
+
+def test_bench_refuses_a_floor_with_fewer_repetitions_before_training(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "bench", "--quick", "--repeats", "3", "--floor-repeats", "2",
+                           "--out", tmp_path / "runs", "--benchmarks-md", tmp_path / "B.md")
+    assert_clean_error(code, err, "floor repeats must be >= repeats = 3")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "B.md").exists()
     assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -158,7 +165,6 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
     (["train", "--objective", "sliced", "--n-projections", "0"], "n_projections must be a positive integer"),
     (["train", "--reference-size", "-1"], "reference_size must be >= 0"),
     (["train", "--objective", "sliced", "--projection", "cube"], "unknown projection 'cube'"),
-    (["bench", "--repeats", "3", "--floor-repeats", "2"], "floor repeats must be >= repeats = 3"),
 ])
 def test_bad_training_options(tmp_path, capsys, argv, pattern):
     code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run", "--no-progress")
