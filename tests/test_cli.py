@@ -141,6 +141,7 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
     text = markdown.read_text()
     assert "<!-- BEGIN toy_suite_quick -->" in text and "`8gaussians`" in text and "W2 ratio" in text
     assert "over 9 repetitions" in text  # the floor's default, 3R with R = 3
+    assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_bench_refuses_a_floor_with_fewer_repetitions_before_training(tmp_path, capsys):
@@ -148,7 +149,6 @@ def test_bench_refuses_a_floor_with_fewer_repetitions_before_training(tmp_path, 
                            "--out", tmp_path / "runs", "--benchmarks-md", tmp_path / "B.md")
     assert_clean_error(code, err, "floor repeats must be >= repeats = 3")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "B.md").exists()
-    assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("argv, pattern", [
