@@ -225,8 +225,6 @@ def _data_pairs(truth: Sampler | Tensor, n: int, repeats: int, seed: int,
         yield generator, *_data_pair(truth, n, generator, floor_pool)
 
 
-
-
 def floor_mean(truth: Sampler, *, n: int = 5000, repeats: int = 3, seed: int = 0, floor_pool: int = 20,
                metric: Metric = wasserstein2) -> float:
     """The floor of :func:`quality` alone: mean metric(data_r, data'_r) over the same draws.
@@ -312,12 +310,11 @@ def quality(
             at least ``repeats``). The floor depends on the data alone, so more
             repetitions cost no model samples, and they take the floor's noise
             out of the ratio. That noise is large where separated clusters
-            dominate W2: measured at n = 5000 (2026-11-27, 80 data-vs-data pairs,
-            an exploratory script), one W2 on ``gmm`` is 0.193 ± 0.061, and a
-            perfect sampler's ratio at R = 10 falls outside [0.81, 1.24] one time
-            in ten with a 10-repetition floor, outside [0.84, 1.17] with a
-            40-repetition floor. Repetitions r < ``repeats`` use the same data
-            for the model and the floor.
+            dominate W2: on ``gmm`` at n = 5000 a perfect sampler's ratio at
+            R = 10 exceeds 1.3 with probability 0.036 against a 10-repetition
+            floor and 0.010 against a 30-repetition one (BENCHMARKS.md
+            "ratio_null"). Repetitions r < ``repeats`` use the same data for the
+            model and the floor.
 
     The metric evaluations run on two threads (POT and torch release the GIL).
     """
