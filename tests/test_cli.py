@@ -147,7 +147,7 @@ def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
 def test_bench_refuses_a_floor_with_fewer_repetitions_before_training(tmp_path, capsys):
     code, _, err = run_cli(capsys, "bench", "--quick", "--repeats", "3", "--floor-repeats", "2",
                            "--out", tmp_path / "runs", "--benchmarks-md", tmp_path / "B.md")
-    assert_clean_error(code, err, "floor repeats must be >= repeats = 3")
+    assert_clean_error(code, err, "floor_repeats must be >= repeats = 3, got 2")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "B.md").exists()
 
 

@@ -18,8 +18,7 @@ from torch import Tensor
 
 from scorelab import data as data_module
 from scorelab.config import Config
-from scorelab.errors import ConfigError
-from scorelab.metrics import RatioReport, floor_mean, quality
+from scorelab.metrics import RatioReport, floor_mean, quality, require_floor_repeats
 from scorelab.report import markdown_table, write_section
 from scorelab.run import load_run
 from scorelab.train import train
@@ -64,8 +63,8 @@ def bench_density(config: Config, run_dir: str | Path, *, n: int = 5000, repeats
         return data_module.load(config.dataset, k, generator=generator)
 
     reports = quality(torch.cat(samples), truth, n=n, repeats=repeats, seed=seed, floor_repeats=floor_repeats)
-    stratified = reports["w2"].model_mean / floor_mean(truth, n=n, repeats=floor_repeats or repeats, seed=seed,
-                                                       floor_pool=1)
+    w2 = reports["w2"]
+    stratified = w2.model_mean / floor_mean(truth, n=n, repeats=w2.floor_repeats, seed=seed, floor_pool=1)
     data = truth(n, torch.Generator().manual_seed(seed + 1))
     return BenchResult(config.dataset, train_seconds, sample_seconds, reports, stratified, data, samples[0])
 
@@ -138,8 +137,7 @@ def run_bench(
     n = 300 if quick else 5000
     repeats = repeats or (3 if quick else 10)
     floor_repeats = floor_repeats or 3 * repeats
-    if floor_repeats < repeats:
-        raise ConfigError(f"floor repeats must be >= repeats = {repeats}, got {floor_repeats}")
+    require_floor_repeats(repeats, floor_repeats)  # before any training
     results = []
     for name in names:
         result = bench_density(base.replace(dataset=name), Path(out_dir) / name, n=n, repeats=repeats,

@@ -225,6 +225,12 @@ def _data_pairs(truth: Sampler | Tensor, n: int, repeats: int, seed: int,
         yield generator, *_data_pair(truth, n, generator, floor_pool)
 
 
+def require_floor_repeats(repeats: int, floor_repeats: int) -> None:
+    """The floor's repetitions include the model's, so F >= R; a :class:`ConfigError` otherwise."""
+    if floor_repeats < repeats:
+        raise ConfigError(f"floor_repeats must be >= repeats = {repeats}, got {floor_repeats}")
+
+
 def floor_mean(truth: Sampler, *, n: int = 5000, repeats: int = 3, seed: int = 0, floor_pool: int = 20,
                metric: Metric = wasserstein2) -> float:
     """The floor of :func:`quality` alone: mean metric(data_r, data'_r) over the same draws.
@@ -322,8 +328,7 @@ def quality(
     require_positive_int("repeats", repeats)
     require_positive_int("floor_pool", floor_pool)
     floor_repeats = repeats if floor_repeats is None else floor_repeats
-    if floor_repeats < repeats:
-        raise ConfigError(f"floor_repeats must be >= repeats = {repeats}, got {floor_repeats}")
+    require_floor_repeats(repeats, floor_repeats)
     if isinstance(truth, Tensor):
         n = min(n, len(truth) // 2)
     if isinstance(samples_or_sampler, Tensor) and len(samples_or_sampler) < n * repeats:
