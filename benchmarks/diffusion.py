@@ -23,11 +23,8 @@ from pathlib import Path
 import torch
 
 import scorelab as sl
-from scorelab.config import with_implied
-from scorelab.diffusion import make_chain
-from scorelab.likelihood import log_prob
-from scorelab.noise import vp_sigmas
-from scorelab.objectives import diffusion_variational_bound
+from scorelab.likelihood import log_prob, variational_bound
+from scorelab.processes import VP
 from scorelab.run import TrainedRun
 from scorelab.sampling import CountingScore, ddim, ddpm, probability_flow
 
@@ -41,19 +38,20 @@ TIMESTEPS = 1000
 DATASETS = ("moons", "swiss_roll")
 
 
+PROCESS = VP("linear", TIMESTEPS)
+
+
 def run_sampler(score, name: str, steps: int | None, n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` samples from ``score`` with DDPM/DDIM/ODE on ``steps`` levels (None: dopri5 for the ODE)."""
-    chain = make_chain("linear", TIMESTEPS, steps)
-    start = torch.randn(n, 2, generator=generator)
+    sigmas = PROCESS.grid(steps)
+    start = PROCESS.prior((n, 2), generator=generator)
     if name == "ddpm":
-        return ddpm(score, start, chain, generator=generator)
+        return ddpm(score, start, sigmas, generator=generator)
     if name == "ddim":
-        return ddim(score, start, chain)
-    sigmas = vp_sigmas(chain).flip(0)
-    y_start = start * (1 + sigmas[0].item() ** 2) ** 0.5
+        return ddim(score, start, sigmas)
     if steps is None:
-        return probability_flow(score, y_start, sigmas[[0, -1]])
-    return probability_flow(score, y_start, sigmas, method="heun2")
+        return probability_flow(score, start, sigmas[[0, -1]])
+    return probability_flow(score, start, sigmas, method="heun2")
 
 
 def measure(score, name: str, steps: int | None, sample_data, args, to_data=lambda x: x) -> dict:
@@ -98,8 +96,8 @@ def exact_score_sweep(args) -> tuple[str, dict]:
 
 
 def train_default(dataset: str, root: Path) -> tuple[TrainedRun, float]:
-    # As `scorelab train --model ddpm` does: the choice of model implies its training settings.
-    config = sl.Config().replace(**with_implied({"dataset": dataset, "model": "ddpm"}))
+    # As `scorelab train --model ddpm` does: the choice of model implies its process, objective and sampler.
+    config = sl.Config(dataset=dataset, model="ddpm")
     result = sl.train(config, root / dataset, progress=False)
     return sl.load_run(root / dataset, device="cpu"), result.seconds
 
@@ -124,14 +122,12 @@ def bound_and_nll(run: TrainedRun, dataset: str, n_test: int) -> list:
     """
     test = sl.data.load(dataset, n_test, generator=torch.Generator().manual_seed(12345))
     x = run.normalisation.to_model(test)
-    log_scale = run.normalisation.scale.log().sum().item()
-    chain = make_chain(run.config.schedule, run.config.timesteps)
-    sigmas = vp_sigmas(chain)
+    log_scale = run.normalisation.log_det()
     begin = time.perf_counter()
-    bound = diffusion_variational_bound(run.model, x, chain, generator=torch.Generator().manual_seed(1)).total
+    bound = variational_bound(run.model, x, run.process, generator=torch.Generator().manual_seed(1)).total
     bound_seconds = time.perf_counter() - begin
     begin = time.perf_counter()
-    nll = -log_prob(run.model, x, sigma_min=sigmas[0].item(), sigma_max=sigmas[-1].item())
+    nll = -log_prob(run.model, x, run.process)
     nll_seconds = time.perf_counter() - begin
     gap = bound - nll
 
@@ -174,7 +170,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for dataset in DATASETS:
             run, seconds = train_default(dataset, Path(root))
-            train_rows.append([dataset, run.config.steps, f"{seconds:.1f}"])
+            train_rows.append([dataset, run.config.optim.steps, f"{seconds:.1f}"])
             trained_rows += trained_quality(run, dataset, args)
             nll_rows.append(bound_and_nll(run, dataset, args.n_test))
             print(nll_rows[-1], flush=True)
@@ -192,8 +188,8 @@ many noise levels (ODE). W2 at N = {args.n}, R = {args.repeats}; 1.0 is the floo
 
 ### 2. DDPM trained with the default config
 
-`scorelab train --dataset … --model ddpm`: objective eps (implied by `--model ddpm`) and every other
-field at its default (3000 steps, batch 2048, lr 1e-2 with cosine decay, EMA 0.995, linear
+`scorelab train --dataset … --model ddpm`: the VP process, objective eps and sampler ddpm (implied by
+`--model ddpm`) and every other setting at its default (3000 steps, batch 2048, lr 1e-2 with cosine decay, EMA 0.995, linear
 schedule, T = 1000).
 
 {markdown_table(["dataset", "train steps", "train seconds"], train_rows)}

@@ -6,16 +6,20 @@ import pytest
 import torch
 
 import scorelab as sl
+from scorelab.config import NAME_KEYS
 
 # Two cores are shared by everything; one thread keeps timings stable and results identical.
 torch.set_num_threads(1)
 
 
+TINY = dict(n_data=512, steps=40, batch_size=64, hidden=32, depth=2, checkpoint_every=20, log_every=10,
+            n_levels=4, n_steps_each=5, seed=3, device="cpu")
+
+
 def tiny_config(**changes) -> sl.Config:
-    """A run small enough for unit tests (not for quality)."""
-    base = dict(n_data=512, steps=40, batch_size=64, hidden=32, depth=2, checkpoint_every=20, log_every=10,
-                n_levels=4, n_steps_each=5, seed=3, device="cpu")
-    return sl.Config(**{**base, **changes})
+    """A run small enough for unit tests (not for quality): the TINY settings its parts have, then ``changes``."""
+    parts = sl.Config(**{key: value for key, value in changes.items() if key in NAME_KEYS})
+    return sl.Config(**{**{key: value for key, value in TINY.items() if key in parts.flat()}, **changes})
 
 
 @pytest.fixture

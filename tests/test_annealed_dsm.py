@@ -63,13 +63,13 @@ def test_fourier_features_travel_with_the_weights_and_can_be_turned_off():
     torch.manual_seed(0)
     x, sigma = torch.randn(7, 3), torch.full((7,), 0.3)
     model = sl.models.NoiseConditionalMLP(3, hidden=16, depth=2, fourier_features=5)
-    assert model(x, sigma).shape == (7, 3) and model.state_dict()["frequencies"].shape == (3, 5)
+    assert model(x, sigma).shape == (7, 3) and model.state_dict()["backbone.frequencies"].shape == (3, 5)
     copy = sl.models.NoiseConditionalMLP(3, hidden=16, depth=2, fourier_features=5)
     assert not torch.equal(copy(x, sigma), model(x, sigma))
     copy.load_state_dict(model.state_dict())
     assert torch.equal(copy(x, sigma), model(x, sigma))
     plain = sl.models.NoiseConditionalMLP(3, hidden=16, depth=2, fourier_features=0)
-    assert plain.net[0].in_features == 4 and plain(x, sigma).shape == (7, 3)
+    assert plain.backbone.net[0].in_features == 4 and plain(x, sigma).shape == (7, 3)
 
 
 # --- The stable target field (Xu et al. 2023) ------------------------------------------------

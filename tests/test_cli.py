@@ -11,8 +11,8 @@ import torch
 import scorelab as sl
 from scorelab.cli import main
 
-TINY = ["--n-data", "512", "--steps", "30", "--batch-size", "64", "--hidden", "32", "--depth", "2",
-        "--n-levels", "4", "--n-steps-each", "5", "--device", "cpu", "--no-progress"]
+COMMON = ["--steps", "30", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--device", "cpu", "--no-progress"]
+TINY = ["--n-data", "512", "--n-levels", "4", "--n-steps-each", "5", *COMMON]  # a toy set, VE, annealed Langevin
 
 
 def run_cli(capsys, *argv):
@@ -55,7 +55,7 @@ def test_config_file_and_flags_precedence(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--config", config, *TINY)
     assert code == 0, err
     saved = sl.Config.from_toml(tmp_path / "run" / "config.toml")
-    assert (saved.hidden, saved.lr, saved.steps) == (32, 0.002, 30)  # flags beat the file, the file beats defaults
+    assert (saved.model.hidden, saved.optim.lr, saved.optim.steps) == (32, 0.002, 30)  # flags > file > defaults
 
 
 def test_sample_csv_and_evaluate_and_plot(tmp_path, capsys):
@@ -77,7 +77,7 @@ def test_single_level_objective_implies_unconditional_model_and_langevin(tmp_pat
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--objective", "sliced", *TINY)
     assert code == 0, err
     saved = sl.Config.from_toml(tmp_path / "run" / "config.toml")
-    assert (saved.model, saved.sampler, saved.step_size) == ("mlp", "langevin", 3e-3)
+    assert (saved.model.name, saved.sampler.name, saved.sampler.step_size) == ("mlp", "langevin", 3e-3)
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "bad", "--objective", "sliced",
                            "--model", "noise_conditional", *TINY)
     assert_clean_error(code, err, "use --model mlp or energy")
@@ -89,8 +89,8 @@ def test_energy_model_trains_samples_and_draws_its_density(tmp_path, capsys):
                            "--n-projections", 2, "--projection", "gaussian", *TINY)
     assert code == 0, err
     saved = sl.Config.from_toml(run_dir / "config.toml")
-    assert (saved.objective, saved.sampler, saved.n_projections, saved.projection) == (
-        "sliced", "langevin", 2, "gaussian")  # sliced and Langevin implied by --model energy
+    assert (saved.objective.name, saved.sampler.name, saved.objective.n_projections,
+            saved.objective.projection) == ("sliced", "langevin", 2, "gaussian")  # implied by --model energy
     run = sl.load_run(run_dir, device="cpu")
     assert isinstance(run.model, sl.models.EnergyScore)
     points = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
@@ -109,10 +109,10 @@ def test_energy_model_trains_samples_and_draws_its_density(tmp_path, capsys):
 def test_ddpm_run_samples_with_every_sampler_and_reports_nll(tmp_path, capsys):
     run_dir = tmp_path / "ddpm"
     code, _, err = run_cli(capsys, "train", "--dataset", "8gaussians", "--model", "ddpm", "--timesteps", 100,
-                           "--out", run_dir, *TINY)
+                           "--n-data", 512, "--out", run_dir, *COMMON)
     assert code == 0, err
     saved = sl.Config.from_toml(run_dir / "config.toml")
-    assert (saved.objective, saved.sampler) == ("eps", "ddpm")  # implied by --model ddpm
+    assert (saved.process.name, saved.objective.name, saved.sampler.name) == ("vp", "eps", "ddpm")  # implied
     for extra in (["--sampler", "ddpm"], ["--sampler", "ddim", "--steps", 10, "--eta", 0.5],
                   ["--sampler", "ode", "--steps", 10]):
         code, _, err = run_cli(capsys, "sample", run_dir, "--n", 50, "--out", tmp_path / "s.npy", *extra)
@@ -165,6 +165,10 @@ def test_bench_refuses_a_floor_with_fewer_repetitions_before_training(tmp_path, 
     (["train", "--objective", "sliced", "--n-projections", "0"], "n_projections must be a positive integer"),
     (["train", "--reference-size", "-1"], "reference_size must be >= 0"),
     (["train", "--objective", "sliced", "--projection", "cube"], "unknown projection 'cube'"),
+    (["train", "--model", "ddpm", "--n-levels", "4"], "n_levels does not apply to process 'vp'"),
+    (["train", "--model", "mlp", "--objective", "exact", "--fourier-features", "8"],
+     "fourier_features does not apply to model 'mlp'"),
+    (["train", "--process", "kinetic"], "unknown process 'kinetic'; use one of: ve, vp"),
 ])
 def test_bad_training_options(tmp_path, capsys, argv, pattern):
     code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run", "--no-progress")
@@ -191,7 +195,7 @@ def test_three_dimensional_csv_trains_samples_and_evaluates(tmp_path, capsys):
     np.savetxt(tmp_path / "data.csv", points.numpy(), delimiter=",", header="a,b,c", comments="")
     run_dir = tmp_path / "run"
     assert run_cli(capsys, "train", "--dataset", tmp_path / "data.csv", "--standardize", "--out", run_dir,
-                   *TINY)[0] == 0
+                   "--n-levels", 4, "--n-steps-each", 5, *COMMON)[0] == 0
     assert run_cli(capsys, "sample", run_dir, "--n", 50, "--out", tmp_path / "s.npy")[0] == 0
     assert np.load(tmp_path / "s.npy").shape == (50, 3)
     code, out, _ = run_cli(capsys, "evaluate", run_dir, "--n", 100, "--repeats", 2)

@@ -15,21 +15,21 @@ import torch
 from conftest import tiny_config
 
 import scorelab as sl
-from scorelab.diffusion import eps_to_score, make_chain
-from scorelab.models import MLP, EnergyScore, EpsMLP, NoiseConditionalMLP
+from scorelab.models import MLP, ConditionalMLP, EnergyScore, NoiseConditionalMLP, Preconditioned
 from scorelab.models.mlp import mlp_stack
 from scorelab.objectives import (
     annealed_denoising_score_matching,
     denoising_score_matching,
-    diffusion_simple_loss,
+    eps_loss,
     exact_score_matching,
     sliced_score_matching,
 )
+from scorelab.processes import VP
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 SIGMAS = torch.tensor([1.0, 0.3, 0.1])
-CHAIN = make_chain("linear", 100)
+CHAIN = VP("linear", 100).grid()
 
 # name: (model builder, loss(model, x, generator))
 CASES = {
@@ -44,7 +44,8 @@ CASES = {
     "dsm": (lambda: MLP(2, 32), lambda m, x, g: denoising_score_matching(m, x, 0.1, generator=g)),
     "annealed_dsm": (lambda: NoiseConditionalMLP(2, 32, 2, 1.0, fourier_features=8),
                      lambda m, x, g: annealed_denoising_score_matching(m, x, SIGMAS, generator=g)),
-    "eps": (lambda: eps_to_score(EpsMLP(2, 32, 2)), lambda m, x, g: diffusion_simple_loss(m, x, CHAIN, generator=g)),
+    "eps": (lambda: Preconditioned(ConditionalMLP(2, 32, 2, noise_input="sinusoidal"), "edm"),
+            lambda m, x, g: eps_loss(m, x, CHAIN, generator=g)),
     "energy, sliced": (lambda: EnergyScore(mlp_stack(2, 32, 2, 1, torch.nn.Softplus)),
                        lambda m, x, g: sliced_score_matching(m, x, generator=g)),
 }
@@ -77,8 +78,8 @@ def final_logged_loss(run_dir) -> float:
 
 RUNS = {
     "ncsn": {},
-    "energy": {"model": "energy", "objective": "sliced", "sampler": "langevin", "step_size": 3e-3},
-    "ddpm": {"model": "ddpm", "objective": "eps", "sampler": "ddpm", "timesteps": 100},
+    "energy": {"model": "energy"},
+    "ddpm": {"model": "ddpm", "timesteps": 100},
 }
 SAMPLERS_OF = {"ncsn": ("ald", "pc", "langevin"), "energy": ("langevin",), "ddpm": ("ddpm", "ddim", "ode")}
 

@@ -8,14 +8,13 @@ import pytest
 import torch
 
 import scorelab as sl
-from scorelab import noise
-from scorelab.diffusion import eps_to_score
 from scorelab.errors import ConfigError
 from scorelab.likelihood import log_prob
-from scorelab.models.diffusion import EpsMLP
+from scorelab.models import ConditionalMLP, Preconditioned
+from scorelab.processes import VE, VP
 
-COSINE_SIGMAS = noise.vp_sigmas(noise.alphas_cumprod(noise.beta_schedule("cosine", 1000)))
-LINEAR_SIGMAS = noise.vp_sigmas(noise.alphas_cumprod(noise.beta_schedule("linear", 1000)))
+COSINE = VP("cosine", 1000)
+LINEAR = VP("linear", 1000)
 MIXTURE = sl.data.GaussianMixture([[1.0, 1.0], [-1.0, 1.0], [0.0, -1.0]], [0.3, 0.2, 0.4], [0.5, 0.3, 0.2])
 
 
@@ -39,44 +38,42 @@ def test_gaussian_log_likelihood_matches_the_closed_form():
 
     gaussian = torch.distributions.MultivariateNormal(mean, cov)
     x = gaussian.sample((400,))
-    estimate = log_prob(score, x, sigma_min=COSINE_SIGMAS[0].item(), sigma_max=COSINE_SIGMAS[-1].item())
+    estimate = log_prob(score, x, COSINE)
     assert (estimate - gaussian.log_prob(x)).abs().max() < 0.01
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_mixture_log_likelihood_matches_the_mixture_density(dtype):
     x = MIXTURE.sample(300, seeded(0)).to(dtype)
-    estimate = log_prob(MIXTURE, x, sigma_min=LINEAR_SIGMAS[0].item(), sigma_max=LINEAR_SIGMAS[-1].item())
+    estimate = log_prob(MIXTURE, x, LINEAR)
     assert estimate.dtype == dtype
     assert (estimate.double() - MIXTURE.log_prob(x.double())).abs().max() < 0.05
 
 
 def test_hutchinson_divergence_is_unbiased_within_monte_carlo_error():
     x = MIXTURE.sample(400, seeded(1)).double()
-    sigmas = dict(sigma_min=LINEAR_SIGMAS[0].item(), sigma_max=LINEAR_SIGMAS[-1].item())
-    exact = log_prob(MIXTURE, x, divergence="exact", **sigmas)
-    estimate = log_prob(MIXTURE, x, divergence="hutchinson", generator=seeded(2), **sigmas)
+    exact = log_prob(MIXTURE, x, LINEAR, divergence="exact")
+    estimate = log_prob(MIXTURE, x, LINEAR, divergence="hutchinson", generator=seeded(2))
     error = estimate - exact
     standard_error = error.std().item() / math.sqrt(len(error))
     assert error.std() > 0.01  # it is an estimate, not the exact value again
     assert abs(error.mean().item()) < 3 * standard_error
-    again = log_prob(MIXTURE, x, divergence="hutchinson", generator=seeded(2), **sigmas)
+    again = log_prob(MIXTURE, x, LINEAR, divergence="hutchinson", generator=seeded(2))
     torch.testing.assert_close(again, estimate)
 
 
-def test_log_prob_runs_through_a_frozen_eps_network():
-    score = eps_to_score(EpsMLP(dim=3, hidden=16, depth=2)).requires_grad_(False)
+def test_log_prob_runs_through_a_frozen_preconditioned_network():
+    score = Preconditioned(ConditionalMLP(3, 16, 2, noise_input="sinusoidal"), "edm").requires_grad_(False)
     x = torch.randn(5, 3, generator=seeded(3))
-    result = log_prob(score, x, sigma_min=0.01, sigma_max=80.0, method="rk4", divergence="hutchinson",
-                      generator=seeded(4))
+    result = log_prob(score, x, VE(80.0, 0.01), method="rk4", divergence="hutchinson", generator=seeded(4))
     assert result.shape == (5,) and torch.isfinite(result).all()
 
 
 def test_log_prob_rejects_bad_arguments():
     x = torch.zeros(2, 2)
     with pytest.raises(ConfigError, match="sigma_min"):
-        log_prob(MIXTURE, x, sigma_min=1.0, sigma_max=0.5)
+        log_prob(MIXTURE, x, VE(0.5, 0.5))
     with pytest.raises(ConfigError, match="divergence"):
-        log_prob(MIXTURE, x, sigma_min=0.01, sigma_max=10.0, divergence="skilling")
+        log_prob(MIXTURE, x, LINEAR, divergence="skilling")
     with pytest.raises(ConfigError, match="ODE method"):
-        log_prob(MIXTURE, x, sigma_min=0.01, sigma_max=10.0, method="leapfrog")
+        log_prob(MIXTURE, x, LINEAR, method="leapfrog")

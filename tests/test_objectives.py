@@ -17,20 +17,20 @@ import torch
 from torch import Tensor, nn
 
 import scorelab as sl
-from scorelab.config import OBJECTIVES as CONFIG_OBJECTIVES
-from scorelab.config import SINGLE_LEVEL_OBJECTIVES
+from scorelab import divergence
 from scorelab.errors import ConfigError, DataError
 from scorelab.metrics import fisher_divergence
 from scorelab.objectives import (
+    OBJECTIVES,
     PROJECTIONS,
-    _layer_chain,
     denoising_score_matching,
     exact_score_matching,
     random_projections,
     sliced_score_matching,
 )
-from scorelab.train import OBJECTIVES as TRAIN_OBJECTIVES
 from conftest import tiny_config
+
+SINGLE_LEVEL_OBJECTIVES = [part.name for part in OBJECTIVES.parts() if not part.noise_conditional]
 
 N_SAMPLES = 100_000
 N_CHUNKS = 20  # Monte Carlo standard errors from the spread of 20 independent chunk estimates
@@ -128,7 +128,7 @@ def test_closed_form_chain_trace_equals_autograd(dim, depth, activation):
     torch.manual_seed(0)
     net = mlp_chain(dim, 16, depth, activation)
     x = 2.0 * torch.randn(9, dim, dtype=torch.float64)
-    assert _layer_chain(net) is not None
+    assert divergence.is_chain(list(net))
     fast = exact_score_matching(net, x)
     generic = exact_score_matching(lambda y: net(y), x)  # a plain callable takes the D-reverse-pass path
     assert fast.item() == pytest.approx(generic.item(), rel=1e-12, abs=1e-12)
@@ -138,15 +138,51 @@ def test_closed_form_chain_trace_equals_autograd(dim, depth, activation):
 
 
 def test_only_plain_chains_take_the_closed_form_path():
-    assert _layer_chain(sl.models.MLP(2, 8, 2)) is not None
+    assert divergence.computes_trace(sl.models.MLP(2, 8, 2))
 
     class ShiftedMLP(sl.models.MLP):
         def forward(self, x, sigma=None):
             return super().forward(x) + 1.0
 
-    assert _layer_chain(ShiftedMLP(2, 8, 2)) is None
-    assert _layer_chain(nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))) is None
-    assert _layer_chain(lambda x: x) is None
+    assert not divergence.computes_trace(ShiftedMLP(2, 8, 2))
+    assert not divergence.is_chain([nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)])
+    assert not divergence.computes_trace(lambda x: x)
+    # The subclass still gets the right objective, by reverse passes.
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    shifted = ShiftedMLP(2, 8, 2)
+    torch.testing.assert_close(exact_score_matching(shifted, x), exact_score_matching(lambda y: shifted(y), x))
+
+
+@pytest.fixture
+def single_process_group(tmp_path):
+    """A one-process gloo group, as DistributedDataParallel needs, torn down after the test."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_the_closed_form_trace_survives_ddp_and_compile_wrappers(single_process_group, monkeypatch):
+    torch.manual_seed(0)
+    model = sl.models.MLP(3, 16, 2)
+    x = torch.randn(32, 3, generator=torch.Generator().manual_seed(1))
+    expected = exact_score_matching(lambda y: model(y), x)  # D reverse passes
+    wrapped = {"ddp": nn.parallel.DistributedDataParallel(model),
+               "compiled": torch.compile(model, backend="eager")}
+
+    def no_reverse_passes(*args, **kwargs):
+        raise AssertionError("the closed form was switched off")
+
+    monkeypatch.setattr(divergence, "trace_by_reverse_passes", no_reverse_passes)
+    for name, score in wrapped.items():
+        assert divergence.computes_trace(score), name
+        loss = exact_score_matching(score, x)
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+        loss.backward()  # through the wrapper's own forward, so DDP reduces the gradients
+        assert all(p.grad is not None for p in model.parameters()), name
+        model.zero_grad()
 
 
 # --- sliced score matching -----------------------------------------------------------------
@@ -344,16 +380,18 @@ def test_each_objective_trains_the_seed_mlp_on_a_mixture(name):
 # --- training integration ------------------------------------------------------------------
 
 
-def test_every_config_objective_has_a_training_loss():
-    assert set(TRAIN_OBJECTIVES) == set(CONFIG_OBJECTIVES)
-    assert set(SINGLE_LEVEL_OBJECTIVES) <= set(TRAIN_OBJECTIVES)
+def test_every_registered_objective_has_a_loss_and_the_single_level_ones_imply_an_unconditional_model():
+    assert {"annealed_dsm", "eps", "exact", "sliced", "sliced_vr", "dsm"} <= set(OBJECTIVES)
+    assert all(callable(part.loss) for part in OBJECTIVES.parts())
+    assert set(SINGLE_LEVEL_OBJECTIVES) == {"exact", "sliced", "sliced_vr", "dsm"}
 
 
 @pytest.mark.parametrize("objective", SINGLE_LEVEL_OBJECTIVES)
 def test_single_level_objectives_need_an_unconditional_model(objective):
     with pytest.raises(ConfigError, match="--model mlp"):
-        sl.Config(objective=objective).validate()
-    assert sl.Config(objective=objective, model="mlp").validate().objective == objective
+        sl.Config(objective=objective, model="noise_conditional")
+    implied = sl.Config(objective=objective)
+    assert (implied.objective.name, implied.model.name, implied.sampler.name) == (objective, "mlp", "langevin")
 
 
 @pytest.mark.parametrize("objective", SINGLE_LEVEL_OBJECTIVES)

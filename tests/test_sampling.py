@@ -258,7 +258,7 @@ def test_trained_run_samples_with_predictor_corrector(tiny_run):
     assert torch.equal(first, run.sample(50, sampler="pc", generator=torch.Generator().manual_seed(0)))
     assert first.shape == (50, 2) and torch.isfinite(first).all()
     # n_levels·n_steps_each levels, each one corrector and one predictor step.
-    assert len(seen) == 2 * run.config.n_levels * run.config.n_steps_each
+    assert len(seen) == 2 * run.config.process.n_levels * run.config.sampler.n_steps_each
 
 
 def test_trained_noise_conditional_run_samples_with_plain_langevin_at_its_smallest_level(tiny_run):
@@ -266,8 +266,8 @@ def test_trained_noise_conditional_run_samples_with_plain_langevin_at_its_smalle
     seen: list[sl.sampling.StepInfo] = []
     samples = run.sample(50, sampler="langevin", generator=torch.Generator().manual_seed(0), callback=seen.append)
     assert samples.shape == (50, 2) and torch.isfinite(samples).all()
-    assert len(seen) == run.config.n_levels * run.config.n_steps_each
-    sigma_min = torch.full((4,), run.config.sigma_min)
+    assert len(seen) == run.config.process.n_levels * run.config.sampler.n_steps_each
+    sigma_min = torch.full((4,), run.config.process.sigma_min)
     # The score of step 1 is taken where step 0 left x.
     torch.testing.assert_close(seen[1].score[:4], run.model(seen[0].x[:4], sigma_min))
 
@@ -277,7 +277,7 @@ def test_step_size_zero_takes_the_ncsnv2_rule_for_annealed_langevin_only(tiny_ru
     seen: list[sl.sampling.StepInfo] = []
     run.sample(20, step_size=0.0, generator=torch.Generator().manual_seed(0), callback=seen.append)
     sigmas = run.sigmas
-    rule = sl.noise.ncsnv2_step_size(sigmas[-1].item(), (sigmas[0] / sigmas[1]).item(), run.config.n_steps_each)
+    rule = sl.noise.ncsnv2_step_size(sigmas[-1].item(), (sigmas[0] / sigmas[1]).item(), run.config.sampler.n_steps_each)
     assert seen[-2].step_size == pytest.approx(rule)  # α_L = ε at the last level (the last step is Tweedie's)
     with pytest.raises(ConfigError, match="for annealed Langevin"):
         run.sample(20, sampler="langevin", step_size=0.0)
@@ -289,9 +289,9 @@ def test_animation_is_a_gif_with_frames_for_every_level(tiny_run, tmp_path):
     from scorelab import plots
 
     run = sl.load_run(tiny_run, device="cpu")
-    data = sl.data.load(run.config.dataset, 500, generator=torch.Generator().manual_seed(0))
+    data = sl.data.load(run.config.data.name, 500, generator=torch.Generator().manual_seed(0))
     path = plots.animate_sampler(run, data, tmp_path / "ald.gif", n=200, frames_per_level=2,
                                  generator=torch.Generator().manual_seed(0))
     with Image.open(path) as gif:
         assert gif.format == "GIF"
-        assert gif.n_frames == 2 * run.config.n_levels
+        assert gif.n_frames == 2 * run.config.process.n_levels

@@ -1,6 +1,7 @@
 """The training loop: resume equals an uninterrupted run, divergence keeps the checkpoint."""
 
 import csv
+import dataclasses
 import importlib
 import os
 import signal
@@ -15,6 +16,7 @@ from conftest import tiny_config
 from safetensors.torch import load_file
 
 import scorelab as sl
+from scorelab.objectives import OBJECTIVES
 
 # `sl.train` is the function; the module of the same name holds the loop's internals.
 train_module = importlib.import_module("scorelab.train")
@@ -35,7 +37,7 @@ def test_run_directory_contents(tiny_run):
     for name in ("config.toml", "model.safetensors", "train_log.csv"):
         assert (tiny_run / name).is_file()
     saved = sl.Config.from_toml(tiny_run / "config.toml")
-    assert saved == tiny_config(sigma_max=saved.sigma_max)  # sigma_max = 0 is resolved from the data
+    assert saved == tiny_config(sigma_max=saved.process.sigma_max)  # sigma_max = 0 is resolved from the data
     with open(tiny_run / "train_log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
@@ -94,10 +96,11 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     sl.train(config, tmp_path / "run", progress=False)
     before = (tmp_path / "run" / "model.safetensors").read_bytes()
 
-    def diverge(model, batch, sigmas, config, generator):
-        return (model(batch, sigmas[:1].expand(len(batch))) * float("nan")).sum()
+    def diverge(model, batch, cond, process, settings, generator):
+        return (model(batch, process.training_sigma(len(batch), batch, generator)) * float("nan")).sum()
 
-    monkeypatch.setitem(train_module.OBJECTIVES, "annealed_dsm", diverge)
+    part = OBJECTIVES["annealed_dsm"]
+    monkeypatch.setitem(OBJECTIVES._parts, "annealed_dsm", dataclasses.replace(part, loss=diverge))
     with pytest.raises(sl.errors.TrainingDiverged, match="diverged at step 1.*kept"):
         sl.train(config, tmp_path / "run", overwrite=True, progress=False)
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
@@ -130,41 +133,44 @@ def test_sigma_max_zero_takes_the_largest_pairwise_distance_and_saves_it(tiny_ru
     config = sl.Config.from_toml(tiny_run / "config.toml")
     data = sl.data.load("swiss_roll", 512, generator=torch.Generator().manual_seed(3))
     expected = torch.cdist(data.double(), data.double()).max().item()
-    assert tiny_config().sigma_max == 0.0
-    assert config.sigma_max == pytest.approx(expected, abs=1e-4)
+    assert tiny_config().process.sigma_max == 0.0
+    assert config.process.sigma_max == pytest.approx(expected, abs=1e-4)
     assert sl.load_run(tiny_run).sigmas[0].item() == pytest.approx(expected, abs=1e-4)
 
 
 def test_learning_rate_schedules():
     from scorelab.train import learning_rate
 
-    cosine = tiny_config(lr=0.01, steps=100)
+    cosine = tiny_config(lr=0.01, steps=100).optim
     rates = [learning_rate(cosine, step) for step in range(1, 101)]
     assert rates[0] == pytest.approx(0.01)
     assert rates[50] == pytest.approx(0.005)
     assert all(a > b > 0 for a, b in zip(rates, rates[1:]))
-    constant = cosine.replace(lr_schedule="constant")
+    constant = dataclasses.replace(cosine, lr_schedule="constant")
     assert {learning_rate(constant, step) for step in range(1, 101)} == {0.01}
 
 
 @pytest.mark.parametrize("objective, variance_reduction", [("sliced", False), ("sliced_vr", True)])
 def test_sliced_objectives_use_the_configured_projections(objective, variance_reduction):
-    config = tiny_config(objective=objective, model="mlp", n_projections=3, projection="sphere")
+    config = tiny_config(objective=objective, n_projections=3, projection="sphere")
     model = sl.models.MLP(2, 16)
     batch = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
-    loss = train_module.OBJECTIVES[objective](model, batch, None, config, torch.Generator().manual_seed(1))
+    process = train_module.build_process(config.replace(sigma_max=1.0))
+
+    def loss(settings):
+        return OBJECTIVES[objective].loss(model, batch, None, process, settings, torch.Generator().manual_seed(1))
+
     expected = sl.objectives.sliced_score_matching(model, batch, n_projections=3, projection="sphere",
                                                    variance_reduction=variance_reduction,
                                                    generator=torch.Generator().manual_seed(1))
-    one_projection = train_module.OBJECTIVES[objective](model, batch, None, config.replace(n_projections=1),
-                                                        torch.Generator().manual_seed(1))
-    assert loss.item() == expected.item() != one_projection.item()
+    one_projection = loss(config.replace(n_projections=1).objective.settings)
+    assert loss(config.objective.settings).item() == expected.item() != one_projection.item()
 
 
 def test_n_levels_zero_applies_the_gamma_criterion_and_saves_the_number(tmp_path):
     path = tmp_path / "six_d.npy"
     np.save(path, np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32))
     result = sl.train(tiny_config(dataset=str(path), n_levels=0, sigma_min=0.1), tmp_path / "run", progress=False)
-    saved = sl.Config.from_toml(result.run_dir / "config.toml")
+    saved = sl.Config.from_toml(result.run_dir / "config.toml").process
     assert saved.n_levels == sl.noise.n_levels_from_gamma(saved.sigma_max, 0.1, 6) > 1
     assert len(sl.load_run(result.run_dir, device="cpu").sigmas) == saved.n_levels

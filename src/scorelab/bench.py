@@ -60,13 +60,13 @@ def bench_density(config: Config, run_dir: str | Path, *, n: int = 5000, repeats
     samples += [run.sample(n, generator=generator) for _ in range(repeats - 1)]
 
     def truth(k: int, generator: torch.Generator) -> Tensor:
-        return data_module.load(config.dataset, k, generator=generator)
+        return data_module.load(config.data.name, k, generator=generator)
 
     reports = quality(torch.cat(samples), truth, n=n, repeats=repeats, seed=seed, floor_repeats=floor_repeats)
     w2 = reports["w2"]
     stratified = w2.model_mean / floor_mean(truth, n=n, repeats=w2.floor_repeats, seed=seed, floor_pool=1)
     data = truth(n, torch.Generator().manual_seed(seed + 1))
-    return BenchResult(config.dataset, train_seconds, sample_seconds, reports, stratified, data, samples[0])
+    return BenchResult(config.data.name, train_seconds, sample_seconds, reports, stratified, data, samples[0])
 
 
 def _mean_spread(report: RatioReport, digits: int = 3) -> tuple[str, str]:

@@ -7,7 +7,9 @@ One file, ``model.safetensors``, holds everything a run needs:
 - metadata: the format tag, the step, and the resolved config as JSON.
 
 Weights only ever load through safetensors, which cannot run code: nothing a
-user hands us is unpickled.
+user hands us is unpickled. Checkpoints of scorelab 0.1.0 (format
+``scorelab-checkpoint-1``) load with their config and weight names upgraded
+(:mod:`scorelab.legacy`); they can be sampled and evaluated, not resumed.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from safetensors.torch import save
 
 from scorelab.config import Config
 from scorelab.errors import CheckpointError, ConfigError, ScorelabError
+from scorelab.legacy import V010_CHECKPOINT
+from scorelab.models import MODELS
 
-FORMAT = "scorelab-checkpoint-1"
+FORMAT = "scorelab-checkpoint-2"
 CHECKPOINT_NAME = "model.safetensors"
 
 
@@ -66,6 +70,7 @@ class Checkpoint:
     step: int
     config: Config
     tensors: dict[str, torch.Tensor]
+    legacy: bool = False  # written by scorelab 0.1.0
 
     def group(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors under ``prefix.``, with the prefix removed."""
@@ -96,11 +101,17 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
             tensors = {key: file.get_tensor(key) for key in file.keys()}
     except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from None
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") not in (FORMAT, V010_CHECKPOINT):
         raise CheckpointError(f"{path}: not a scorelab checkpoint (format {metadata.get('format')!r})")
     try:
         config = Config.from_dict(json.loads(metadata["config"]))
         step = int(metadata["step"])
-    except (KeyError, ValueError, ConfigError) as exc:
+    except (KeyError, ValueError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc})") from None
+    if metadata["format"] == V010_CHECKPOINT:
+        upgrade = MODELS[config.model.name].upgrade
+        weights = {f"{group}.{key}": value for group in ("ema", "model")
+                   for key, value in upgrade(Checkpoint(step, config, tensors).group(group)).items()}
+        rest = {key: value for key, value in tensors.items() if not key.startswith(("ema.", "model."))}
+        return Checkpoint(step, config, weights | rest, legacy=True)
     return Checkpoint(step, config, tensors)

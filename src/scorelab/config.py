@@ -1,214 +1,332 @@
-"""Run configuration: one dataclass, saved to and read from TOML.
+"""Run configuration: the parts a run is made of and their settings, saved as sectioned TOML.
 
-Every field has a documented default; ``scorelab train`` saves the fully resolved
-config as ``RUN_DIR/config.toml`` and inside the checkpoint.
+A run is a data set, a model, a noise process, an objective and a sampler, each a part
+registered by name with its own settings dataclass (:mod:`scorelab.registry`), plus the
+optimiser's settings, a seed and a device. ``config.toml`` holds one table per section:
+
+    seed = 0
+    device = "auto"
+    [data]
+    name = "swiss_roll"
+    n_data = 10000
+    [model]
+    name = "noise_conditional"
+    hidden = 128
+    ...
+
+The same settings can be given flat, as 0.1.0 wrote them and as the command line takes
+them: every setting's name is unique across sections, so ``hidden = 64`` (or ``--hidden
+64``) means ``[model] hidden = 64``, and ``dataset``, ``model``, ``process``, ``objective``
+and ``sampler`` name the parts. Choosing a part implies the parts that go with it unless
+they are chosen too (``--model energy`` trains by sliced score matching); each part
+declares what it implies. A setting that the chosen part does not have is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
-from scorelab.errors import ConfigError, require_positive, require_positive_int
-from scorelab.noise import BETA_SCHEDULES
+from scorelab.data.sources import DATA, FILE, data_part
+from scorelab.errors import ConfigError
+from scorelab.legacy import is_v010, v010_stated
+from scorelab.models import MODELS
+from scorelab.objectives import OBJECTIVES
+from scorelab.processes import PROCESSES
+from scorelab.registry import Part, make_settings, one_of, positive, positive_int, setting, within
+from scorelab.sampling.registry import SAMPLERS
 
-MODELS = ("noise_conditional", "seed_conditional", "mlp", "energy", "ddpm")
-# Unconditional score models: s(x), trained at a single noise level.
-UNCONDITIONAL_MODELS = ("mlp", "energy")
-OBJECTIVES = ("annealed_dsm", "exact", "sliced", "sliced_vr", "dsm", "eps")
-# Objectives that train an unconditional score s(x) at a single noise level.
-SINGLE_LEVEL_OBJECTIVES = ("exact", "sliced", "sliced_vr", "dsm")
-SAMPLERS = ("ald", "langevin", "pc", "ddpm", "ddim", "ode")
+# The sections whose settings depend on a chosen part, the key that names the part when
+# settings are given flat, and the default part.
+CHOICE_SECTIONS = ("data", "model", "process", "objective", "sampler")
+NAME_KEYS = {"dataset": "data", "model": "model", "process": "process", "objective": "objective",
+             "sampler": "sampler"}
+DEFAULTS = {"data": "swiss_roll", "model": "noise_conditional", "process": "ve", "objective": "annealed_dsm",
+            "sampler": "ald"}
 LR_SCHEDULES = ("cosine", "constant")
-PROJECTIONS = ("rademacher", "gaussian", "sphere")
-# Choosing one of these settings implies the others unless they are given too: an
-# unconditional score samples with plain Langevin (ε measured on the swiss roll),
-# an energy model trains by sliced score matching (it has no σ input, and SSM costs
-# two reverse passes where the exact trace costs D), and a DDPM trains on ε and
-# samples ancestrally.
-IMPLIED: dict[tuple[str, str], dict] = {
-    **{("objective", name): {"model": "mlp", "sampler": "langevin", "step_size": 3e-3}
-       for name in SINGLE_LEVEL_OBJECTIVES},
-    ("model", "energy"): {"objective": "sliced", "sampler": "langevin", "step_size": 3e-3},
-    ("model", "ddpm"): {"objective": "eps", "sampler": "ddpm"},
-}
 
 
-def with_implied(settings: dict) -> dict:
-    """``settings`` plus what its choices imply (see :data:`IMPLIED`), explicit values winning."""
-    implied: dict = {}
-    for key, value in settings.items():
-        implied |= IMPLIED.get((key, value), {})
-    return implied | settings
+@dataclass(frozen=True)
+class OptimSettings:
+    steps: int = setting(3000, "optimisation steps", positive_int)
+    batch_size: int = setting(2048, "minibatch size", positive_int)
+    lr: float = setting(1e-2, "Adam learning rate", positive)
+    lr_schedule: str = setting("cosine", "cosine (decay to 0 over the run) | constant", one_of(*LR_SCHEDULES))
+    ema_decay: float = setting(0.995, "EMA decay of the sampling weights", within(0.0, 1.0, high_open=True))
+    checkpoint_every: int = setting(500, "write model.safetensors every N steps", positive_int)
+    log_every: int = setting(50, "append a train_log.csv row every N steps", positive_int)
 
 
-@dataclass
+def _device(name: str, value: str) -> None:
+    if value not in ("auto", "cpu") and not value.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    seed: int = setting(0, "random seed (data, init, minibatches, noise)")
+    device: str = setting("auto", "auto | cpu | cuda[:N]", _device)
+
+
+def part_of(section: str, name: str) -> Part:
+    """The registered part ``name`` of ``section`` (a data set may also be a file path)."""
+    if section == "data":
+        return data_part(name)
+    return {"model": MODELS, "process": PROCESSES, "objective": OBJECTIVES, "sampler": SAMPLERS}[section][name]
+
+
+def parts(section: str) -> list[Part]:
+    """Every registered part of ``section``."""
+    if section == "data":
+        return [*DATA.parts(), FILE]
+    return {"model": MODELS, "process": PROCESSES, "objective": OBJECTIVES, "sampler": SAMPLERS}[section].parts()
+
+
+def settings_classes(section: str) -> list[type]:
+    if section == "optim":
+        return [OptimSettings]
+    if section == "run":
+        return [RunSettings]
+    return list(dict.fromkeys(part.settings for part in parts(section)))
+
+
+def flat_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Every setting by its flat name: (its section, its field in the first settings class that has it)."""
+    index: dict[str, tuple[str, dataclasses.Field]] = {}
+    for section in ("run", *CHOICE_SECTIONS, "optim"):
+        for settings in settings_classes(section):
+            for spec in dataclasses.fields(settings):
+                if spec.name in index and index[spec.name][0] != section:
+                    raise ValueError(f"setting {spec.name!r} is in both [{index[spec.name][0]}] and [{section}]")
+                index.setdefault(spec.name, (section, spec))
+    return index
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A chosen part and its settings; the settings' fields read as attributes (``config.model.hidden``)."""
+
+    name: str
+    settings: Any
+
+    def __getattr__(self, field: str) -> Any:
+        if field.startswith("__"):
+            raise AttributeError(field)
+        try:
+            return getattr(self.settings, field)
+        except AttributeError:
+            raise AttributeError(f"{self.name!r} has no setting {field!r}") from None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **dataclasses.asdict(self.settings)}
+
+
+def _stated_sections(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, dict], dict[str, Any]]:
+    """Split stated values, flat or in tables, into part names, settings by section and run settings."""
+    index = flat_fields()
+    names: dict[str, str] = {}
+    settings: dict[str, dict] = {section: {} for section in (*CHOICE_SECTIONS, "optim", "run")}
+    unknown = []
+
+    def put(section: str, key: str, value: Any) -> None:
+        if key in settings[section]:
+            raise ConfigError(f"{key} is given twice (at the top level and in [{section}])")
+        settings[section][key] = value
+
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            if key not in (*CHOICE_SECTIONS, "optim"):
+                raise ConfigError(f"unknown config table [{key}]; use: {', '.join((*CHOICE_SECTIONS, 'optim'))}")
+            for inner, inner_value in value.items():
+                if inner == "name" and key != "optim":
+                    names[key] = inner_value
+                elif inner in index and index[inner][0] == key:
+                    put(key, inner, inner_value)
+                elif inner in index:
+                    raise ConfigError(f"{inner} belongs in [{index[inner][0]}], not [{key}]")
+                else:
+                    unknown.append(f"[{key}] {inner}")
+        elif key in NAME_KEYS:
+            names[NAME_KEYS[key]] = value
+        elif key in index:
+            put(index[key][0], key, value)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    for section, name in names.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"the {section} name should be a string, got {name!r}")
+    return names, settings, settings.pop("run")
+
+
+def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
+    """Stated part names, then what they imply (in section order, repeatedly), then the defaults."""
+    chosen = dict(stated)
+    changed = True
+    while changed:
+        changed = False
+        for section in CHOICE_SECTIONS:
+            if section in chosen:
+                for other, name in part_of(section, chosen[section]).implies.items():
+                    if other not in chosen:
+                        chosen[other] = name
+                        changed = True
+    return {section: chosen.get(section, DEFAULTS[section]) for section in CHOICE_SECTIONS}
+
+
 class Config:
     """Everything that defines a training run and its default sampler.
 
-    Data
-        dataset: a toy data set name (``sl.data.DATASETS``) or a .csv/.npy path.
-        n_data: points drawn from a named data set (files use every row).
-        standardize: train on (x − mean)/std and map samples back.
-    Model
-        model: ``noise_conditional`` (default), ``seed_conditional`` (the seed's
-            CondLinear network), ``mlp`` (an unconditional score), ``energy`` (an
-            unconditional score −∇E(x) of a scalar energy MLP, ``sl.models.EnergyScore``)
-            or ``ddpm`` (an ε network, see Diffusion).
-        hidden, depth: width and number of hidden layers.
-        fourier_features: random Fourier features of the input for ``noise_conditional`` (0: none).
-    Noise levels (annealed objectives)
-        sigma_max, sigma_min, n_levels: a geometric schedule σ_1 > … > σ_L.
-            sigma_max = 0 (the default) applies the NCSNv2 rule (Song & Ermon 2020,
-            technique 1): σ_1 = the largest pairwise distance in the training data,
-            in model units; training resolves it and saves the number.
-            n_levels = 0 applies the γ criterion (technique 2) the same way; it needs
-            data of dimension 5 or more, so the default is the measured 20.
-        weight_power: λ(σ) = σ^weight_power in the annealed DSM loss.
-        reference_size: R data points per step, drawn apart from the batch, that turn the
-            annealed DSM target into the stable target field (Xu et al. 2023,
-            ``sl.objectives.stable_target``); 0 keeps Vincent's target.
-        The single-level ``dsm`` objective perturbs the data at σ = sigma_min only.
-    Optimisation
-        objective: ``annealed_dsm`` (default) or a single-level objective that
-            trains ``model = "mlp"`` or ``"energy"``: ``exact`` (Hyvärinen), ``sliced``
-            (SSM), ``sliced_vr`` (SSM-VR) or ``dsm`` (Vincent, at sigma_min).
-        n_projections, projection: the sliced objectives' M projections per sample and
-            their distribution (``rademacher``, ``gaussian`` or ``sphere``).
-        steps, batch_size, lr, ema_decay, seed, device
-        lr_schedule: ``cosine`` (default: lr·½(1 + cos πt/steps)) or ``constant``.
-        checkpoint_every, log_every: in steps.
-    Sampling defaults
-        sampler, n_steps_each, step_size, denoise.
-            step_size = 0 takes ε from the NCSNv2 variance rule (technique 4) for the
-            run's σ_L, level ratio γ and n_steps_each, at sampling time (annealed
-            Langevin only). The default 2e-5 was measured: on the 2-D suite the rule's
-            ε (about 6e-6 for 100 steps per level) under-mixes.
-        snr: the predictor-corrector's corrector signal-to-noise ratio (Song et al. 2021).
-    Diffusion (``model = "ddpm"``, ``objective = "eps"``, samplers ddpm/ddim/ode)
-        schedule: the β schedule (``sl.noise.BETA_SCHEDULES``): linear, quadratic, sigmoid or cosine.
-        timesteps: T, the number of steps of the diffusion chain.
-        sample_steps: steps the sampler takes; 0 means every timestep for ddpm/ddim
-            and the adaptive dopri5 solver for ode (K > 0: Heun on K evenly spaced levels).
-        eta: DDIM's η in [0, 1]; 0 is deterministic.
+        sl.Config()                                    # every default
+        sl.Config(dataset="moons", steps=2000)         # flat settings
+        sl.Config(model={"name": "mlp", "hidden": 64}) # a section table
+
+    Attributes: ``data``, ``model``, ``process``, ``objective`` and ``sampler`` are
+    :class:`Choice` s (a part's name and settings), ``optim`` an :class:`OptimSettings`,
+    and ``seed`` and ``device``. Each part's settings and defaults are in its registration;
+    ``scorelab train --help`` lists them all. Validation happens here: a bad value, a
+    setting the chosen part lacks, and parts that do not go together are each one
+    :class:`ConfigError`.
     """
 
-    dataset: str = "swiss_roll"
-    n_data: int = 10_000
-    standardize: bool = False
-    model: str = "noise_conditional"
-    hidden: int = 128
-    depth: int = 3
-    fourier_features: int = 32
-    sigma_max: float = 0.0
-    sigma_min: float = 0.01
-    n_levels: int = 20
-    weight_power: float = 2.0
-    reference_size: int = 128
-    objective: str = "annealed_dsm"
-    n_projections: int = 1
-    projection: str = "rademacher"
-    steps: int = 3000
-    batch_size: int = 2048
-    lr: float = 1e-2
-    lr_schedule: str = "cosine"
-    ema_decay: float = 0.995
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 500
-    log_every: int = 50
-    sampler: str = "ald"
-    n_steps_each: int = 100
-    step_size: float = 2e-5
-    denoise: bool = True
-    snr: float = 0.16
-    schedule: str = "linear"
-    timesteps: int = 1000
-    sample_steps: int = 0
-    eta: float = 0.0
+    def __init__(self, **values: Any) -> None:
+        self._build(values, lenient=False)
 
-    def validate(self) -> Config:
-        """Check every field; raise :class:`ConfigError` with a fix-it message."""
-        for name in ("n_data", "hidden", "depth", "steps", "batch_size", "checkpoint_every",
-                     "log_every", "n_steps_each", "n_projections"):
-            require_positive_int(name, getattr(self, name))
-        for name in ("sigma_min", "lr", "snr"):
-            require_positive(name, getattr(self, name))
-        for name, zero_means in (("fourier_features", "none"), ("reference_size", "off"),
-                                 ("n_levels", "the NCSNv2 γ criterion"), ("step_size", "the NCSNv2 rule")):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0 (0: {zero_means}), got {getattr(self, name)}")
-        if self.sigma_max < 0:
-            raise ConfigError(f"sigma_max must be > 0, or 0 for the largest pairwise distance in the data; "
-                              f"got {self.sigma_max}")
-        if self.sigma_max and self.sigma_min > self.sigma_max:
-            raise ConfigError(f"sigma_min ({self.sigma_min}) must not exceed sigma_max ({self.sigma_max})")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name, allowed in (("model", MODELS), ("objective", OBJECTIVES), ("sampler", SAMPLERS),
-                              ("lr_schedule", LR_SCHEDULES), ("projection", PROJECTIONS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; use one of: {', '.join(allowed)}")
-        if self.objective in SINGLE_LEVEL_OBJECTIVES and self.model not in UNCONDITIONAL_MODELS:
-            raise ConfigError(f"objective {self.objective!r} trains an unconditional score, not {self.model!r}; "
-                              "use --model mlp or energy (or --objective annealed_dsm)")
-        if self.model in UNCONDITIONAL_MODELS and self.objective not in SINGLE_LEVEL_OBJECTIVES:
-            raise ConfigError(f"model {self.model!r} has no noise-level input, so it cannot train with "
-                              f"{self.objective!r}; use --objective {' | '.join(SINGLE_LEVEL_OBJECTIVES)}")
-        if self.schedule not in BETA_SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of: {', '.join(BETA_SCHEDULES)}")
-        require_positive_int("timesteps", self.timesteps)
-        if not 0 <= self.sample_steps <= self.timesteps:
-            raise ConfigError(f"sample_steps must be in [0, timesteps = {self.timesteps}], got {self.sample_steps}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
-        if self.model == "ddpm" and self.objective != "eps":
-            raise ConfigError(f"model 'ddpm' trains with objective 'eps', not {self.objective!r}; use --objective eps")
-        if self.objective == "eps" and self.model not in ("ddpm", "noise_conditional"):
-            raise ConfigError(f"objective 'eps' needs a model conditioned on a continuous σ, not {self.model!r}; "
-                              "use --model ddpm")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        return self
+    def _build(self, values: Mapping[str, Any], *, lenient: bool) -> None:
+        stated_names, stated, run = _stated_sections(values)
+        names = _chosen_names(stated_names)
+        self.sections: dict[str, Choice] = {}
+        for section in CHOICE_SECTIONS:
+            part = part_of(section, names[section])
+            given = stated[section]
+            if lenient:
+                given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(part.settings)}}
+            self.sections[section] = Choice(names[section], part.make(given))
+        self.optim: OptimSettings = make_settings(OptimSettings, stated["optim"], "[optim]")
+        run_settings = make_settings(RunSettings, run, "the run")
+        self.seed: int = run_settings.seed
+        self.device: str = run_settings.device
+        self._check_parts()
 
-    def replace(self, **changes) -> Config:
-        """A copy with ``changes`` applied and validated; unknown keys are an error."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
-        try:
-            return dataclasses.replace(self, **changes).validate()
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from None
+    def _check_parts(self) -> None:
+        model, objective = self.sections["model"], self.sections["objective"]
+        model_part, objective_part = MODELS[model.name], OBJECTIVES[objective.name]
+        if model_part.noise_conditional and not objective_part.noise_conditional:
+            unconditional = " or ".join(part.name for part in MODELS.parts() if not part.noise_conditional)
+            raise ConfigError(f"objective {objective.name!r} trains an unconditional score, not {model.name!r}; "
+                              f"use --model {unconditional} (or --objective annealed_dsm)")
+        if objective_part.noise_conditional and not model_part.noise_conditional:
+            single = " | ".join(part.name for part in OBJECTIVES.parts() if not part.noise_conditional)
+            raise ConfigError(f"model {model.name!r} has no noise-level input, so it cannot train with "
+                              f"{objective.name!r}; use --objective {single}")
+        limit = PROCESSES[self.process.name].max_steps(self.process.settings)
+        steps = getattr(self.sampler.settings, "sample_steps", 0)
+        if limit is not None and steps > limit:
+            raise ConfigError(f"sample_steps must be in [0, timesteps = {limit}], got {steps}")
+
+    # -- the sections, by name -----------------------------------------------------------------
+
+    @property
+    def data(self) -> Choice:
+        return self.sections["data"]
+
+    @property
+    def model(self) -> Choice:
+        return self.sections["model"]
+
+    @property
+    def process(self) -> Choice:
+        return self.sections["process"]
+
+    @property
+    def objective(self) -> Choice:
+        return self.sections["objective"]
+
+    @property
+    def sampler(self) -> Choice:
+        return self.sections["sampler"]
+
+    # -- copies, comparison and files ------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` (flat settings or tables) applied and validated.
+
+        Choosing another part for a section starts that section from the new part's
+        defaults; the other sections keep what they have (nothing more is implied).
+        """
+        tables = self.to_dict()
+        change_names, change_settings, change_run = _stated_sections(changes)
+        for section, name in change_names.items():
+            if name != tables[section]["name"]:
+                tables[section] = {"name": name}
+        for section, values in change_settings.items():
+            tables[section].update(values)
+        tables.update(change_run)
+        return Config(**tables)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting, resolved: ``seed``, ``device`` and one table per section."""
+        return {"seed": self.seed, "device": self.device,
+                **{section: choice.to_dict() for section, choice in self.sections.items()},
+                "optim": dataclasses.asdict(self.optim)}
+
+    def flat(self) -> dict:
+        """Every setting under its flat name (``dataset``, ``model``, ..., ``hidden``, ``steps``)."""
+        flat: dict[str, Any] = {"seed": self.seed, "device": self.device}
+        names = {section: key for key, section in NAME_KEYS.items()}
+        for section, choice in self.sections.items():
+            flat[names[section]] = choice.name
+            flat |= dataclasses.asdict(choice.settings)
+        return flat | dataclasses.asdict(self.optim)
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, values: dict) -> Config:
-        types = {f.name: f.type for f in fields(cls)}
-        for key, value in values.items():
-            expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(types.get(key)))
-            if expected is not None and (not isinstance(value, expected) or
-                                         (expected is int and isinstance(value, bool))):
-                raise ConfigError(f"config key {key!r} should be {types[key]}, got {value!r}")
-        config = cls().replace(**values)
-        return config.replace(**{k: float(v) for k, v in values.items() if types.get(k) == "float"})
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
+        """A config from a dict of flat settings and/or tables; 0.1.0's fully resolved flat
+        configs load too (settings their parts do not use are dropped, as 0.1.0 ignored them)."""
+        return cls.from_layers(values)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Config:
         return cls.from_dict(read_toml(path))
 
+    @classmethod
+    def from_layers(cls, *layers: Mapping[str, Any]) -> Config:
+        """A config from layers of stated settings, each flat or in tables, later layers winning
+        (a config file, then command-line flags); a 0.1.0 config among them is read as :meth:`from_dict` does."""
+        lenient = any(is_v010(layer) for layer in layers)
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            names, settings, run = _stated_sections(v010_stated(layer) if is_v010(layer) else layer)
+            for section, values in settings.items():
+                table = merged.setdefault(section, {})
+                table.update(values)
+            for section, name in names.items():
+                merged.setdefault(section, {})["name"] = name
+            merged.update(run)
+        config = cls.__new__(cls)
+        config._build(merged, lenient=lenient)
+        return config
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{section}={choice.name!r}" for section, choice in self.sections.items())
+        return f"Config({parts}, seed={self.seed})"
+
 
 def read_toml(path: str | Path) -> dict:
-    """The key-value pairs of a TOML config file, or a :class:`ConfigError`."""
+    """The contents of a TOML config file, or a :class:`ConfigError`."""
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)

@@ -1,4 +1,4 @@
-"""Noise-level (σ) schedules for noise-conditional score models."""
+"""Noise levels: σ schedules, the NCSNv2 rules, β schedules, and the one check of a σ list."""
 
 from __future__ import annotations
 
@@ -11,9 +11,24 @@ from torch import Tensor
 from scorelab.errors import ConfigError, require_positive, require_positive_int
 
 
-def per_sample(sigma: float, x: Tensor) -> Tensor:
-    """The noise level σ repeated for each row of ``x``: shape [B], ``x``'s dtype and device."""
-    return torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+def check_noise_levels(sigmas: Tensor, *, ordered: bool = True, strictly: bool = False,
+                       at_least: int = 1) -> Tensor:
+    """``sigmas`` as a 1-D tensor after checking it; a :class:`ConfigError` that says what is wrong otherwise.
+
+    Every level must be positive and finite, there must be ``at_least`` of them, and
+    with ``ordered`` they must be sorted from largest to smallest (``strictly``: no
+    two equal), the order in which samplers walk them.
+    """
+    sigmas = torch.as_tensor(sigmas)
+    order = " strictly" if strictly else ""
+    wanted = (f"at least {at_least} positive noise level{'s' if at_least > 1 else ''}"
+              + (f", sorted{order} from largest to smallest" if ordered else ""))
+    if sigmas.ndim != 1 or len(sigmas) < at_least or not (torch.isfinite(sigmas) & (sigmas > 0)).all():
+        raise ConfigError(f"sigmas must hold {wanted}, e.g. geometric_sigmas(...)")
+    steps = sigmas.diff()
+    if ordered and ((steps >= 0).any() if strictly else (steps > 0).any()):
+        raise ConfigError(f"sigmas must hold {wanted}, e.g. geometric_sigmas(...)")
+    return sigmas
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, n_levels: int) -> Tensor:
@@ -47,13 +62,14 @@ def sigma_max_from_data(data: Tensor, chunk_size: int = 2048) -> float:
     p_σ1 lets Langevin travel between any two data points. Exact: in 2-D and 3-D
     the farthest pair lies on the convex hull (scipy's Qhull), which holds few of
     the points, so only hull vertices are compared; in 1-D it is max − min; in
-    higher dimensions every pair is compared, ``chunk_size`` rows at a time.
+    higher dimensions every pair is compared, ``chunk_size`` rows at a time. Samples of
+    any shape [n, *shape] are compared as flat vectors.
     """
     data = torch.as_tensor(data)
-    if data.ndim != 2 or len(data) < 2:
-        raise ConfigError(f"data must have shape [n >= 2, d] to measure distances, got {tuple(data.shape)}")
+    if data.ndim < 2 or len(data) < 2:
+        raise ConfigError(f"data must have shape [n >= 2, *shape] to measure distances, got {tuple(data.shape)}")
     require_positive_int("chunk_size", chunk_size)
-    data = data.double()
+    data = data.flatten(1).double()
     if data.shape[1] == 1:
         return (data.max() - data.min()).item()
     if data.shape[1] <= 3 and len(data) > data.shape[1] + 1:
@@ -164,7 +180,7 @@ def ncsnv2_schedule(
     """
     sigma_max = sigma_max_from_data(data)
     if n_levels is None:
-        n_levels = n_levels_from_gamma(sigma_max, sigma_min, data.shape[1], overlap)
+        n_levels = n_levels_from_gamma(sigma_max, sigma_min, data[0].numel(), overlap)
     sigmas = geometric_sigmas(sigma_max, sigma_min, n_levels)
     return sigmas, ncsnv2_step_size_for(sigmas, n_steps_each)
 
@@ -218,6 +234,19 @@ def alphas_cumprod(betas: Tensor) -> Tensor:
     return torch.cumprod(1 - betas, dim=0)
 
 
+def spaced_timesteps(timesteps: int, n_steps: int) -> Tensor:
+    """``n_steps`` indices into a chain of ``timesteps``, evenly spaced from 0 to T − 1.
+
+    The "uniform" subsequence τ of DDIM (Song, Meng & Ermon 2020, Sec. 4.2 and App. D.2);
+    it keeps both ends, so the chain still starts at the prior and ends at the data.
+    """
+    require_positive_int("timesteps", timesteps)
+    require_positive_int("n_steps", n_steps)
+    if n_steps > timesteps:
+        raise ConfigError(f"n_steps ({n_steps}) cannot exceed the {timesteps} timesteps of the chain")
+    return torch.linspace(0, timesteps - 1, n_steps, dtype=torch.float64).round().long()
+
+
 def vp_sigmas(alphas_cumprod: Tensor) -> Tensor:
     """σ_t = √((1 − ᾱ_t)/ᾱ_t): the noise level of the variance-exploding view of x_t.
 
@@ -227,3 +256,8 @@ def vp_sigmas(alphas_cumprod: Tensor) -> Tensor:
     """
     alphas_cumprod = torch.as_tensor(alphas_cumprod)
     return ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+
+
+def alpha_bar_of_sigma(sigma: Tensor) -> Tensor:
+    """ᾱ = 1/(1 + σ²), the inverse of :func:`vp_sigmas`."""
+    return 1 / (1 + sigma**2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -21,11 +21,11 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from scorelab.checkpoint import write_atomic  # noqa: E402
-from scorelab.config import UNCONDITIONAL_MODELS  # noqa: E402
 from scorelab.errors import require_positive_int  # noqa: E402
 from scorelab.models import EnergyScore  # noqa: E402
 from scorelab.run import TrainedRun  # noqa: E402
 from scorelab.sampling import StepInfo  # noqa: E402
+from scorelab.train import training_data  # noqa: E402
 
 Bounds = tuple[float, float, float, float]
 POINT_STYLE = {"s": 2, "alpha": 0.4, "linewidths": 0}
@@ -108,7 +108,7 @@ def plot_score_fields(run: TrainedRun, x: Tensor, path: str | Path, max_panels: 
     to a different σ; here every panel holds a single σ.)
     """
     sigmas = run.sigmas.tolist()
-    conditional = run.config.model not in UNCONDITIONAL_MODELS
+    conditional = run.noise_conditional
     if not conditional:
         sigmas = sigmas[-1:]
     picks = sorted({round(i * (len(sigmas) - 1) / max(max_panels - 1, 1)) for i in range(max_panels)})
@@ -198,7 +198,7 @@ def plot_trajectories(run: TrainedRun, x: Tensor, path: str | Path, n: int = 8,
     axes.scatter(paths[0, :, 0], paths[0, :, 1], color="black", s=10, label="start")
     axes.scatter(paths[-1, :, 0], paths[-1, :, 1], color="tab:red", s=14, label="end")
     axes.legend(loc="upper right")
-    axes.set_title(f"{run.config.sampler} trajectories of {n} points")
+    axes.set_title(f"{run.config.sampler.name} trajectories of {n} points")
     return save_figure(figure, path)
 
 
@@ -232,7 +232,7 @@ def animate_sampler(run: TrainedRun, x: Tensor, path: str | Path, n: int = 1000,
     axes.set_ylim(bounds[2], bounds[3])
     axes.set_aspect("equal")
     level_index = {sigma: i for i, sigma in enumerate(levels)}
-    title = sampler or run.config.sampler
+    title = sampler or run.config.sampler.name
 
     def show(frame: int) -> None:
         sigma, points = frames[frame]
@@ -246,3 +246,24 @@ def animate_sampler(run: TrainedRun, x: Tensor, path: str | Path, n: int = 1000,
         plt.close(figure)
         write_atomic(path, gif.read_bytes())
     return Path(path)
+
+
+FIGURES = ("data", "score_field", "samples", "trajectories", "animation")
+STANDARD_FIGURES = FIGURES[:4]
+
+
+def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_FIGURES, seed: int = 0) -> list[Path]:
+    """Write the ``figures`` named (see :data:`FIGURES`) for ``run`` into ``out_dir``; the animation is
+    named after the run's sampler (``ald.gif``)."""
+    x = training_data(run.config)[:5000]
+    generator = torch.Generator().manual_seed(seed)
+    sampler = run.config.sampler.name
+    draw = {
+        "data": lambda: plot_data(x, out_dir / "data.png", title=run.config.data.name),
+        "score_field": lambda: plot_score_fields(run, x, out_dir / "score_field.png"),
+        "samples": lambda: plot_samples(x, run.sample(len(x), generator=generator), out_dir / "samples.png",
+                                        title=f"{sampler} samples"),
+        "trajectories": lambda: plot_trajectories(run, x, out_dir / "trajectories.png", generator=generator),
+        "animation": lambda: animate_sampler(run, x, out_dir / f"{sampler}.gif", generator=generator),
+    }
+    return [draw[name]() for name in figures]

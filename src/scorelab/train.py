@@ -13,64 +13,23 @@ random state, so the final weights equal those of an uninterrupted run.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from scorelab import data as data_module
 from scorelab.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, write_atomic
-from scorelab.config import Config
-from scorelab.diffusion import make_chain
+from scorelab.config import Config, OptimSettings
+from scorelab.data.sources import data_part
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
 from scorelab.models import build_model
-from scorelab.noise import geometric_sigmas, n_levels_from_gamma, sigma_max_from_data
-from scorelab.objectives import (
-    annealed_denoising_score_matching,
-    denoising_score_matching,
-    diffusion_simple_loss,
-    exact_score_matching,
-    sliced_score_matching,
-)
-
-Objective = Callable[[nn.Module, Tensor, Tensor, Config, torch.Generator], Tensor]
-
-OBJECTIVES: dict[str, Objective] = {
-    # The rows past batch_size are the stable-target references (see ``extra_rows``).
-    "annealed_dsm": lambda model, batch, sigmas, config, generator: annealed_denoising_score_matching(
-        model, batch[:config.batch_size], sigmas, weight_power=config.weight_power,
-        reference=batch[config.batch_size:] if config.reference_size else None, generator=generator
-    ),
-    # Single-level objectives train an unconditional model, called as model(x).
-    "exact": lambda model, batch, sigmas, config, generator: exact_score_matching(model, batch),
-    "sliced": lambda model, batch, sigmas, config, generator: sliced_score_matching(
-        model, batch, n_projections=config.n_projections, projection=config.projection, generator=generator
-    ),
-    "sliced_vr": lambda model, batch, sigmas, config, generator: sliced_score_matching(
-        model, batch, n_projections=config.n_projections, projection=config.projection,
-        variance_reduction=True, generator=generator
-    ),
-    "dsm": lambda model, batch, sigmas, config, generator: denoising_score_matching(
-        model, batch, config.sigma_min, generator=generator
-    ),
-    # DDPM's L_simple over the config's β schedule (the geometric sigmas are not used).
-    "eps": lambda model, batch, sigmas, config, generator: diffusion_simple_loss(
-        model, batch, _ddpm_chain(config.schedule, config.timesteps), generator=generator
-    ),
-}
-
-
-@functools.cache
-def _ddpm_chain(schedule: str, timesteps: int) -> Tensor:
-    """ᾱ of the training chain, built once per (schedule, T) rather than at every step; never mutated."""
-    return make_chain(schedule, timesteps)
+from scorelab.objectives import OBJECTIVES
+from scorelab.processes import PROCESSES, NoiseProcess
 
 LOG_COLUMNS = ("step", "loss", "seconds")
 
@@ -86,7 +45,7 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Normalisation:
-    """x_model = (x − shift) / scale, per dimension; identity when not standardising."""
+    """x_model = (x − shift) / scale, per entry of a sample; identity when not standardising."""
 
     shift: Tensor
     scale: Tensor
@@ -94,8 +53,13 @@ class Normalisation:
     @classmethod
     def fit(cls, x: Tensor, standardize: bool) -> Normalisation:
         if not standardize:
-            return cls(torch.zeros(x.shape[1]), torch.ones(x.shape[1]))
+            return cls(torch.zeros(x.shape[1:]), torch.ones(x.shape[1:]))
         return cls(x.mean(0), x.std(0).clamp_min(1e-12))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one sample."""
+        return tuple(self.shift.shape)
 
     def to_model(self, x: Tensor) -> Tensor:
         return (x - self.shift.to(x)) / self.scale.to(x)
@@ -103,12 +67,27 @@ class Normalisation:
     def to_data(self, x: Tensor) -> Tensor:
         return x * self.scale.to(x) + self.shift.to(x)
 
+    def log_det(self) -> float:
+        """log |det ∂x/∂x_model| = Σ log scale, which a density in model units loses in data units."""
+        return self.scale.log().sum().item()
+
 
 def training_data(config: Config) -> Tensor:
-    """The training set: ``n_data`` seeded points of a named set, or every row of a file."""
+    """The training set [n, *shape]: ``n_data`` seeded points of a named set, or every row of a file."""
     generator = torch.Generator().manual_seed(config.seed)
-    n = None if data_module.is_file_source(config.dataset) else config.n_data
-    return data_module.load(config.dataset, n, generator=generator)
+    return data_part(config.data.name).load(config.data.name, config.data.settings, generator)
+
+
+def build_process(config: Config) -> NoiseProcess:
+    """The run's noise process (its settings resolved; see :func:`resolve_process`)."""
+    return PROCESSES[config.process.name].build(config.process.settings)
+
+
+def resolve_process(config: Config, data: Tensor) -> Config:
+    """``config`` with the process settings that are measured on the training data (0 = "from the
+    data", e.g. σ_1 of the NCSNv2 rule) filled in, so that config.toml holds the numbers used."""
+    resolved = PROCESSES[config.process.name].resolve(config.process.settings, data)
+    return config.replace(**asdict(resolved))
 
 
 def _read_log(path: Path, up_to_step: int) -> list[dict]:
@@ -134,14 +113,9 @@ class TrainResult:
     final_loss: float
 
 
-def extra_rows(config: Config) -> int:
-    """Rows drawn with each batch beyond batch_size: the annealed DSM's stable-target references."""
-    return config.reference_size if config.objective == "annealed_dsm" else 0
-
-
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> TrainResult:
-    """Train ``config.model`` with ``config.objective`` and write the run directory.
+    """Train ``config``'s model with its objective on its noise process, and write the run directory.
 
     Args:
         config: the run configuration (ignored on ``resume`` except ``steps``,
@@ -158,42 +132,49 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir)
-        config = checkpoint.config.replace(steps=max(config.steps, checkpoint.step))
+        if checkpoint.legacy:
+            raise CheckpointError(f"{run_dir} was written by scorelab 0.1.0; it can be sampled and evaluated, "
+                                  "but not resumed: train a new run")
+        config = checkpoint.config.replace(steps=max(config.optim.steps, checkpoint.step))
     elif (run_dir / CHECKPOINT_NAME).exists() and not overwrite:
         raise CheckpointError(f"{run_dir} already holds a trained model; use --resume, --overwrite or another --out")
-    config.validate()
     device = resolve_device(config.device)
     raw = training_data(config)
-    normalisation = Normalisation.fit(raw, config.standardize)
+    normalisation = Normalisation.fit(raw, config.data.standardize)
     data = normalisation.to_model(raw).to(device)
-    if not config.sigma_max:
-        config = config.replace(sigma_max=round(sigma_max_from_data(data), 4))
-    if not config.n_levels:
-        config = config.replace(n_levels=n_levels_from_gamma(config.sigma_max, config.sigma_min, data.shape[1]))
-    sigmas = geometric_sigmas(config.sigma_max, config.sigma_min, config.n_levels).to(device)
-    model = build_model(config, data.shape[1], sigma_data=float(data.std())).to(device)
-    ema = build_model(config, data.shape[1]).to(device)
+    config = resolve_process(config, data)
+    process = build_process(config)
+    shape = normalisation.shape
+
+    def new_model(sigma_data: float = 1.0) -> nn.Module:
+        return build_model(config.model.name, config.model.settings, shape=shape, process=process,
+                           sigma_data=sigma_data, seed=config.seed).to(device)
+
+    model = new_model(float(data.std()))
+    ema = new_model()
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optim = config.optim
+    optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr)
     generator = torch.Generator().manual_seed(config.seed)
     start = 0
     write_atomic(run_dir / "config.toml", config.to_toml().encode())
     if checkpoint is not None:
         start = checkpoint.step
-        _restore(checkpoint, model, ema, optimizer, generator, data.shape[1])
+        _restore(checkpoint, model, ema, optimizer, generator, shape)
     log_path = run_dir / "train_log.csv"
     log_rows = _read_log(log_path, start) if resume else []
 
-    objective = OBJECTIVES[config.objective]
+    objective = OBJECTIVES[config.objective.name]
+    extra_rows = objective.extra_rows(config.objective.settings)
     begin = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
     window: list[float] = []
     loss_value = math.nan
-    bar = tqdm(total=config.steps, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
-    for step in range(start + 1, config.steps + 1):
-        rows = torch.randint(len(data), (config.batch_size + extra_rows(config),), generator=generator)
+    bar = tqdm(total=optim.steps, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+    for step in range(start + 1, optim.steps + 1):
+        rows = torch.randint(len(data), (optim.batch_size + extra_rows,), generator=generator)
         batch = data[rows.to(device)]
-        loss = objective(model, batch, sigmas, config, generator)
+        loss = objective.loss(model, batch, None, process, config.objective.settings, generator)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             bar.close()
@@ -204,25 +185,25 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
+            group["lr"] = learning_rate(optim, step)
         optimizer.step()
-        _update_ema(ema, model, config.ema_decay, step)
+        _update_ema(ema, model, optim.ema_decay, step)
         window.append(loss_value)
         bar.update(1)
-        if step % config.log_every == 0 or step == config.steps:
+        if step % optim.log_every == 0 or step == optim.steps:
             log_rows.append({"step": step, "loss": f"{sum(window) / len(window):.6g}",
                              "seconds": f"{time.perf_counter() - begin:.3f}"})
             bar.set_postfix(loss=f"{sum(window) / len(window):.4g}")
             window = []
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % optim.checkpoint_every == 0 or step == optim.steps:
             # Log first: on resume, rows past the checkpoint's step are dropped, rows missing are not recoverable.
             _write_log(log_path, log_rows)
             _save(run_dir, step, config, model, ema, optimizer, generator, normalisation)
     bar.close()
-    return TrainResult(run_dir, config.steps, time.perf_counter() - begin, loss_value)
+    return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value)
 
 
-def learning_rate(config: Config, step: int) -> float:
+def learning_rate(optim: OptimSettings, step: int) -> float:
     """The learning rate of step t = 1…steps: constant, or cosine decay lr·½(1 + cos(π(t − 1)/steps)).
 
     A function of the step alone, so a resumed run follows the same schedule.
@@ -230,9 +211,9 @@ def learning_rate(config: Config, step: int) -> float:
     the last steps; it was chosen with the other defaults on the toy suite
     (README, "Status").
     """
-    if config.lr_schedule == "constant":
-        return config.lr
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / config.steps))
+    if optim.lr_schedule == "constant":
+        return optim.lr
+    return optim.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / optim.steps))
 
 
 @torch.no_grad()
@@ -256,7 +237,7 @@ def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Mo
 
 
 def _restore(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
-             generator: torch.Generator, dim: int) -> None:
+             generator: torch.Generator, shape: tuple[int, ...]) -> None:
     """Load the full training state, or raise :class:`CheckpointError` if it does not fit."""
     try:
         model.load_state_dict(checkpoint.group("model"))
@@ -268,4 +249,4 @@ def _restore(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
         generator.set_state(checkpoint.tensors["rng.train"])
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint does not match its config or data (dim {dim}): {exc}") from None
+        raise CheckpointError(f"checkpoint does not match its config or data (shape {shape}): {exc}") from None

@@ -1,35 +1,152 @@
-"""Score models: ``nn.Module`` s that are scores, ``model(x, sigma) -> Tensor``."""
+"""Score models: backbones, the preconditioning wrapper that makes them scores, and their registry.
+
+:data:`MODELS` registers each model by name with its settings; :func:`build_model` builds
+one for data of a given shape and noise process.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from scorelab.config import Config
-from scorelab.diffusion import eps_to_score
-from scorelab.models.diffusion import EpsMLP
+from scorelab.errors import ConfigError
+from scorelab.models.embedding import sinusoidal_embedding
 from scorelab.models.energy import EnergyScore
-from scorelab.models.mlp import MLP, ConditionalLinear, NoiseConditionalMLP, SeedConditionalMLP, mlp_stack
-from scorelab.noise import geometric_sigmas
+from scorelab.models.mlp import (
+    MLP,
+    ConditionalLinear,
+    ConditionalMLP,
+    SeedConditionalMLP,
+    mlp_stack,
+)
+from scorelab.models.preconditioning import PARAMETERISATIONS, Preconditioned
+from scorelab.processes import NoiseProcess
+from scorelab.registry import Part, Registry, at_least_zero, one_of, positive_int, setting
 
-__all__ = ["MLP", "ConditionalLinear", "EnergyScore", "EpsMLP", "NoiseConditionalMLP", "SeedConditionalMLP",
-           "build_model"]
+__all__ = ["MLP", "MODELS", "ConditionalLinear", "ConditionalMLP", "EnergyScore", "ModelPart",
+           "NoiseConditionalMLP", "PARAMETERISATIONS", "Preconditioned", "SeedConditionalMLP", "build_model",
+           "mlp_stack", "sinusoidal_embedding"]
+
+# build(settings, dim, process, sigma_data) -> the score module; dim = D, the entries of one sample.
+Build = Callable[[object, int, NoiseProcess, float], nn.Module]
+StateDict = dict[str, Tensor]
 
 
-def build_model(config: Config, dim: int, *, sigma_data: float = 1.0) -> nn.Module:
-    """The model ``config.model`` names, for data of dimension ``dim``.
+@dataclass(frozen=True)
+class ModelPart(Part):
+    """A registered model. ``noise_conditional``: it is a score s(x, σ) (otherwise s(x));
+    ``upgrade``: maps the weights a 0.1.0 checkpoint saved for this model to today's names."""
 
-    Initialisation is seeded by ``config.seed`` without touching the global RNG.
+    section = "model"
+
+    build: Build = None  # type: ignore[assignment]
+    noise_conditional: bool = True
+    upgrade: Callable[[StateDict], StateDict] = lambda state: state
+
+
+_HIDDEN = "hidden units per layer"
+_DEPTH = "number of hidden layers"
+_PARAMETERISATION = "what the backbone predicts: " + " | ".join(PARAMETERISATIONS)
+
+
+@dataclass(frozen=True)
+class NoiseConditionalSettings:
+    hidden: int = setting(128, _HIDDEN, positive_int)
+    depth: int = setting(3, _DEPTH, positive_int)
+    fourier_features: int = setting(32, "random Fourier features of the input (0: none)", at_least_zero("none"))
+    parameterisation: str = setting("ve", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
+
+
+@dataclass(frozen=True)
+class EpsMLPSettings:
+    hidden: int = setting(128, _HIDDEN, positive_int)
+    depth: int = setting(3, _DEPTH, positive_int)
+    parameterisation: str = setting("edm", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
+
+
+@dataclass(frozen=True)
+class SeedConditionalSettings:
+    hidden: int = setting(128, _HIDDEN, positive_int)
+
+
+@dataclass(frozen=True)
+class UnconditionalSettings:
+    hidden: int = setting(128, _HIDDEN, positive_int)
+    depth: int = setting(3, _DEPTH, positive_int)
+
+
+def NoiseConditionalMLP(dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0,  # noqa: N802
+                        fourier_features: int = 0) -> Preconditioned:
+    """scorelab's default noise-conditional score: s(x, σ) = F([c_in·x, ln σ, Fourier features])/σ.
+
+    :class:`ConditionalMLP` under the ``ve`` parameterisation, c_in = 1/√(σ² + σ_d²)
+    (Song & Ermon 2020, technique 3; Karras et al. 2022, Table 1). The name is 0.1.0's class.
     """
+    return Preconditioned(ConditionalMLP(dim, hidden, depth, noise_input="log", fourier_features=fourier_features),
+                          "ve", sigma_data)
+
+
+def _renamed(state: StateDict, prefixes: dict[str, str]) -> StateDict:
+    """``state`` with each key's first matching prefix replaced."""
+    renamed = {}
+    for key, value in state.items():
+        old = next((prefix for prefix in prefixes if key.startswith(prefix)), None)
+        renamed[key if old is None else prefixes[old] + key[len(old):]] = value
+    return renamed
+
+
+def _upgrade_eps_mlp(state: StateDict) -> StateDict:
+    """0.1.0's EpsMLP predicted ε̂ = σy/(σ² + σ_d²) + σ_d/√(σ² + σ_d²)·G: EDM's preconditioning with
+    F = −G, so its last layer changes sign; it drew no Fourier features."""
+    state = _renamed(state, {"eps_model.sigma_data": "sigma_data", "eps_model.net.": "backbone.net."})
+    last = max(int(key.split(".")[2]) for key in state if key.startswith("backbone.net."))
+    for name in ("weight", "bias"):
+        state[f"backbone.net.{last}.{name}"] = -state[f"backbone.net.{last}.{name}"]
+    state["backbone.frequencies"] = torch.zeros(state[f"backbone.net.{last}.weight"].shape[0], 0)
+    return state
+
+
+def _seed_levels(process: NoiseProcess) -> Tensor:
+    if getattr(process, "continuous", False):
+        raise ConfigError("model 'seed_conditional' knows only discrete noise levels; use continuous = false")
+    return process.grid()
+
+
+MODELS: Registry[ModelPart] = Registry("model")
+MODELS.register(ModelPart(
+    "noise_conditional", NoiseConditionalSettings, "MLP on [c_in·x, ln σ, Fourier features], s = F/σ (default)",
+    build=lambda s, dim, process, sigma_data: Preconditioned(
+        ConditionalMLP(dim, s.hidden, s.depth, noise_input="log", fourier_features=s.fourier_features),
+        s.parameterisation, sigma_data),
+    upgrade=lambda state: _renamed(state, {"frequencies": "backbone.frequencies", "net.": "backbone.net."})))
+MODELS.register(ModelPart(
+    "ddpm", EpsMLPSettings, "MLP on [c_in·x, sinusoidal ln σ] under EDM's preconditioning, for DDPM",
+    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"},
+    build=lambda s, dim, process, sigma_data: Preconditioned(
+        ConditionalMLP(dim, s.hidden, s.depth, noise_input="sinusoidal"), s.parameterisation, sigma_data),
+    upgrade=_upgrade_eps_mlp))
+MODELS.register(ModelPart(
+    "seed_conditional", SeedConditionalSettings, "the seed's CondLinear NCSN, one embedding per noise level",
+    build=lambda s, dim, process, sigma_data: Preconditioned(
+        SeedConditionalMLP(_seed_levels(process), dim, s.hidden), "score", sigma_data),
+    upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}))
+MODELS.register(ModelPart(
+    "mlp", UnconditionalSettings, "the seed's unconditional score MLP s(x), Softplus", noise_conditional=False,
+    build=lambda s, dim, process, sigma_data: MLP(dim, s.hidden, s.depth)))
+MODELS.register(ModelPart(
+    "energy", UnconditionalSettings, "an energy MLP E(x) with s = −∇E, density exp(−E)", noise_conditional=False,
+    implies={"objective": "sliced", "sampler": "langevin"},
+    build=lambda s, dim, process, sigma_data: EnergyScore(mlp_stack(dim, s.hidden, s.depth, 1, nn.Softplus),
+                                                          flatten_input=True)))
+
+
+def build_model(name: str, settings: object, *, shape: tuple[int, ...], process: NoiseProcess,
+                sigma_data: float = 1.0, seed: int = 0) -> nn.Module:
+    """The model ``name`` with ``settings``, for samples of ``shape``; initialised from ``seed``
+    without touching the global random state."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        if config.model == "mlp":
-            return MLP(dim, config.hidden, config.depth)
-        if config.model == "energy":
-            return EnergyScore(mlp_stack(dim, config.hidden, config.depth, 1, nn.Softplus))
-        if config.model == "seed_conditional":
-            sigmas = geometric_sigmas(config.sigma_max, config.sigma_min, config.n_levels)
-            return SeedConditionalMLP(sigmas, dim, config.hidden)
-        if config.model == "ddpm":
-            return eps_to_score(EpsMLP(dim, config.hidden, config.depth, sigma_data=sigma_data))
-        return NoiseConditionalMLP(dim, config.hidden, config.depth, sigma_data, config.fourier_features)
+        torch.manual_seed(seed)
+        return MODELS[name].build(settings, int(torch.Size(shape).numel()), process, sigma_data)

@@ -8,29 +8,35 @@ train energies by DSM).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from scorelab.divergence import differentiable
 from scorelab.errors import ConfigError
+from scorelab.models.mlp import no_condition
 
 
 class EnergyScore(nn.Module):
-    """The score −∇ₓE(x) of a scalar energy network E: [B, D] → [B] or [B, 1].
+    """The score −∇ₓE(x) of a scalar energy network E: [B, *shape] → [B] or [B, 1].
 
     The score stays differentiable (in x and in the parameters) whenever gradients
     are enabled, so exact, sliced and denoising score matching can all train it.
     Under ``torch.no_grad()``, as in the samplers, it still differentiates E
     (inside ``torch.enable_grad()``) but keeps no graph. ``sigma`` is accepted and
-    ignored: this is an unconditional score.
+    ignored: this is an unconditional score. With ``flatten_input`` the network gets
+    each sample as a vector [B, D], whatever its shape (for an MLP energy).
     """
 
-    def __init__(self, energy_net: nn.Module) -> None:
+    def __init__(self, energy_net: nn.Module, *, flatten_input: bool = False) -> None:
         super().__init__()
         self.energy_net = energy_net
+        self.flatten_input = flatten_input
 
     def energy(self, x: Tensor) -> Tensor:
-        """E(x), one number per row of ``x``: shape [B]."""
-        value = self.energy_net(x)
+        """E(x), one number per sample of ``x``: shape [B]."""
+        value = self.energy_net(x.flatten(1) if self.flatten_input else x)
         if value.shape not in ((x.shape[0],), (x.shape[0], 1)):
             raise ConfigError(
                 f"the energy network must return one number per row, [B] or [B, 1]; got {tuple(value.shape)}"
@@ -41,11 +47,12 @@ class EnergyScore(nn.Module):
         """The unnormalised log-density −E(x) = log p(x) + log Z, shape [B]."""
         return -self.energy(x)
 
-    def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor | None = None, cond: Any = None) -> Tensor:
+        no_condition(cond, self)
         keep_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             # A caller that differentiates in x (exact or sliced SM) passes an x that
-            # requires grad; use it as is so that ∇ₓs stays reachable.
-            inputs = x if x.requires_grad else x.detach().requires_grad_(True)
+            # requires grad; it is used as is so that ∇ₓs stays reachable.
+            inputs = differentiable(x)
             (energy_gradient,) = torch.autograd.grad(self.energy(inputs).sum(), inputs, create_graph=keep_graph)
         return -energy_gradient

@@ -1,14 +1,23 @@
-"""MLP score models: the seed's two networks and scorelab's default.
+"""MLP backbones: the seed's two networks and scorelab's default.
 
-Every model is a score in the scorelab sense: ``model(x, sigma) -> Tensor``
-shaped like ``x``, with ``sigma`` a tensor [B] of per-sample noise levels
-(ignored by unconditional models).
+A backbone is a plain network ``F(x_in, c_noise, cond)`` on a batch of any shape
+[B, *shape] (flattened to [B, D] inside, and reshaped back); c_noise is ln σ per sample.
+:class:`~scorelab.models.preconditioning.Preconditioned` turns one into a score. The
+seed's unconditional :class:`MLP` needs no wrapper: its output is the score.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+
+from scorelab.divergence import chain_trace
+from scorelab.errors import ConfigError
+from scorelab.models.embedding import sinusoidal_embedding
+
+NOISE_INPUTS = ("log", "sinusoidal")
 
 
 def mlp_stack(n_in: int, hidden: int, depth: int, n_out: int, activation: type[nn.Module]) -> nn.Sequential:
@@ -22,24 +31,77 @@ def mlp_stack(n_in: int, hidden: int, depth: int, n_out: int, activation: type[n
     return nn.Sequential(*layers)
 
 
+def no_condition(cond: Any, model: nn.Module) -> None:
+    """A :class:`ConfigError` if a condition reaches a model that cannot use one (rather than ignoring it)."""
+    if cond is not None:
+        raise ConfigError(f"{type(model).__name__} takes no condition, but one was given")
+
+
 class MLP(nn.Module):
     """The seed's unconditional score network: D-128-128-D with Softplus.
 
-    Trained by exact, sliced or single-σ denoising score matching; ``sigma`` is
-    accepted and ignored so that it plugs into every sampler.
+    Trained by exact, sliced or single-σ denoising score matching; ``sigma`` is accepted
+    and ignored so that it plugs into every sampler. It knows its own Jacobian trace:
+    called with ``with_trace=True`` it returns ``(s, tr ∇ₓs)`` in closed form
+    (:func:`scorelab.divergence.chain_trace`), which exact score matching uses. A subclass
+    that changes ``forward`` loses that shortcut.
     """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 2) -> None:
         super().__init__()
         self.net = mlp_stack(dim, hidden, depth, dim, nn.Softplus)
 
-    def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
-        return self.net(x)
+    @property
+    def computes_trace(self) -> bool:
+        return type(self).forward is MLP.forward
+
+    def forward(self, x: Tensor, sigma: Tensor | None = None, cond: Any = None, *,
+                with_trace: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        no_condition(cond, self)
+        if with_trace:
+            value, trace = chain_trace(list(self.net), x.flatten(1))
+            return value.reshape(x.shape), trace
+        return self.net(x.flatten(1)).reshape(x.shape)
 
 
-def level_index(sigma: Tensor, sigmas: Tensor) -> Tensor:
-    """Index of the nearest level (in log σ) of ``sigmas`` for each entry of ``sigma``."""
-    return (sigma.log()[:, None] - sigmas.log()[None]).abs().argmin(dim=1)
+class ConditionalMLP(nn.Module):
+    """A noise-conditional MLP backbone F([x_in, noise features, sin 2πBᵀx_in, cos 2πBᵀx_in]) with SiLU.
+
+    - Noise features: c_noise = ln σ itself (``"log"``), or its sinusoidal embedding
+      (``"sinusoidal"``, as DDPM embeds t; :func:`~scorelab.models.embedding.sinusoidal_embedding`).
+      Either way the network is continuous in σ, so any schedule serves at sampling time.
+    - Random Fourier features of the input (Tancik et al. 2020, "Fourier features let
+      networks learn high frequency functions"), B ~ N(0, I) of shape [D, fourier_features],
+      let a small MLP fit the sharp scores of thin structures (rings, spiral arms) at small σ
+      (BENCHMARKS.md, "Design measurements"); 0 turns them off. B is a buffer, so it travels
+      with the weights.
+    """
+
+    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, *, noise_input: str = "log",
+                 fourier_features: int = 0, n_frequencies: int = 8) -> None:
+        super().__init__()
+        if noise_input not in NOISE_INPUTS:
+            raise ConfigError(f"unknown noise_input {noise_input!r}; use one of: {', '.join(NOISE_INPUTS)}")
+        self.noise_input, self.n_frequencies = noise_input, n_frequencies
+        self.register_buffer("frequencies", torch.randn(dim, fourier_features))
+        noise_width = 1 if noise_input == "log" else 2 * n_frequencies
+        self.net = mlp_stack(dim + noise_width + 2 * fourier_features, hidden, depth, dim, nn.SiLU)
+
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Any = None) -> Tensor:
+        no_condition(cond, self)
+        flat = x_in.flatten(1)
+        c_noise = c_noise.to(flat).reshape(-1).expand(flat.shape[0])
+        noise = c_noise[:, None] if self.noise_input == "log" else sinusoidal_embedding(c_noise, self.n_frequencies)
+        features = [flat, noise]
+        if self.frequencies.shape[1]:
+            phase = 2 * torch.pi * flat @ self.frequencies
+            features += [phase.sin(), phase.cos()]
+        return self.net(torch.cat(features, dim=1)).reshape(x_in.shape)
+
+
+def level_index(log_sigma: Tensor, sigmas: Tensor) -> Tensor:
+    """Index of the nearest level (in log σ) of ``sigmas`` for each entry of ``log_sigma``."""
+    return (log_sigma[:, None] - sigmas.log()[None]).abs().argmin(dim=1)
 
 
 class ConditionalLinear(nn.Module):
@@ -56,10 +118,10 @@ class ConditionalLinear(nn.Module):
 
 
 class SeedConditionalMLP(nn.Module):
-    """The seed's NCSN: CondLinear(D,128) → Softplus → CondLinear(128,128) → Softplus → Linear(128,D).
+    """The seed's NCSN backbone: CondLinear(D,128) → Softplus → CondLinear(128,128) → Softplus → Linear(128,D).
 
-    It only knows the discrete levels it was built with; any ``sigma`` is mapped
-    to the nearest of them.
+    Its output is the score itself (the ``score`` parameterisation). It only knows the
+    discrete levels it was built with; any σ is mapped to the nearest of them.
     """
 
     def __init__(self, sigmas: Tensor, dim: int = 2, hidden: int = 128) -> None:
@@ -70,45 +132,9 @@ class SeedConditionalMLP(nn.Module):
         self.layer2 = ConditionalLinear(hidden, hidden, n_levels)
         self.output = nn.Linear(hidden, dim)
 
-    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-        level = level_index(sigma.to(self.sigmas), self.sigmas)
-        h = nn.functional.softplus(self.layer1(x, level))
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Any = None) -> Tensor:
+        no_condition(cond, self)
+        level = level_index(c_noise.to(self.sigmas).reshape(-1).expand(x_in.shape[0]), self.sigmas)
+        h = nn.functional.softplus(self.layer1(x_in.flatten(1), level))
         h = nn.functional.softplus(self.layer2(h, level))
-        return self.output(h)
-
-
-class NoiseConditionalMLP(nn.Module):
-    """scorelab's default noise-conditional score network.
-
-    s(x, σ) = F([u, log σ, sin 2πBᵀu, cos 2πBᵀu]) / σ,  u = c_in(σ)·x,  c_in(σ) = 1/√(σ² + σ_data²).
-
-    - Dividing by σ builds in the known scale of the score, ‖∇ log p_σ‖ ≈ √D/σ
-      (Song & Ermon 2020, "Improved techniques", technique 3), so the network
-      output stays O(1) at every level.
-    - Scaling the input by c_in keeps it at unit variance for every σ (Karras
-      et al. 2022, EDM, Table 1), which matters when σ_1 is many times the data's
-      spread.
-    - Taking log σ as an input, rather than a level index, makes the model
-      continuous in σ, so any schedule can be used at sampling time.
-    - Random Fourier features of u (Tancik et al. 2020, "Fourier features let
-      networks learn high frequency functions"), B ~ N(0, I) of shape
-      [D, fourier_features], let a small MLP fit the sharp scores of thin
-      structures (rings, spiral arms) at small σ within a few thousand steps;
-      in exploratory single runs on rings (2026-11-27, README "Status") they
-      took the W2 ratio from about 2.2 to about 1.7, and with a batch of 2048
-      and cosine lr decay to 1.3. ``fourier_features = 0`` turns them off.
-    """
-
-    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0,
-                 fourier_features: int = 0) -> None:
-        super().__init__()
-        # Buffers, so the data's scale and the drawn frequencies travel with the weights.
-        self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
-        self.register_buffer("frequencies", torch.randn(dim, fourier_features))
-        self.net = mlp_stack(dim + 1 + 2 * fourier_features, hidden, depth, dim, nn.SiLU)
-
-    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-        sigma = sigma.to(x).reshape(-1, 1).expand(x.shape[0], 1)
-        u = torch.rsqrt(sigma**2 + self.sigma_data**2) * x
-        phase = 2 * torch.pi * u @ self.frequencies
-        return self.net(torch.cat([u, sigma.log(), phase.sin(), phase.cos()], dim=1)) / sigma
+        return self.output(h).reshape(x_in.shape)

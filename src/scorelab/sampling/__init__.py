@@ -1,19 +1,20 @@
-"""Samplers: pure functions ``(score, x, schedule, *, generator, callback) -> samples``."""
+"""Samplers: pure functions ``(score, x, noise levels, *, generator, callback, cond) -> samples``.
 
-from scorelab.sampling.diffusion import ddim, ddpm
-from scorelab.sampling.langevin import (
-    Callback,
-    StepInfo,
-    annealed_langevin,
-    gradient_ascent,
-    langevin,
-    predictor_corrector,
-)
+The conventions are in :mod:`scorelab.sampling.steps`; :data:`SAMPLERS` registers the ones a
+trained run can use by name, each with its settings.
+"""
+
+from scorelab.sampling.ancestral import ddim, ddpm
+from scorelab.sampling.langevin import annealed_langevin, gradient_ascent, langevin, predictor_corrector
 from scorelab.sampling.ode import CountingScore, probability_flow
+from scorelab.sampling.registry import SAMPLERS, SamplerPart
+from scorelab.sampling.steps import Callback, StepInfo, tweedie_denoise
 
 __all__ = [
+    "SAMPLERS",
     "Callback",
     "CountingScore",
+    "SamplerPart",
     "StepInfo",
     "annealed_langevin",
     "ddim",
@@ -22,4 +23,5 @@ __all__ = [
     "langevin",
     "predictor_corrector",
     "probability_flow",
+    "tweedie_denoise",
 ]

@@ -1,55 +1,21 @@
 """Gradient ascent and the Langevin family of samplers, predictor-corrector included.
 
-Every sampler has the same shape: ``sampler(score, x, <schedule>, *, generator,
-callback) -> Tensor``. Samplers are pure: they never change ``x`` in place,
-keep no state, run under ``torch.no_grad()`` and stay on ``x``'s device.
-``callback`` (if given) receives a :class:`StepInfo` after every step, which is
-how trajectories and animations are recorded.
+The conventions of every sampler are in :mod:`scorelab.sampling.steps`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from scorelab.errors import ConfigError, require_positive, require_positive_int
-from scorelab.noise import per_sample
+from scorelab.noise import check_noise_levels
 from scorelab.rng import randn_like
-
-Score = Callable[..., Tensor]
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """The state a sampler hands to its callback after each step.
-
-    Attributes:
-        x: the samples after the step, [B, D].
-        step: the global step index, from 0.
-        sigma: the noise level the score was evaluated at (0 for unconditional scores).
-        step_size: the step size ε (or α_i) used for this step.
-        score: the score evaluated before the step, [B, D].
-    """
-
-    x: Tensor
-    step: int
-    sigma: float
-    step_size: float
-    score: Tensor
-
-
-Callback = Callable[[StepInfo], None]
-
-
-def _checked_sigmas(sigmas: Tensor) -> list[float]:
-    """The noise levels as floats, after checking they are positive and sorted from largest to smallest."""
-    levels = torch.as_tensor(sigmas).tolist()
-    if not levels or min(levels) <= 0 or sorted(levels, reverse=True) != levels:
-        raise ConfigError("sigmas must be positive and sorted from largest to smallest, e.g. geometric_sigmas(...)")
-    return levels
+from scorelab.sampling.steps import Callback, StepInfo, tweedie_denoise
+from scorelab.score import Score, call_score
+from scorelab.shapes import per_sample
 
 
 def _langevin_step(x: Tensor, grad: Tensor, step_size: float, noise: Tensor) -> Tensor:
@@ -59,7 +25,7 @@ def _langevin_step(x: Tensor, grad: Tensor, step_size: float, noise: Tensor) -> 
 
 @torch.no_grad()
 def gradient_ascent(
-    score: Score, x: Tensor, *, n_steps: int, step_size: float, callback: Callback | None = None
+    score: Score, x: Tensor, *, n_steps: int, step_size: float, callback: Callback | None = None, cond: Any = None
 ) -> Tensor:
     """Noise-free ascent of log p: x ← x + ε·s(x) (the seed's ``sample_simple``).
 
@@ -68,7 +34,7 @@ def gradient_ascent(
     require_positive_int("n_steps", n_steps)
     require_positive("step_size", step_size)
     for step in range(n_steps):
-        grad = score(x)
+        grad = call_score(score, x, cond=cond)
         x = x + step_size * grad
         if callback is not None:
             callback(StepInfo(x, step, 0.0, step_size, grad))
@@ -86,6 +52,7 @@ def langevin(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    cond: Any = None,
 ) -> Tensor:
     """Unadjusted Langevin dynamics (Welling & Teh 2011; Song & Ermon 2019, eq. 4).
 
@@ -101,7 +68,7 @@ def langevin(
         raise ConfigError(f"temperature must be >= 0 (1 samples p exactly), got {temperature}")
     epsilon = step_size
     for step in range(n_steps):
-        grad = score(x)
+        grad = call_score(score, x, cond=cond)
         x = _langevin_step(x, grad, epsilon, temperature * randn_like(x, generator))
         if callback is not None:
             callback(StepInfo(x, step, 0.0, epsilon, grad))
@@ -120,6 +87,7 @@ def annealed_langevin(
     denoise: bool = True,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    cond: Any = None,
 ) -> Tensor:
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1).
 
@@ -132,7 +100,7 @@ def annealed_langevin(
 
     Args:
         score: ``score(x, sigma)`` with ``sigma`` of shape [B].
-        x: starting points [B, D], e.g. uniform noise or N(0, σ_1²I).
+        x: starting points [B, *shape], e.g. uniform noise or N(0, σ_1²I).
         sigmas: noise levels sorted from largest to smallest.
         n_steps_each: Langevin steps per level (T).
         step_size: ε, the step size at the smallest level; ``sl.noise.ncsnv2_step_size``
@@ -140,35 +108,23 @@ def annealed_langevin(
         denoise: end with the Tweedie step.
         generator: the source of the Langevin noise.
         callback: receives a :class:`StepInfo` after every step, the denoising step included.
+        cond: passed to the score.
     """
     require_positive_int("n_steps_each", n_steps_each)
     require_positive("step_size", step_size)
-    sigmas = _checked_sigmas(sigmas)
+    sigmas = check_noise_levels(sigmas).tolist()
     sigma_min = sigmas[-1]
     step = 0
     for sigma in sigmas:
         alpha = step_size * (sigma / sigma_min) ** 2
         sigma_vec = per_sample(sigma, x)
         for _ in range(n_steps_each):
-            grad = score(x, sigma_vec)
+            grad = call_score(score, x, sigma_vec, cond)
             x = _langevin_step(x, grad, alpha, randn_like(x, generator))
             if callback is not None:
                 callback(StepInfo(x, step, sigma, alpha, grad))
             step += 1
-    return tweedie_denoise(score, x, sigma_min, step=step, callback=callback) if denoise else x
-
-
-def tweedie_denoise(score: Score, x: Tensor, sigma: float, *, step: int = 0,
-                    callback: Callback | None = None) -> Tensor:
-    """E[x_0 | x] = x + σ²·s(x, σ) for x = x_0 + σz (Tweedie's formula; Efron 2011).
-
-    The last step of the samplers: it removes the remaining N(0, σ²I) noise.
-    """
-    grad = score(x, per_sample(sigma, x))
-    x = x + sigma**2 * grad
-    if callback is not None:
-        callback(StepInfo(x, step, sigma, sigma**2, grad))
-    return x
+    return tweedie_denoise(score, x, sigma_min, step=step, callback=callback, cond=cond) if denoise else x
 
 
 @torch.no_grad()
@@ -182,6 +138,7 @@ def predictor_corrector(
     denoise: bool = True,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    cond: Any = None,
 ) -> Tensor:
     """Predictor-corrector sampling of the VE SDE (Song et al. 2021, Algorithm 4 / ``score_sde``).
 
@@ -202,22 +159,23 @@ def predictor_corrector(
 
     Args:
         score: ``score(x, sigma)`` with ``sigma`` of shape [B].
-        x: starting points [B, D], normally N(0, σ_1²I), the prior of the VE SDE.
+        x: starting points [B, *shape], normally N(0, σ_1²I), the prior of the VE SDE.
         sigmas: noise levels sorted from largest to smallest (``score_sde`` uses 1000).
         n_steps_each: corrector steps per level (M; 1 in ``score_sde``).
         snr: the corrector's signal-to-noise ratio r (0.16 for CIFAR-10 in ``score_sde``).
         denoise: return the noise-free mean of the last predictor step.
         generator: the source of the noise.
         callback: receives a :class:`StepInfo` after every corrector and predictor step.
+        cond: passed to the score.
     """
     require_positive_int("n_steps_each", n_steps_each)
     require_positive("snr", snr)
-    sigmas = _checked_sigmas(sigmas)
+    sigmas = check_noise_levels(sigmas).tolist()
     step = 0
     for sigma, next_sigma in zip(sigmas, [*sigmas[1:], 0.0]):
         sigma_vec = per_sample(sigma, x)
         for _ in range(n_steps_each):
-            grad = score(x, sigma_vec)
+            grad = call_score(score, x, sigma_vec, cond)
             noise = randn_like(x, generator)
             ratio = noise.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()
             alpha = 4 * (snr * ratio.item()) ** 2
@@ -226,7 +184,7 @@ def predictor_corrector(
                 callback(StepInfo(x, step, sigma, alpha, grad))
             step += 1
         variance_drop = sigma**2 - next_sigma**2
-        grad = score(x, sigma_vec)
+        grad = call_score(score, x, sigma_vec, cond)
         x = x + variance_drop * grad
         if not (denoise and next_sigma == 0.0):
             x = x + variance_drop**0.5 * randn_like(x, generator)

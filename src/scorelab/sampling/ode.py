@@ -6,19 +6,23 @@ For data perturbed by N(0, σ²I), the ODE
 
 moves samples of p_σ to samples of p_σ' for every σ, σ' (Song et al. 2021, eq. 13
 for the variance-exploding SDE; Karras et al. 2022, eq. 4 with σ(t) = t). It needs
-nothing but a score, so it serves NCSN and DDPM models alike; for a DDPM chain
-the σ's are ``sl.noise.vp_sigmas(alphas_cumprod)`` and the start is
-x_T·√(1 + σ_T²) = x_T/√ᾱ_T, the DDPM prior in these coordinates.
+nothing but a score, so it serves NCSN and DDPM models alike: it runs in the VE
+coordinates of :mod:`scorelab.processes`, from the process's prior (for a DDPM chain,
+x_T·√(1 + σ_T²) = x_T/√ᾱ_T) down its grid.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
 from scorelab.errors import ConfigError, require_positive
-from scorelab.sampling.langevin import Callback, Score, StepInfo, tweedie_denoise
+from scorelab.noise import check_noise_levels
+from scorelab.sampling.steps import Callback, StepInfo, tweedie_denoise
+from scorelab.score import Score, call_score
 
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4")
@@ -33,14 +37,6 @@ def check_ode_options(method: str, rtol: float, atol: float) -> None:
     require_positive("atol", atol)
 
 
-def decreasing_sigmas(sigmas: Tensor, x: Tensor) -> Tensor:
-    """``sigmas`` on ``x``'s device and dtype, checked: at least two, positive, strictly decreasing."""
-    sigmas = torch.as_tensor(sigmas, dtype=x.dtype, device=x.device)
-    if sigmas.ndim != 1 or len(sigmas) < 2 or not (sigmas > 0).all() or (sigmas.diff() >= 0).any():
-        raise ConfigError("sigmas must hold at least two positive noise levels, sorted from largest to smallest")
-    return sigmas
-
-
 class CountingScore:
     """A score that counts its evaluations: the number of function evaluations (NFE) of a sampler.
 
@@ -51,9 +47,9 @@ class CountingScore:
         self.score = score
         self.count = 0
 
-    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor | None = None, cond: Any = None) -> Tensor:
         self.count += 1
-        return self.score(x, sigma)
+        return call_score(self.score, x, sigma, cond)
 
 
 @torch.no_grad()
@@ -67,6 +63,7 @@ def probability_flow(
     atol: float = 1e-5,
     denoise: bool = True,
     callback: Callback | None = None,
+    cond: Any = None,
 ) -> Tensor:
     """Solve dy/dσ = −σ s(y, σ) from σ = ``sigmas[0]`` down to ``sigmas[-1]``.
 
@@ -82,16 +79,17 @@ def probability_flow(
 
     Args:
         score: ``score(y, sigma)``, sigma of shape [B].
-        x: y at σ_max = ``sigmas[0]``, e.g. N(0, (1 + σ_max²)I) draws for a DDPM model.
+        x: y at σ_max = ``sigmas[0]``, [B, *shape], e.g. ``process.prior(...)``.
         sigmas: noise levels sorted from largest to smallest.
         callback: gets a :class:`StepInfo` at each reported σ after the first (it costs
             one more score evaluation there).
+        cond: passed to the score.
     """
     check_ode_options(method, rtol, atol)
-    sigmas = decreasing_sigmas(sigmas, x)
+    sigmas = check_noise_levels(torch.as_tensor(sigmas, dtype=x.dtype, device=x.device), strictly=True, at_least=2)
 
     def drift(sigma: Tensor, y: Tensor) -> Tensor:
-        return -sigma * score(y, sigma.expand(y.shape[0]))
+        return -sigma * call_score(score, y, sigma.expand(y.shape[0]), cond)
 
     # Adaptive solvers step past the last time and interpolate back; σ < 0 is outside every score's domain.
     options = {"step_t": sigmas[-1:]} if method in ADAPTIVE_METHODS else None
@@ -100,6 +98,8 @@ def probability_flow(
         for step in range(1, len(sigmas)):
             sigma = sigmas[step]
             callback(StepInfo(trajectory[step], step - 1, sigma.item(), (sigmas[step - 1] - sigma).item(),
-                              score(trajectory[step], sigma.expand(x.shape[0]))))
+                              call_score(score, trajectory[step], sigma.expand(x.shape[0]), cond)))
     y = trajectory[-1]
-    return tweedie_denoise(score, y, sigmas[-1].item(), step=len(sigmas) - 1, callback=callback) if denoise else y
+    if not denoise:
+        return y
+    return tweedie_denoise(score, y, sigmas[-1].item(), step=len(sigmas) - 1, callback=callback, cond=cond)

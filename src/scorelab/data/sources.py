@@ -1,0 +1,105 @@
+"""Data sets by name for training runs: each a registered part with its settings.
+
+Every toy generator of :mod:`scorelab.data.toy` is one (its settings: how many points,
+whether to standardise), and any ``.csv``/``.npy`` path is a user file. A part loads the
+training set and says what fresh data is for evaluation: new draws where the generator
+can make them, the file's own rows otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from scorelab.data.files import SUFFIXES, load_file
+from scorelab.data.toy import DATASETS
+from scorelab.errors import DataError, require_positive_int
+from scorelab.registry import Part, Registry, positive_int, setting
+
+# A sampler of fresh data, (n, generator) -> [n, *shape], or a finite data set.
+Truth = Callable[[int, torch.Generator], Tensor] | Tensor
+
+
+@dataclass(frozen=True)
+class DataPart(Part):
+    """A registered data set: ``load(name, settings, generator)`` gives the training set [n, *shape];
+    ``truth(name, settings)`` gives fresh data for evaluation."""
+
+    section = "data"
+
+    load: Callable[[str, object, torch.Generator], Tensor] = None  # type: ignore[assignment]
+    truth: Callable[[str, object], Truth] = None  # type: ignore[assignment]
+
+
+_STANDARDIZE = "train on (x − mean)/std per coordinate and map samples back"
+
+
+@dataclass(frozen=True)
+class ToySettings:
+    n_data: int = setting(10_000, "points drawn for training", positive_int)
+    standardize: bool = setting(False, _STANDARDIZE)
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    standardize: bool = setting(False, _STANDARDIZE)
+
+
+def _toy_part(name: str) -> DataPart:
+    generate = DATASETS[name]
+    return DataPart(name, ToySettings, (generate.__doc__ or name).strip().splitlines()[0],
+                    load=lambda name, settings, generator: generate(settings.n_data, generator),
+                    truth=lambda name, settings: lambda n, generator: generate(n, generator))
+
+
+DATA: Registry[DataPart] = Registry("dataset")
+for _name in DATASETS:
+    DATA.register(_toy_part(_name))
+
+FILE = DataPart("file", FileSettings, "a .csv or .npy file of [n, d] rows; every row is used",
+                load=lambda path, settings, generator: load_file(path),
+                truth=lambda path, settings: load_file(path))
+
+
+def is_file_source(name_or_path: str | Path) -> bool:
+    """True when ``name_or_path`` names a data file rather than a registered data set."""
+    return str(name_or_path) not in DATA and Path(name_or_path).suffix in SUFFIXES
+
+
+def data_part(name: str) -> DataPart:
+    """The part for a registered name or a data file path; a :class:`DataError` for anything else."""
+    if name in DATA:
+        return DATA[name]
+    if is_file_source(name):
+        return FILE
+    raise DataError(f"unknown dataset {name!r}; use one of: {', '.join(sorted(DATA))}, or a .csv/.npy file")
+
+
+def load(name_or_path: str | Path, n: int | None = None, *, generator: torch.Generator | None = None) -> Tensor:
+    """Load ``n`` points from a named toy data set or a ``.csv``/``.npy`` file.
+
+    Args:
+        name_or_path: a name in :data:`DATASETS` (e.g. ``"swiss_roll"``) or a file path.
+        n: number of points. Required for named data sets (default 10 000); for a
+            file, ``None`` returns every row and a smaller ``n`` a random subset.
+        generator: the source of randomness; the same seed gives the same data.
+
+    Returns:
+        A float32 tensor of shape [n, d].
+    """
+    if n is not None:
+        require_positive_int("n", n)
+    name = str(name_or_path)
+    part = data_part(name)
+    if part is not FILE:
+        return DATASETS[name](10_000 if n is None else n, generator)
+    data = load_file(name)
+    if n is None:
+        return data
+    if n > len(data):
+        raise DataError(f"{name}: asked for {n} points but the file has {len(data)} rows")
+    return data[torch.randperm(len(data), generator=generator)[:n]]

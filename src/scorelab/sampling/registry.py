@@ -1,0 +1,164 @@
+"""The samplers a trained run can use, by name, each with its settings: ``scorelab sample --sampler``.
+
+Each entry draws a batch in the model's VE coordinates from a score and the run's noise
+process: it asks the process for its prior and its grid, and calls one of the pure samplers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from scorelab.errors import ConfigError
+from scorelab.noise import ncsnv2_step_size_for
+from scorelab.processes import NoiseProcess
+from scorelab.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting, within
+from scorelab.sampling.ancestral import DDPM_VARIANCES, ddim, ddpm
+from scorelab.sampling.langevin import annealed_langevin, langevin, predictor_corrector
+from scorelab.sampling.ode import probability_flow
+from scorelab.sampling.steps import Callback
+from scorelab.score import Score
+from scorelab.shapes import per_sample
+
+# sample(score, process, settings, start, generator, callback, cond) -> samples; ``start`` is
+# the prior draw, made by the caller so that it decides where and how the noise is drawn.
+Draw = Callable[[Score, NoiseProcess, Any, Tensor, "torch.Generator | None", "Callback | None", Any], Tensor]
+
+
+@dataclass(frozen=True)
+class SamplerPart(Part):
+    section = "sampler"
+
+    sample: Draw = None  # type: ignore[assignment]
+
+
+_N_STEPS_EACH = "Langevin steps per noise level"
+_DENOISE = "finish with a Tweedie denoising step"
+_SAMPLE_STEPS_HELP = "sampler steps (0: every level of the process's grid"
+
+
+@dataclass(frozen=True)
+class AnnealedLangevinSettings:
+    n_steps_each: int = setting(100, _N_STEPS_EACH, positive_int)
+    step_size: float = setting(2e-5, "Langevin step size ε at the smallest level (0: the NCSNv2 variance rule)",
+                               at_least_zero("the NCSNv2 rule"))
+    denoise: bool = setting(True, _DENOISE)
+
+
+def _plain_step_size(name: str, value: float) -> None:
+    if value == 0:
+        raise ConfigError("step_size = 0 (the NCSNv2 rule) is for annealed Langevin; give plain Langevin a step size")
+    positive(name, value)
+
+
+@dataclass(frozen=True)
+class LangevinSettings:
+    n_steps_each: int = setting(100, "steps per level of the process's grid (n_levels × n_steps_each in all)",
+                                positive_int)
+    step_size: float = setting(3e-3, "Langevin step size ε", _plain_step_size)
+
+
+@dataclass(frozen=True)
+class PredictorCorrectorSettings:
+    n_steps_each: int = setting(100, "levels per level of the process's grid, one corrector step each",
+                                positive_int)
+    snr: float = setting(0.16, "the corrector's signal-to-noise ratio", positive)
+    denoise: bool = setting(True, _DENOISE)
+
+
+@dataclass(frozen=True)
+class DDPMSettings:
+    sample_steps: int = setting(0, _SAMPLE_STEPS_HELP + ")", at_least_zero("every level"))
+    variance: str = setting("beta", "the reverse step's variance: " + " | ".join(DDPM_VARIANCES),
+                            one_of(*DDPM_VARIANCES))
+
+
+@dataclass(frozen=True)
+class DDIMSettings:
+    sample_steps: int = setting(0, _SAMPLE_STEPS_HELP + ")", at_least_zero("every level"))
+    eta: float = setting(0.0, "DDIM η in [0, 1] (0 is deterministic)", within(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ODESettings:
+    sample_steps: int = setting(0, _SAMPLE_STEPS_HELP + "; 0: the adaptive dopri5 solver, K: Heun on K levels)",
+                                at_least_zero("the adaptive dopri5 solver"))
+    denoise: bool = setting(True, _DENOISE)
+
+
+def _annealed_langevin(score, process, settings, start, generator, callback, cond):
+    """Annealed Langevin over the process's levels, from its prior N(0, σ_1²I).
+
+    ``step_size = 0`` takes ε from the NCSNv2 variance rule for this schedule.
+    """
+    sigmas = process.grid().to(start.device)
+    step_size = settings.step_size or ncsnv2_step_size_for(sigmas, settings.n_steps_each)
+    return annealed_langevin(score, start, sigmas, n_steps_each=settings.n_steps_each, step_size=step_size,
+                             denoise=settings.denoise, generator=generator, callback=callback, cond=cond)
+
+
+def _langevin(score, process, settings, start, generator, callback, cond):
+    """Plain Langevin: n_steps_each steps per level of the process's grid, at the smallest level.
+
+    Unconditional scores ignore σ; a noise-conditional model is held at σ_min, the closest
+    it has to the data's own score.
+    """
+    def held(x: Tensor, cond: Any = None) -> Tensor:
+        sigma = per_sample(process.sigma_min, x)
+        return score(x, sigma) if cond is None else score(x, sigma, cond=cond)
+
+    return langevin(held, start, n_steps=len(process.grid()) * settings.n_steps_each, step_size=settings.step_size,
+                    generator=generator, callback=callback, cond=cond)
+
+
+def _predictor_corrector(score, process, settings, start, generator, callback, cond):
+    """Predictor-corrector (Song et al. 2021) on levels × n_steps_each levels of the process's grid.
+
+    The reverse-diffusion predictor needs many small levels (``score_sde`` uses 1000), so the
+    levels × steps budget of annealed Langevin becomes levels here, each with one corrector
+    step at the default snr.
+    """
+    sigmas = process.grid(len(process.grid()) * settings.n_steps_each).to(start.device)
+    return predictor_corrector(score, start, sigmas, snr=settings.snr, denoise=settings.denoise,
+                               generator=generator, callback=callback, cond=cond)
+
+
+def _grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
+    return process.grid(settings.sample_steps or None).to(device)
+
+
+def _ddpm(score, process, settings, start, generator, callback, cond):
+    """DDPM ancestral sampling down the process's grid (every level, or ``sample_steps`` of them)."""
+    return ddpm(score, start, _grid(process, settings, start.device), variance=settings.variance,
+                scale=lambda sigma: process.scale(torch.tensor(sigma, dtype=torch.float64)).item(),
+                generator=generator, callback=callback, cond=cond)
+
+
+def _ddim(score, process, settings, start, generator, callback, cond):
+    """DDIM with the run's η down the process's grid."""
+    return ddim(score, start, _grid(process, settings, start.device), eta=settings.eta, generator=generator,
+                callback=callback, cond=cond)
+
+
+def _ode(score, process, settings, start, generator, callback, cond):
+    """The probability-flow ODE from the prior: dopri5 from σ_max to σ_min, or Heun on ``sample_steps`` levels."""
+    sigmas = _grid(process, settings, start.device)
+    if not settings.sample_steps:
+        sigmas = sigmas[[0, -1]]
+    return probability_flow(score, start, sigmas, method="heun2" if settings.sample_steps else "dopri5",
+                            denoise=settings.denoise, callback=callback, cond=cond)
+
+
+SAMPLERS: Registry[SamplerPart] = Registry("sampler")
+SAMPLERS.register(SamplerPart("ald", AnnealedLangevinSettings, "annealed Langevin dynamics (NCSN)",
+                              sample=_annealed_langevin))
+SAMPLERS.register(SamplerPart("langevin", LangevinSettings, "plain Langevin dynamics at σ_min", sample=_langevin))
+SAMPLERS.register(SamplerPart("pc", PredictorCorrectorSettings, "predictor-corrector (score SDE)",
+                              sample=_predictor_corrector))
+SAMPLERS.register(SamplerPart("ddpm", DDPMSettings, "DDPM ancestral sampling", sample=_ddpm))
+SAMPLERS.register(SamplerPart("ddim", DDIMSettings, "DDIM (η = 0: deterministic)", sample=_ddim))
+SAMPLERS.register(SamplerPart("ode", ODESettings, "the probability-flow ODE", sample=_ode))
