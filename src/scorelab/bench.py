@@ -120,10 +120,10 @@ def run_bench(
         figure: where to write the grid figure; None to skip.
         config: base settings (default ``Config()``); ``dataset`` is set per density.
         repeats: R, the repetitions behind each mean (default 10; 3 with ``quick``).
-            The project's W2 ratio asks for R >= 3, but at R = 3 the ratio of 8gaussians
-            (eight tight clusters, whose W2 is mostly the mass moved between clusters
-            whose counts differ by chance) ranged from 1.10 to 1.37 for one trained
-            model across evaluation seeds.
+            The project's W2 ratio asks for R >= 3, but on clustered densities (W2 is
+            then mostly the mass moved between clusters whose counts differ by chance)
+            R = 3 leaves the ratio too noisy to compare runs (BENCHMARKS.md, "Design
+            measurements").
         floor_repeats: repetitions behind each floor (default 3·R; see
             :func:`scorelab.metrics.quality`).
 

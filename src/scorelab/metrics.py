@@ -23,15 +23,17 @@ import torch
 from torch import Tensor
 
 from scorelab.errors import ConfigError, DataError, require_positive_int
+from scorelab.shapes import batch_sum, require_batch
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 
 
 def _as_numpy(a: Tensor | np.ndarray) -> np.ndarray:
+    """Samples [n, *shape] as a float64 array [n, D] (each sample flattened)."""
     array = a.detach().cpu().double().numpy() if isinstance(a, Tensor) else np.asarray(a, dtype=np.float64)
-    if array.ndim != 2:
-        raise DataError(f"expected samples of shape [n, d], got {array.shape}")
-    return array
+    if array.ndim < 2:
+        raise DataError(f"expected samples of shape [n, d] or [n, *shape], got {array.shape}")
+    return array.reshape(len(array), int(np.prod(array.shape[1:])))
 
 
 def _check_pair(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +52,7 @@ def wasserstein2(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:
         W2(a, b) = ( min_π Σ_ij π_ij ‖a_i − b_j‖² )^{1/2}
 
     solved as a linear program with POT's network simplex (``ot.emd2``).
-    Cost is O(n³) in the worst case; about 5 s for n = 5000 on one core.
+    Cost is O(n³) in the worst case, the slowest metric here at n = 5000.
     """
     a, b = _check_pair(a, b)
     cost = ot.dist(a, b, metric="sqeuclidean")
@@ -86,8 +88,8 @@ _BLOCK_ROWS = 1024
 def _mean_over_pairs(a: np.ndarray, b: np.ndarray, kernel: Callable[[Tensor], Tensor]) -> float:
     """(1/(n m)) Σ_ij kernel(‖a_i − b_j‖²), over all pairs.
 
-    The n·m kernel values are computed in float32 (twice as fast as float64; the
-    kernels are O(1), so the error is ~1e-7) and summed in float64. Centring on
+    The n·m kernel values are computed in float32 (the kernels are O(1), so their
+    rounding stays at float32's 1e-7) and summed in float64. Centring on
     b's mean first keeps the ‖x‖² + ‖y‖² − 2xᵀy expansion from cancelling.
     """
     centre = b.mean(0)
@@ -161,19 +163,18 @@ def energy_distance(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:
 def fisher_divergence(score: Callable[[Tensor], Tensor], true_score: Callable[[Tensor], Tensor], x: Tensor) -> float:
     """Fisher divergence ½ E_p‖s_θ(x) − ∇ₓ log p(x)‖² (Hyvärinen 2005), the mean over rows of ``x``.
 
-    ``x`` [B, D] should be fresh samples from p; both scores are called as
+    ``x`` [B, *shape] should be fresh samples from p; both scores are called as
     ``score(x)`` (wrap a conditional model, e.g. ``lambda x: model(x, sigma)``).
     This is the quantity score matching minimises, up to a constant; 0 means the
     score is exact on the data.
     """
-    if x.ndim != 2:
-        raise DataError(f"x must be samples of shape [n, d], got {tuple(x.shape)}")
+    require_batch(x)
     with torch.no_grad():
         learned, truth = score(x), true_score(x)
     if learned.shape != x.shape or truth.shape != x.shape:
         raise DataError(f"both scores must return the shape of x {tuple(x.shape)}, "
                         f"got {tuple(learned.shape)} and {tuple(truth.shape)}")
-    return 0.5 * float((learned - truth.to(learned)).pow(2).sum(dim=1).mean())
+    return 0.5 * float(batch_sum((learned - truth.to(learned)).pow(2)).mean())
 
 
 @dataclass(frozen=True)
@@ -293,10 +294,8 @@ def quality(
     stratified, not i.i.d. FFJORD's ``rings``, ``circles`` and ``moons`` put
     their points at evenly spaced angles, and ``pinwheel`` and ``2spirals``
     give every arm exactly n/5 or n/2 points. Two such draws match each other
-    better than any i.i.d. sample can: measured at n = 5000 (2026-11-27, two
-    repetitions, an exploratory script), an i.i.d. draw of ``rings`` is 1.8×
-    farther (W2) from the data than a second stratified draw, ``pinwheel``
-    1.5×, ``moons`` 1.4×, ``circles`` 1.3×, ``2spirals`` 1.15×. So data'_r is ``n`` rows picked at random
+    better than any i.i.d. sample can (BENCHMARKS.md, "Design measurements",
+    has by how much). So data'_r is ``n`` rows picked at random
     from a draw of ``floor_pool·n`` points; for an i.i.d. generator this is
     the same distribution as a plain second draw. ``floor_pool = 1`` gives the
     plain data-vs-data floor.
@@ -316,11 +315,8 @@ def quality(
             at least ``repeats``). The floor depends on the data alone, so more
             repetitions cost no model samples, and they take the floor's noise
             out of the ratio. That noise is large where separated clusters
-            dominate W2: on ``gmm`` at n = 5000 a perfect sampler's ratio at
-            R = 10 exceeds 1.3 with probability 0.036 against a 10-repetition
-            floor and 0.010 against a 30-repetition one (BENCHMARKS.md
-            "ratio_null"). Repetitions r < ``repeats`` use the same data for the
-            model and the floor.
+            dominate W2 (BENCHMARKS.md "ratio_null" measures it). Repetitions
+            r < ``repeats`` use the same data for the model and the floor.
 
     The metric evaluations run on two threads (POT and torch release the GIL).
     """
