@@ -146,14 +146,14 @@ VP_PROCESS = VP("linear", 1000)
 
 SAMPLERS = {
     "annealed_langevin": lambda score, shape, g: annealed_langevin(
-        score, VE_PROCESS.prior((N, *shape), generator=g, dtype=torch.float64), VE_PROCESS.grid(), n_steps_each=50,
-        step_size=2e-4, generator=g),
+        score, VE_PROCESS.prior((N, *shape), generator=g, dtype=torch.float64), VE_PROCESS.grid(), n_steps_each=25,
+        step_size=4e-4, generator=g),
     "predictor_corrector": lambda score, shape, g: predictor_corrector(
         score, VE_PROCESS.prior((N, *shape), generator=g, dtype=torch.float64), VE_PROCESS.grid(300), generator=g),
     "langevin": lambda score, shape, g: langevin(  # from exact samples: it must keep them where they are
-        score, gaussian(shape).sample(N, g).double(), n_steps=1500, step_size=0.005, generator=g),
+        score, gaussian(shape).sample(N, g).double(), n_steps=750, step_size=0.01, generator=g),
     "ddpm": lambda score, shape, g: ddpm(
-        score, VP_PROCESS.prior((N, *shape), generator=g, dtype=torch.float64), VP_PROCESS.grid(), generator=g),
+        score, VP_PROCESS.prior((N, *shape), generator=g, dtype=torch.float64), VP_PROCESS.grid(250), generator=g),
     "ddim": lambda score, shape, g: ddim(
         score, VP_PROCESS.prior((N, *shape), generator=g, dtype=torch.float64), VP_PROCESS.grid(200)),
     "ode": lambda score, shape, g: probability_flow(

@@ -199,16 +199,21 @@ class Config:
     def __init__(self, **values: Any) -> None:
         self._build(values, lenient=False)
 
+    data: Choice
+    model: Choice
+    process: Choice
+    objective: Choice
+    sampler: Choice
+
     def _build(self, values: Mapping[str, Any], *, lenient: bool) -> None:
         stated_names, stated, run = _stated_sections(values)
         names = _chosen_names(stated_names)
-        self.sections: dict[str, Choice] = {}
         for section in CHOICE_SECTIONS:
             part = part_of(section, names[section])
             given = stated[section]
             if lenient:
                 given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(part.settings)}}
-            self.sections[section] = Choice(names[section], part.make(given))
+            setattr(self, section, Choice(names[section], part.make(given)))
         self.optim: OptimSettings = make_settings(OptimSettings, stated["optim"], "[optim]")
         run_settings = make_settings(RunSettings, run, "the run")
         self.seed: int = run_settings.seed
@@ -216,7 +221,7 @@ class Config:
         self._check_parts()
 
     def _check_parts(self) -> None:
-        model, objective = self.sections["model"], self.sections["objective"]
+        model, objective = self.model, self.objective
         model_part, objective_part = MODELS[model.name], OBJECTIVES[objective.name]
         if model_part.noise_conditional and not objective_part.noise_conditional:
             unconditional = " or ".join(part.name for part in MODELS.parts() if not part.noise_conditional)
@@ -230,28 +235,6 @@ class Config:
         steps = getattr(self.sampler.settings, "sample_steps", 0)
         if limit is not None and steps > limit:
             raise ConfigError(f"sample_steps must be in [0, timesteps = {limit}], got {steps}")
-
-    # -- the sections, by name -----------------------------------------------------------------
-
-    @property
-    def data(self) -> Choice:
-        return self.sections["data"]
-
-    @property
-    def model(self) -> Choice:
-        return self.sections["model"]
-
-    @property
-    def process(self) -> Choice:
-        return self.sections["process"]
-
-    @property
-    def objective(self) -> Choice:
-        return self.sections["objective"]
-
-    @property
-    def sampler(self) -> Choice:
-        return self.sections["sampler"]
 
     # -- copies, comparison and files ------------------------------------------------------------
 
@@ -271,17 +254,22 @@ class Config:
         tables.update(change_run)
         return Config(**tables)
 
+    @property
+    def choices(self) -> dict[str, Choice]:
+        """The chosen part of each section: ``data``, ``model``, ``process``, ``objective``, ``sampler``."""
+        return {section: getattr(self, section) for section in CHOICE_SECTIONS}
+
     def to_dict(self) -> dict:
         """Every setting, resolved: ``seed``, ``device`` and one table per section."""
         return {"seed": self.seed, "device": self.device,
-                **{section: choice.to_dict() for section, choice in self.sections.items()},
+                **{section: choice.to_dict() for section, choice in self.choices.items()},
                 "optim": dataclasses.asdict(self.optim)}
 
     def flat(self) -> dict:
         """Every setting under its flat name (``dataset``, ``model``, ..., ``hidden``, ``steps``)."""
         flat: dict[str, Any] = {"seed": self.seed, "device": self.device}
         names = {section: key for key, section in NAME_KEYS.items()}
-        for section, choice in self.sections.items():
+        for section, choice in self.choices.items():
             flat[names[section]] = choice.name
             flat |= dataclasses.asdict(choice.settings)
         return flat | dataclasses.asdict(self.optim)
@@ -321,7 +309,7 @@ class Config:
         return isinstance(other, Config) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{section}={choice.name!r}" for section, choice in self.sections.items())
+        parts = ", ".join(f"{section}={choice.name!r}" for section, choice in self.choices.items())
         return f"Config({parts}, seed={self.seed})"
 
 
