@@ -87,6 +87,13 @@ def test_each_sampler_recovers_both_conditional_gaussians_from_one_batch(shape_n
         assert ((cov - expected).abs() <= 5 * spread + 0.02 * expected).all(), (sampler, c)
 
 
+def test_gradient_ascent_climbs_to_each_conditions_mode():
+    model = conditional_gaussian((1, 4))
+    cond = both_conditions()[:64]
+    end = gradient_ascent(model, torch.zeros(64, 1, 4, dtype=torch.float64), n_steps=400, step_size=0.1, cond=cond)
+    torch.testing.assert_close(end.flatten(1), model.means[cond], atol=1e-6, rtol=0)
+
+
 def test_the_condition_reaches_the_score_at_every_evaluation():
     model = conditional_gaussian((2,))
     cond = both_conditions()[:10]

@@ -24,7 +24,15 @@ from scorelab.objectives import (
     stable_target,
 )
 from scorelab.processes import VE, VP
-from scorelab.sampling import annealed_langevin, ddim, ddpm, langevin, predictor_corrector, probability_flow
+from scorelab.sampling import (
+    annealed_langevin,
+    ddim,
+    ddpm,
+    gradient_ascent,
+    langevin,
+    predictor_corrector,
+    probability_flow,
+)
 
 SHAPES = {"points": (16,), "image": (1, 4, 4), "waveform": (1, 16)}
 DIM = 16
@@ -183,6 +191,14 @@ def test_samplers_reach_the_gaussians_mean_and_covariance_in_every_shape(shape_n
     samples = SAMPLERS[sampler](gaussian(shape), shape, seeded(7))
     assert samples.shape == (N, *shape)
     assert_gaussian_moments(samples, MEANS, STDS)
+
+
+@pytest.mark.parametrize("shape_name", SHAPES)
+def test_gradient_ascent_climbs_to_the_gaussians_mode_in_every_shape(shape_name):
+    shape = SHAPES[shape_name]
+    start = torch.randn(64, *shape, generator=seeded(10), dtype=torch.float64) * 3
+    end = gradient_ascent(gaussian(shape), start, n_steps=400, step_size=0.1)
+    torch.testing.assert_close(end.flatten(1), MEANS.expand(64, DIM), atol=1e-6, rtol=0)
 
 
 # --- likelihood -------------------------------------------------------------------------------

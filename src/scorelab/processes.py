@@ -5,7 +5,7 @@ Every process perturbs data x as
     x_t = a(σ)·(x + σ·z),   z ~ N(0, I)
 
 (Karras et al. 2022, "Elucidating the design space of diffusion-based generative models",
-eq. 7 with s(t) = a(σ)). The variance-exploding process has a = 1 (Song & Ermon 2019; the
+Sec. 2 and Table 1, with their s(t) as a(σ)). The variance-exploding process has a = 1 (Song & Ermon 2019; the
 VE SDE of Song et al. 2021); the variance-preserving one a = 1/√(1 + σ²) = √ᾱ, so that
 x_t = √ᾱ x + √(1 − ᾱ) z (Ho et al. 2020; the VP SDE). Divided by a, the two are the same:
 y = x_t/a = x + σz is the data perturbed by N(0, σ²I), and its score s(y, σ) = ∇_y log p_σ(y)
@@ -117,7 +117,7 @@ class NoiseProcess(ABC):
 
 
 class VE(NoiseProcess):
-    """The variance-exploding process: y = x + σz, a(σ) = 1 (Song & Ermon 2019; Song et al. 2021, eq. 30).
+    """The variance-exploding process: y = x + σz, a(σ) = 1 (Song & Ermon 2019; the VE SDE of Song et al. 2021).
 
     Discrete: the geometric levels σ_1 > … > σ_L of ``geometric_sigmas``, one drawn uniformly per
     training sample (the NCSN loss). Continuous: log σ uniform on [log σ_min, log σ_max], the VE

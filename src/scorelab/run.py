@@ -21,6 +21,7 @@ from scorelab.models import MODELS, build_model
 from scorelab.processes import NoiseProcess
 from scorelab.registry import field_names
 from scorelab.sampling import SAMPLERS, Callback
+from scorelab.score import call_score
 from scorelab.train import Normalisation, build_process, resolve_device
 
 
@@ -72,10 +73,7 @@ class TrainedRun:
 
     def score(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
         """The learned score in data coordinates: ∇ₓ log p = ∇_u log p_u / scale, u = (x − shift)/scale."""
-        scale = self.normalisation.scale.to(x)
-        model_x = self.normalisation.to_model(x)
-        sigma = sigma.to(x)
-        return (self.model(model_x, sigma) if cond is None else self.model(model_x, sigma, cond=cond)) / scale
+        return call_score(self.model, self.normalisation.to_model(x), sigma.to(x), cond) / self.normalisation.scale.to(x)
 
     def sampler_settings(self, name: str | None = None, **options: Any) -> tuple[str, Any]:
         """The sampler ``name`` (default: the run's) and its settings: its defaults, then the run's

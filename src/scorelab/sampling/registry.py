@@ -21,7 +21,7 @@ from scorelab.sampling.ancestral import DDPM_VARIANCES, ddim, ddpm
 from scorelab.sampling.langevin import annealed_langevin, langevin, predictor_corrector
 from scorelab.sampling.ode import probability_flow
 from scorelab.sampling.steps import Callback
-from scorelab.score import Score
+from scorelab.score import Score, call_score
 from scorelab.shapes import per_sample
 
 # sample(score, process, settings, start, generator, callback, cond) -> samples; ``start`` is
@@ -108,8 +108,7 @@ def _langevin(score, process, settings, start, generator, callback, cond):
     it has to the data's own score.
     """
     def held(x: Tensor, cond: Any = None) -> Tensor:
-        sigma = per_sample(process.sigma_min, x)
-        return score(x, sigma) if cond is None else score(x, sigma, cond=cond)
+        return call_score(score, x, per_sample(process.sigma_min, x), cond)
 
     return langevin(held, start, n_steps=len(process.grid()) * settings.n_steps_each, step_size=settings.step_size,
                     generator=generator, callback=callback, cond=cond)
