@@ -62,16 +62,21 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             _add_setting_flag(parser, name, spec, _setting_help(section, name, spec), argparse.SUPPRESS)
 
 
-def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per sampler setting, None when not given (the run's value then stands)."""
-    seen: set[str] = set()
+def _sampler_settings() -> dict[str, dataclasses.Field]:
+    """Every sampler setting by name, the first sampler's field for each."""
+    specs: dict[str, dataclasses.Field] = {}
     for part in SAMPLERS.parts():
         for spec in dataclasses.fields(part.settings):
-            if spec.name not in seen:
-                seen.add(spec.name)
-                aliases = ("--steps",) if spec.name == "sample_steps" else ()
-                _add_setting_flag(parser, spec.name, spec, spec.metadata.get("help", spec.name)
-                                  + " (default: the run's)", None, *aliases)
+            specs.setdefault(spec.name, spec)
+    return specs
+
+
+def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per sampler setting, None when not given (the run's value then stands)."""
+    for name, spec in _sampler_settings().items():
+        aliases = ("--steps",) if name == "sample_steps" else ()
+        _add_setting_flag(parser, name, spec, spec.metadata.get("help", name) + " (default: the run's)", None,
+                          *aliases)
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
@@ -181,8 +186,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     require_positive_int("--n", args.n)
     check_sample_path(args.out)
     run = TrainedRun.load(args.run_dir, _device(args))
-    options = {spec.name: getattr(args, spec.name) for part in SAMPLERS.parts()
-               for spec in dataclasses.fields(part.settings)}
+    options = {name: getattr(args, name) for name in _sampler_settings()}
     samples = run.sample(args.n, sampler=args.sampler, generator=torch.Generator().manual_seed(args.seed), **options)
     save_samples(samples, args.out)
     print(f"wrote {args.n} samples to {args.out}")

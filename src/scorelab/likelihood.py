@@ -151,9 +151,7 @@ def variational_bound(
     if variance not in DDPM_VARIANCES:
         raise ConfigError(f"unknown DDPM variance {variance!r}; use one of: {', '.join(DDPM_VARIANCES)}")
     levels = process.grid(n_steps).tolist()  # largest first
-
-    def scale(sigma: float) -> float:
-        return process.scale(torch.tensor(sigma, dtype=torch.float64)).item()
+    scale = process.scale_at
 
     def denoised(y: Tensor, sigma: float) -> Tensor:
         sigmas = per_sample(sigma, x)

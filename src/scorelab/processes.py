@@ -79,6 +79,10 @@ class NoiseProcess(ABC):
     def scale(self, sigma: Tensor) -> Tensor:
         """a(σ), the factor between the process's coordinates and the VE ones: x_t = a(σ)·y."""
 
+    def scale_at(self, sigma: float) -> float:
+        """a(σ) at one noise level, as a number (for the per-step arithmetic of samplers)."""
+        return self.scale(torch.tensor(sigma, dtype=torch.float64)).item()
+
     @abstractmethod
     def training_sigma(self, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """σ for ``n`` training samples, shape [n], ``like``'s dtype and device."""
@@ -165,6 +169,8 @@ class VP(NoiseProcess):
         self.levels = vp_sigmas(self.alphas_cumprod)  # float64, σ_1 < … < σ_T
         self.schedule, self.timesteps, self.continuous = schedule, timesteps, continuous
         self.sigma_min, self.sigma_max = self.levels[0].item(), self.levels[-1].item()
+        # √ᾱ_0 = 1, √ᾱ_1, …, √ᾱ_T: the ends of the segments the continuous draw falls between.
+        self._roots = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod.sqrt()])
 
     def scale(self, sigma: Tensor) -> Tensor:
         return torch.rsqrt(1 + sigma**2)
@@ -173,7 +179,7 @@ class VP(NoiseProcess):
         step = randint(self.timesteps, n, like, generator)
         if not self.continuous:
             return self.levels.to(dtype=like.dtype, device=like.device)[step]
-        roots = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod.sqrt()]).to(like.device)
+        roots = self._roots.to(like.device)
         low, high = roots[step + 1], roots[step]
         root = low + rand(n, like, generator, dtype=torch.float64) * (high - low)
         sigma = ((1 - root) * (1 + root)).sqrt() / root

@@ -133,8 +133,7 @@ def _grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
 def _ddpm(score, process, settings, start, generator, callback, cond):
     """DDPM ancestral sampling down the process's grid (every level, or ``sample_steps`` of them)."""
     return ddpm(score, start, _grid(process, settings, start.device), variance=settings.variance,
-                scale=lambda sigma: process.scale(torch.tensor(sigma, dtype=torch.float64)).item(),
-                generator=generator, callback=callback, cond=cond)
+                scale=process.scale_at, generator=generator, callback=callback, cond=cond)
 
 
 def _ddim(score, process, settings, start, generator, callback, cond):
