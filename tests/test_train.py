@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 import scorelab as sl
 from scorelab.objectives import OBJECTIVES
 
-# `sl.train` is the function; the module of the same name holds the loop's internals.
-train_module = importlib.import_module("scorelab.train")
+# `sl.train` is the function; scorelab.training holds the loop and its internals.
+train_module = importlib.import_module("scorelab.training")
 
 
 def weights(run_dir):
@@ -139,7 +139,7 @@ def test_sigma_max_zero_takes_the_largest_pairwise_distance_and_saves_it(tiny_ru
 
 
 def test_learning_rate_schedules():
-    from scorelab.train import learning_rate
+    from scorelab.training import learning_rate
 
     cosine = tiny_config(lr=0.01, steps=100).optim
     rates = [learning_rate(cosine, step) for step in range(1, 101)]

@@ -21,7 +21,7 @@ from scorelab.config import Config
 from scorelab.metrics import RatioReport, floor_mean, quality, require_floor_repeats
 from scorelab.report import markdown_table, write_section
 from scorelab.run import load_run
-from scorelab.train import train
+from scorelab.training import train
 
 SUITE = tuple(data_module.DATASETS)
 # ``--quick``: a smoke test of the whole path (train, sample, metrics, table, figure), not a measurement.

@@ -2,6 +2,10 @@
 
 Bad input prints one line, ``scorelab: error: ...``, to stderr and exits with
 status 2; no traceback, and no good file is overwritten.
+
+Only the command being run gets its arguments built, and each command imports
+what it needs when it runs, so ``scorelab --help`` and a mistyped command answer
+without loading torch.
 """
 
 from __future__ import annotations
@@ -9,23 +13,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
-
-from scorelab.config import CHOICE_SECTIONS, NAME_KEYS, Config, flat_fields, parts, read_toml
 from scorelab.errors import ScorelabError, one_line, require_positive_int
-from scorelab.evaluate import evaluate_run, format_nll, format_report
-from scorelab.metrics import RatioReport
-from scorelab.run import TrainedRun
-from scorelab.sample_io import check_sample_path, save_samples
-from scorelab.sampling import SAMPLERS
-from scorelab.train import train
 
 
 def _setting_help(section: str, name: str, spec: dataclasses.Field) -> str:
     """``[section: the parts that have it] help (default: ...)``, one default per part where they differ."""
+    from scorelab.config import CHOICE_SECTIONS, parts
+
     text = spec.metadata.get("help", name)
     if section not in CHOICE_SECTIONS:
         return f"[{section}] {text} (default: {spec.default})"
@@ -52,6 +49,8 @@ def _add_setting_flag(parser: argparse.ArgumentParser, name: str, spec: dataclas
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per part name and per setting; SUPPRESS keeps unset flags out of the namespace."""
+    from scorelab.config import NAME_KEYS, flat_fields, parts
+
     for key, section in NAME_KEYS.items():
         names = [part.name for part in parts(section) if part.name != "file"]
         extra = " or a .csv/.npy file" if section == "data" else ""
@@ -64,6 +63,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def _sampler_settings() -> dict[str, dataclasses.Field]:
     """Every sampler setting by name, the first sampler's field for each."""
+    from scorelab.sampling import SAMPLERS
+
     specs: dict[str, dataclasses.Field] = {}
     for part in SAMPLERS.parts():
         for spec in dataclasses.fields(part.settings):
@@ -79,8 +80,10 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
                           *aliases)
 
 
-def _config_from_args(args: argparse.Namespace) -> Config:
+def _config_from_args(args: argparse.Namespace):
     """Defaults, then the --config file, then explicit flags; then what those choices imply."""
+    from scorelab.config import NAME_KEYS, Config, flat_fields, read_toml
+
     known = set(flat_fields()) | set(NAME_KEYS)
     flags = {key: value for key, value in vars(args).items() if key in known}
     return Config.from_layers(read_toml(args.config) if args.config else {}, flags)
@@ -90,25 +93,7 @@ def _device(args: argparse.Namespace) -> str:
     return getattr(args, "device", "auto")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    shared = argparse.ArgumentParser(add_help=False)
-    shared.add_argument("--device", default=argparse.SUPPRESS, help="auto | cpu | cuda[:N] (default: auto)")
-    parser = argparse.ArgumentParser(
-        prog="scorelab",
-        description="Score-based generative modelling: train score networks and diffusion models, "
-        "sample with Langevin dynamics, DDPM, DDIM or the probability-flow ODE, and measure quality "
-        "against ground truth.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=description, parents=[shared])
-
-    p = command("train", "train a score model into a run directory",
-                "Train a score model. Precedence: defaults < --config file < flags. Each setting belongs "
-                "to a section ([data], [model], [process], [objective], [optim], [sampler]) and, where not "
-                "every part of it has the setting, to the parts named in its help; a setting the chosen part "
-                "lacks is an error. The resolved config is saved as RUN_DIR/config.toml.")
+def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings, flat or in tables")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/model.safetensors")
@@ -116,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(p)
 
-    p = command("sample", "draw samples from a trained run",
-                "Draw samples from a trained run and save them as .npy or .csv. Sampler settings default "
-                "to the run's (for another sampler: its defaults, with the run's settings it shares).")
+
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    from scorelab.sampling import SAMPLERS
+
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--n", type=int, default=5000, help="number of samples (default: 5000)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file, .npy or .csv")
@@ -126,10 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=list(SAMPLERS), help="sampler (default: the run's)")
     _add_sampler_flags(p)
 
-    p = command("evaluate", "W2 ratio of a run against fresh data; writes metrics.json",
-                "Mean exact W2 between model samples and fresh data over R repetitions, beside the real-vs-real "
-                "floor (two fresh data sets of the same size). For a data file, each repetition compares "
-                "disjoint random subsets of its rows.")
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--n", type=int, default=5000, help="points per set (default: 5000)")
     p.add_argument("--repeats", type=int, default=3, help="repetitions R (default: 3)")
@@ -139,9 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the ancestral chain, beside the data's own NLL where it is known")
     p.add_argument("--n-test", type=int, default=500, help="test points for --nll (default: 500)")
 
-    p = command("plot", "draw the data, score fields, samples and trajectories",
-                "Without flags: data.png, score_field.png, samples.png and trajectories.png. With flags: only "
-                "the figures asked for.")
+
+def _plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--trajectories", action="store_true",
                    help="sampler trajectories over the score field (trajectories.png)")
@@ -150,16 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR", help="figure directory (default: RUN_DIR)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
-    p = command("demo", "the seed tutorial's swiss-roll NCSN, done right",
-                "Train the default NCSN on the swiss roll, sample, evaluate and plot; prints train time, sample "
-                "time, W2 and its floor.")
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("scorelab-demo"), metavar="DIR",
                    help="run directory (default: ./scorelab-demo)")
 
-    p = command("bench", "train and measure the defaults on every density of the 2-D suite",
-                "For each density: train with default settings, sample 5000 points, and report the W2 ratio, MMD "
-                "and energy distance beside their floors, with train and sample seconds. Writes a section of "
-                "BENCHMARKS.md and a grid figure.")
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a reduced smoke run (2 densities, few steps)")
     p.add_argument("--datasets", nargs="+", metavar="NAME", help="only these densities (default: the suite)")
     p.add_argument("--out", type=Path, default=Path("bench_runs"), metavar="DIR",
@@ -172,10 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Markdown file whose toy-suite section is rewritten (default: ./BENCHMARKS.md)")
     p.add_argument("--figure", type=Path, default=Path("benchmarks/toy_suite.png"), metavar="FILE.png",
                    help="grid figure, data vs samples (default: ./benchmarks/toy_suite.png)")
-    return parser
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from scorelab.training import train
+
     result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4g}; "
@@ -183,6 +164,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    import torch
+
+    from scorelab.run import TrainedRun
+    from scorelab.sample_io import check_sample_path, save_samples
+
     require_positive_int("--n", args.n)
     check_sample_path(args.out)
     run = TrainedRun.load(args.run_dir, _device(args))
@@ -193,6 +179,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from scorelab.evaluate import evaluate_run, format_nll, format_report
+    from scorelab.metrics import RatioReport
+    from scorelab.run import TrainedRun
+
     require_positive_int("--n", args.n)
     require_positive_int("--repeats", args.repeats)
     if args.nll:
@@ -207,7 +197,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from scorelab import plots  # matplotlib loads only when figures are asked for
+    from scorelab import plots
+    from scorelab.run import TrainedRun
 
     run = TrainedRun.load(args.run_dir, _device(args))
     chosen = [name for name, wanted in (("trajectories", args.trajectories), ("animation", args.animate)) if wanted]
@@ -217,6 +208,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from scorelab.demo import run_demo
+    from scorelab.evaluate import format_report
 
     print(f"scorelab demo: NCSN on the swiss roll -> {args.out}")
     result = run_demo(args.out, _device(args), progress=sys.stderr.isatty())
@@ -230,6 +222,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from scorelab.bench import run_bench
+    from scorelab.config import Config
 
     for flag, value in (("--repeats", args.repeats), ("--floor-repeats", args.floor_repeats)):
         if value is not None:
@@ -239,14 +232,70 @@ def cmd_bench(args: argparse.Namespace) -> None:
               floor_repeats=args.floor_repeats)
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "plot": cmd_plot, "demo": cmd_demo,
-            "bench": cmd_bench}
+class Command:
+    """A subcommand: its one-line help, its description, how to add its arguments, and what it runs."""
+
+    def __init__(self, help: str, description: str, arguments: Callable[[argparse.ArgumentParser], None],
+                 run: Callable[[argparse.Namespace], None]) -> None:
+        self.help, self.description, self.arguments, self.run = help, description, arguments, run
+
+
+COMMANDS = {
+    "train": Command(
+        "train a score model into a run directory",
+        "Train a score model. Precedence: defaults < --config file < flags. Each setting belongs to a section "
+        "([data], [model], [process], [objective], [optim], [sampler]) and, where not every part of it has the "
+        "setting, to the parts named in its help; a setting the chosen part lacks is an error. The resolved config "
+        "is saved as RUN_DIR/config.toml.", _train_arguments, cmd_train),
+    "sample": Command(
+        "draw samples from a trained run",
+        "Draw samples from a trained run and save them as .npy or .csv. Sampler settings default to the run's "
+        "(for another sampler: its defaults, with the run's settings it shares).", _sample_arguments, cmd_sample),
+    "evaluate": Command(
+        "W2 ratio of a run against fresh data; writes metrics.json",
+        "Mean exact W2 between model samples and fresh data over R repetitions, beside the real-vs-real floor (two "
+        "fresh data sets of the same size). For a data file, each repetition compares disjoint random subsets of its "
+        "rows.", _evaluate_arguments, cmd_evaluate),
+    "plot": Command(
+        "draw the data, score fields, samples and trajectories",
+        "Without flags: data.png, score_field.png, samples.png and trajectories.png. With flags: only the figures "
+        "asked for.", _plot_arguments, cmd_plot),
+    "demo": Command(
+        "the seed tutorial's swiss-roll NCSN, done right",
+        "Train the default NCSN on the swiss roll, sample, evaluate and plot; prints train time, sample time, W2 and "
+        "its floor.", _demo_arguments, cmd_demo),
+    "bench": Command(
+        "train and measure the defaults on every density of the 2-D suite",
+        "For each density: train with default settings, sample 5000 points, and report the W2 ratio, MMD and energy "
+        "distance beside their floors, with train and sample seconds. Writes a section of BENCHMARKS.md and a grid "
+        "figure.", _bench_arguments, cmd_bench),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser: every command listed, and the arguments of ``command`` (of every command when None)."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--device", default=argparse.SUPPRESS, help="auto | cpu | cuda[:N] (default: auto)")
+    parser = argparse.ArgumentParser(
+        prog="scorelab",
+        description="Score-based generative modelling: train score networks and diffusion models, "
+        "sample with Langevin dynamics, DDPM, DDIM or the probability-flow ODE, and measure quality "
+        "against ground truth.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, spec in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=spec.help, description=spec.description, parents=[shared])
+        if command is None or command == name:
+            spec.arguments(sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else ""  # "": no command's arguments are needed
+    args = build_parser(command).parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        COMMANDS[args.command].run(args)
     except ScorelabError as error:
         print(f"scorelab: error: {one_line(error)}", file=sys.stderr)
         return 2

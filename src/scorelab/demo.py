@@ -16,7 +16,7 @@ from scorelab.config import Config
 from scorelab.evaluate import evaluate_run
 from scorelab.metrics import RatioReport
 from scorelab.run import TrainedRun
-from scorelab.train import TrainResult, train
+from scorelab.training import TrainResult, train
 
 # The demo keeps the quick settings it was first measured with (BENCHMARKS.md "demo" has its time
 # and W2 ratio on 2 cores); the suite-wide defaults take about twice as long (README "Status").

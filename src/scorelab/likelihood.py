@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from scorelab.divergence import hutchinson_trace, trace_by_reverse_passes
 from scorelab.errors import ConfigError
@@ -80,6 +79,8 @@ def log_prob(
     Returns:
         A tensor [B] of log-densities in nats (divide by D·ln 2 for bits per dimension).
     """
+    from torchdiffeq import odeint
+
     require_batch(x)
     if divergence not in DIVERGENCES:
         raise ConfigError(f"unknown divergence {divergence!r}; use one of: {', '.join(DIVERGENCES)}")

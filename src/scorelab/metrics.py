@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -54,6 +53,8 @@ def wasserstein2(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:
     solved as a linear program with POT's network simplex (``ot.emd2``).
     Cost is O(n³) in the worst case, the slowest metric here at n = 5000.
     """
+    import ot  # POT: imported where it is used, so that importing scorelab stays fast
+
     a, b = _check_pair(a, b)
     cost = ot.dist(a, b, metric="sqeuclidean")
     return float(np.sqrt(max(ot.emd2([], [], cost, numItermax=10_000_000), 0.0)))
@@ -74,6 +75,8 @@ def sliced_wasserstein(
     1-D W2 is exact (sorted quantiles, POT's ``ot.sliced_wasserstein_distance``).
     SW2 ≤ W2, and it costs O(n log n) per direction, so it scales to large n.
     """
+    import ot
+
     a, b = _check_pair(a, b)
     require_positive_int("n_projections", n_projections)
     directions = torch.randn(a.shape[1], n_projections, generator=generator, dtype=torch.float64).numpy()

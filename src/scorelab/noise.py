@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.spatial import ConvexHull, QhullError
 from torch import Tensor
 
 from scorelab.errors import ConfigError, require_positive, require_positive_int
@@ -65,6 +64,8 @@ def sigma_max_from_data(data: Tensor, chunk_size: int = 2048) -> float:
     higher dimensions every pair is compared, ``chunk_size`` rows at a time. Samples of
     any shape [n, *shape] are compared as flat vectors.
     """
+    from scipy.spatial import ConvexHull, QhullError  # imported where it is used, like every heavy dependency
+
     data = torch.as_tensor(data)
     if data.ndim < 2 or len(data) < 2:
         raise ConfigError(f"data must have shape [n >= 2, *shape] to measure distances, got {tuple(data.shape)}")

@@ -25,7 +25,7 @@ from scorelab.errors import require_positive_int  # noqa: E402
 from scorelab.models import EnergyScore  # noqa: E402
 from scorelab.run import TrainedRun  # noqa: E402
 from scorelab.sampling import StepInfo  # noqa: E402
-from scorelab.train import training_data  # noqa: E402
+from scorelab.training import training_data  # noqa: E402
 
 Bounds = tuple[float, float, float, float]
 POINT_STYLE = {"s": 2, "alpha": 0.4, "linewidths": 0}

@@ -22,7 +22,7 @@ from scorelab.processes import NoiseProcess
 from scorelab.registry import field_names
 from scorelab.sampling import SAMPLERS, Callback
 from scorelab.score import call_score
-from scorelab.train import Normalisation, build_process, resolve_device
+from scorelab.training import Normalisation, build_process, resolve_device
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Each generator takes ``(n, generator)`` and returns a float32 tensor [n, d].
 Randomness comes from the ``torch.Generator`` only, so a seed fixes the data:
 scikit-learn gets ``random_state=numpy_seed(generator)`` and numpy draws come
-from ``np.random.default_rng(numpy_seed(generator))``.
+from ``np.random.default_rng(numpy_seed(generator))``. scikit-learn is imported by
+the generators that use it, when they are called: it takes longer to import than
+anything else scorelab needs besides torch.
 
 The 2-D suite follows FFJORD's ``lib/toy_data.py`` (Grathwohl et al. 2019,
 "FFJORD: Free-form continuous dynamics for scalable reversible generative
@@ -20,7 +22,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from sklearn.datasets import make_circles, make_moons, make_swiss_roll
 from torch import Tensor
 
 from scorelab.data.mixture import GaussianMixture
@@ -55,6 +56,8 @@ def _tensor(points: np.ndarray) -> Tensor:
 @register("swiss_roll")
 def swiss_roll(n: int, generator: torch.Generator | None = None) -> Tensor:
     """The seed tutorial's swiss roll: ``make_swiss_roll(n, noise=1.0)``, columns [0, 2], / 10."""
+    from sklearn.datasets import make_swiss_roll
+
     points, _ = make_swiss_roll(n, noise=1.0, random_state=numpy_seed(generator))
     return torch.from_numpy(points[:, [0, 2]] / 10.0).float()
 
@@ -62,6 +65,8 @@ def swiss_roll(n: int, generator: torch.Generator | None = None) -> Tensor:
 @register("swissroll")
 def ffjord_swissroll(n: int, generator: torch.Generator | None = None) -> Tensor:
     """FFJORD's swiss roll: ``make_swiss_roll(n, noise=1.0)``, columns [0, 2], / 5 (twice the seed's scale)."""
+    from sklearn.datasets import make_swiss_roll
+
     points, _ = make_swiss_roll(n, noise=1.0, random_state=numpy_seed(generator))
     return _tensor(points[:, [0, 2]] / 5.0)
 
@@ -73,6 +78,8 @@ def circles(n: int, generator: torch.Generator | None = None) -> Tensor:
     Angles are evenly spaced (scikit-learn's construction), ⌊n/2⌋ points on the
     outer circle; the Gaussian noise has std 0.08 before scaling, 0.24 after.
     """
+    from sklearn.datasets import make_circles
+
     points, _ = make_circles(n, factor=0.5, noise=0.08, random_state=numpy_seed(generator))
     return _tensor(points * 3.0)
 
@@ -80,6 +87,8 @@ def circles(n: int, generator: torch.Generator | None = None) -> Tensor:
 @register("moons")
 def moons(n: int, generator: torch.Generator | None = None) -> Tensor:
     """Two interleaved half circles: ``2 · make_moons(n, noise=0.1) + (−1, −0.2)``."""
+    from sklearn.datasets import make_moons
+
     points, _ = make_moons(n, noise=0.1, random_state=numpy_seed(generator))
     return _tensor(points * 2.0 + np.array([-1.0, -0.2]))
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from scorelab.errors import ConfigError, require_positive
 from scorelab.noise import check_noise_levels
@@ -85,6 +84,8 @@ def probability_flow(
             one more score evaluation there).
         cond: passed to the score.
     """
+    from torchdiffeq import odeint
+
     check_ode_options(method, rtol, atol)
     sigmas = check_noise_levels(torch.as_tensor(sigmas, dtype=x.dtype, device=x.device), strictly=True, at_least=2)
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from scorelab.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, write_atomic
 from scorelab.config import Config, OptimSettings
@@ -128,6 +127,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     Raises:
         TrainingDiverged: the loss became NaN or inf. The last checkpoint on disk is kept.
     """
+    from tqdm.auto import tqdm
+
     run_dir = Path(run_dir)
     checkpoint = None
     if resume:
