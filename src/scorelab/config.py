@@ -74,18 +74,18 @@ class RunSettings:
     device: str = setting("auto", "auto | cpu | cuda[:N]", _device)
 
 
+# The registries of the sections whose parts are registered by name; data sets are also file paths.
+REGISTRIES = {"model": MODELS, "process": PROCESSES, "objective": OBJECTIVES, "sampler": SAMPLERS}
+
+
 def part_of(section: str, name: str) -> Part:
     """The registered part ``name`` of ``section`` (a data set may also be a file path)."""
-    if section == "data":
-        return data_part(name)
-    return {"model": MODELS, "process": PROCESSES, "objective": OBJECTIVES, "sampler": SAMPLERS}[section][name]
+    return data_part(name) if section == "data" else REGISTRIES[section][name]
 
 
 def parts(section: str) -> list[Part]:
     """Every registered part of ``section``."""
-    if section == "data":
-        return [*DATA.parts(), FILE]
-    return {"model": MODELS, "process": PROCESSES, "objective": OBJECTIVES, "sampler": SAMPLERS}[section].parts()
+    return [*DATA.parts(), FILE] if section == "data" else REGISTRIES[section].parts()
 
 
 def settings_classes(section: str) -> list[type]:
