@@ -22,6 +22,7 @@ from scorelab.objectives.denoising import (
     denoising_loss_at,
     denoising_score_matching,
     eps_loss,
+    eps_loss_at,
     stable_target,
 )
 from scorelab.objectives.score_matching import (
@@ -36,7 +37,7 @@ from scorelab.registry import Part, Registry, at_least_zero, one_of, positive_in
 from scorelab.score import Score
 
 __all__ = ["OBJECTIVES", "PROJECTIONS", "TRACES", "ObjectivePart", "annealed_denoising_score_matching",
-           "denoising_loss_at", "denoising_score_matching", "eps_loss", "exact_score_matching",
+           "denoising_loss_at", "denoising_score_matching", "eps_loss", "eps_loss_at", "exact_score_matching",
            "random_projections", "sliced_score_matching", "stable_target"]
 
 # loss(score, batch, cond, process, settings, generator): the rows of ``batch`` past the
@@ -83,8 +84,8 @@ def _annealed_dsm(score, batch, cond, process, settings, generator):
 
 
 def _eps(score, batch, cond, process, settings, generator):
-    return 2.0 * denoising_loss_at(score, batch, process.training_sigma(len(batch), batch, generator),
-                                   generator=generator, cond=cond)
+    return eps_loss_at(score, batch, process.training_sigma(len(batch), batch, generator), generator=generator,
+                       cond=cond)
 
 
 def _sliced(variance_reduction: bool) -> Loss:

@@ -98,6 +98,13 @@ def denoising_loss_at(
     return 0.5 * (weight * batch_sum(residual.pow(2))).mean()
 
 
+def uniform_levels(x: Tensor, sigmas: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One level of ``sigmas`` per sample of ``x``, drawn uniformly: shape [B], ``x``'s dtype and device."""
+    require_batch(x)
+    sigmas = check_noise_levels(torch.as_tensor(sigmas, dtype=x.dtype, device=x.device), ordered=False)
+    return sigmas[randint(len(sigmas), x.shape[0], x, generator)]
+
+
 def annealed_denoising_score_matching(
     score: Score,
     x: Tensor,
@@ -123,11 +130,14 @@ def annealed_denoising_score_matching(
 
     ``score`` is called as ``score(x̃, sigma)`` with ``sigma`` of shape [B].
     """
-    require_batch(x)
-    sigmas = check_noise_levels(torch.as_tensor(sigmas, dtype=x.dtype, device=x.device), ordered=False)
-    sigma = sigmas[randint(len(sigmas), x.shape[0], x, generator)]
-    return denoising_loss_at(score, x, sigma, weight_power=weight_power, reference=reference,
-                             generator=generator, cond=cond)
+    return denoising_loss_at(score, x, uniform_levels(x, sigmas, generator), weight_power=weight_power,
+                             reference=reference, generator=generator, cond=cond)
+
+
+def eps_loss_at(score: Score, x: Tensor, sigma: Tensor, *, generator: torch.Generator | None = None,
+                cond: Any = None) -> Tensor:
+    """:func:`eps_loss` with the levels σ [B] already drawn (by a noise process)."""
+    return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond)
 
 
 def eps_loss(score: Score, x: Tensor, sigmas: Tensor, *, generator: torch.Generator | None = None,
@@ -140,4 +150,4 @@ def eps_loss(score: Score, x: Tensor, sigmas: Tensor, *, generator: torch.Genera
     σ_t: DDPM training is NCSN training on the DDPM noise levels (Song et al. 2021, App. B).
     Summed over dimensions, averaged over the batch. ``score`` is called as ``score(y, sigma)``.
     """
-    return 2.0 * annealed_denoising_score_matching(score, x, sigmas, generator=generator, cond=cond)
+    return eps_loss_at(score, x, uniform_levels(x, sigmas, generator), generator=generator, cond=cond)
