@@ -22,6 +22,20 @@ def tiny_config(**changes) -> sl.Config:
     return sl.Config(**{**{key: value for key, value in TINY.items() if key in parts.flat()}, **changes})
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Cached floors go to a directory of the test session's own, never the user's (CLI children inherit it)."""
+    import os
+
+    previous = os.environ.get("SCORELAB_CACHE")
+    os.environ["SCORELAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ["SCORELAB_CACHE"]
+    else:
+        os.environ["SCORELAB_CACHE"] = previous
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     """A trained tiny run directory."""

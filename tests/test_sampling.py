@@ -254,11 +254,27 @@ def test_bad_arguments_raise_config_error(call):
 def test_trained_run_samples_with_predictor_corrector(tiny_run):
     run = sl.load_run(tiny_run, device="cpu")
     seen: list[sl.sampling.StepInfo] = []
-    first = run.sample(50, sampler="pc", generator=torch.Generator().manual_seed(0), callback=seen.append)
-    assert torch.equal(first, run.sample(50, sampler="pc", generator=torch.Generator().manual_seed(0)))
+    first = run.sample(50, sampler="pc", generator=torch.Generator().manual_seed(0), callback=seen.append,
+                       n_steps_each=3)
+    assert torch.equal(first, run.sample(50, sampler="pc", generator=torch.Generator().manual_seed(0),
+                                         n_steps_each=3))
     assert first.shape == (50, 2) and torch.isfinite(first).all()
     # n_levels·n_steps_each levels, each one corrector and one predictor step.
-    assert len(seen) == 2 * run.config.process.n_levels * run.config.sampler.n_steps_each
+    assert len(seen) == 2 * run.config.process.n_levels * 3
+    seen.clear()
+    run.sample(50, sampler="pc", generator=torch.Generator().manual_seed(0), callback=seen.append, sample_steps=7)
+    assert len(seen) == 2 * 7
+
+
+def test_another_sampler_keeps_only_the_run_settings_that_mean_the_same(tiny_run):
+    run = sl.load_run(tiny_run, device="cpu")
+    assert run.config.sampler.name == "ald" and run.config.sampler.n_steps_each != 100
+    # Plain Langevin's n_steps_each means what annealed Langevin's does; the corrector's does not.
+    assert run.sampler_settings("langevin")[1].n_steps_each == run.config.sampler.n_steps_each
+    assert run.sampler_settings("pc")[1].n_steps_each == 100
+    # ald's sample_steps = 0 (every level) is no Karras step count: heun keeps its own default.
+    assert run.sampler_settings("heun")[1].sample_steps == 18
+    assert run.sampler_settings("ddim")[1].sample_steps == run.config.sampler.sample_steps
 
 
 def test_trained_noise_conditional_run_samples_with_plain_langevin_at_its_smallest_level(tiny_run):

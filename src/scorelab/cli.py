@@ -19,16 +19,32 @@ from pathlib import Path
 from scorelab.errors import ScorelabError, one_line, require_positive_int
 
 
+def _fields_named(name: str, all_parts) -> dict[str, dataclasses.Field]:
+    """The field ``name`` of each part that has it, by part name."""
+    found = {part.name: [f for f in dataclasses.fields(part.settings) if f.name == name] for part in all_parts}
+    return {part: fields[0] for part, fields in found.items() if fields}
+
+
+def _shared_help(fields: dict[str, dataclasses.Field]) -> str:
+    """The help line the parts share, or each part's own where they differ (``sample_steps``)."""
+    by_help: dict[str, list[str]] = {}
+    for part, spec in fields.items():
+        by_help.setdefault(spec.metadata.get("help", spec.name), []).append(part)
+    if len(by_help) == 1:
+        return next(iter(by_help))
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_help.items())
+
+
 def _setting_help(section: str, name: str, spec: dataclasses.Field) -> str:
     """``[section: the parts that have it] help (default: ...)``, one default per part where they differ."""
     from scorelab.config import CHOICE_SECTIONS, parts
 
-    text = spec.metadata.get("help", name)
     if section not in CHOICE_SECTIONS:
-        return f"[{section}] {text} (default: {spec.default})"
+        return f"[{section}] {spec.metadata.get('help', name)} (default: {spec.default})"
     all_parts = parts(section)
-    defaults = {part.name: next(f.default for f in dataclasses.fields(part.settings) if f.name == name)
-                for part in all_parts if name in {f.name for f in dataclasses.fields(part.settings)}}
+    fields = _fields_named(name, all_parts)
+    text = _shared_help(fields)
+    defaults = {part: spec.default for part, spec in fields.items()}
     where = section if len(defaults) == len(all_parts) else f"{section}: {', '.join(defaults)}"
     if len(set(map(repr, defaults.values()))) == 1:
         return f"[{where}] {text} (default: {next(iter(defaults.values()))})"
@@ -74,10 +90,12 @@ def _sampler_settings() -> dict[str, dataclasses.Field]:
 
 def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per sampler setting, None when not given (the run's value then stands)."""
+    from scorelab.sampling import SAMPLERS
+
     for name, spec in _sampler_settings().items():
         aliases = ("--steps",) if name == "sample_steps" else ()
-        _add_setting_flag(parser, name, spec, spec.metadata.get("help", name) + " (default: the run's)", None,
-                          *aliases)
+        text = _shared_help(_fields_named(name, SAMPLERS.parts()))
+        _add_setting_flag(parser, name, spec, text + " (default: the run's)", None, *aliases)
 
 
 def _config_from_args(args: argparse.Namespace):

@@ -233,7 +233,7 @@ class Config:
                               f"{objective.name!r}; use --objective {single}")
         limit = PROCESSES[self.process.name].max_steps(self.process.settings)
         steps = getattr(self.sampler.settings, "sample_steps", 0)
-        if limit is not None and steps > limit:
+        if limit is not None and SAMPLERS[self.sampler.name].respaces_process and steps > limit:
             raise ConfigError(f"sample_steps must be in [0, timesteps = {limit}], got {steps}")
 
     # -- copies, comparison and files ------------------------------------------------------------

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scorelab import __version__
+from scorelab.cache import lookup, store
 from scorelab.errors import ConfigError, DataError, require_positive_int
 from scorelab.shapes import batch_sum, require_batch
 
@@ -282,6 +284,7 @@ def quality(
     metrics: dict[str, Metric] | None = None,
     floor_pool: int = 20,
     floor_repeats: int | None = None,
+    floor_key: dict | None = None,
 ) -> dict[str, RatioReport]:
     """Every metric between model samples and data, beside its real-vs-real floor.
 
@@ -320,6 +323,12 @@ def quality(
             out of the ratio. That noise is large where separated clusters
             dominate W2 (BENCHMARKS.md "ratio_null" measures it). Repetitions
             r < ``repeats`` use the same data for the model and the floor.
+        floor_key: what identifies ``truth`` (e.g. the data set's name and settings). With it each
+            metric's floor values are kept in the user's cache (:mod:`scorelab.cache`), keyed by
+            it, the metric's name, n, the repetitions, the seed, the pool and the scorelab
+            version, and read back instead of recomputed. The data are drawn all the same, so the
+            model's values do not change. Only for the metrics of :func:`default_metrics`, which
+            their names identify.
 
     The metric evaluations run on two threads (POT and torch release the GIL).
     """
@@ -339,15 +348,23 @@ def quality(
                    for r, (generator, data, _) in enumerate(data_pairs[:repeats])]
     floor_pairs = [(data, other) for _, data, other in data_pairs]
     metrics = metrics if metrics is not None else default_metrics(data_pairs[0][1], seed)
-    tasks = [(metric, pair) for metric in metrics.values() for pair in model_pairs + floor_pairs]
+
+    floor_cache = None
+    if floor_key is not None:
+        floor_cache = {"truth": floor_key, "metrics": sorted(metrics), "n": n, "floor_repeats": floor_repeats,
+                       "seed": seed, "floor_pool": floor_pool, "version": __version__}
+    cached_floors = lookup("floors", floor_cache) if floor_cache else None
+    pairs = model_pairs + (floor_pairs if cached_floors is None else [])
+    tasks = [(metric, pair) for metric in metrics.values() for pair in pairs]
     with ThreadPoolExecutor(max_workers=2) as pool:
         values = iter(list(pool.map(lambda task: task[0](*task[1]), tasks)))
-    reports = {}
+    model_values, floor_values = {}, {}
     for name in metrics:
-        model_values = [next(values) for _ in model_pairs]
-        floor_values = [next(values) for _ in floor_pairs]
-        reports[name] = _ratio_report(model_values, floor_values, n)
-    return reports
+        model_values[name] = [next(values) for _ in model_pairs]
+        floor_values[name] = cached_floors[name] if cached_floors else [next(values) for _ in floor_pairs]
+    if floor_cache and cached_floors is None:
+        store("floors", floor_cache, floor_values)
+    return {name: _ratio_report(model_values[name], floor_values[name], n) for name in metrics}
 
 
 def w2_ratio(
@@ -359,10 +376,11 @@ def w2_ratio(
     seed: int = 0,
     floor_pool: int = 20,
     floor_repeats: int | None = None,
+    floor_key: dict | None = None,
 ) -> RatioReport:
     """The project's W2 ratio: mean W2(model, fresh data) / mean W2(data, i.i.d. fresh data).
 
     :func:`quality` restricted to exact W2; see there for the arguments.
     """
     return quality(sample_model, truth, n=n, repeats=repeats, seed=seed, metrics={"w2": wasserstein2},
-                   floor_pool=floor_pool, floor_repeats=floor_repeats)["w2"]
+                   floor_pool=floor_pool, floor_repeats=floor_repeats, floor_key=floor_key)["w2"]

@@ -48,6 +48,26 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, n_levels: int) -> Tenso
 
 
 
+def karras_sigmas(sigma_max: float, sigma_min: float, n_levels: int, rho: float = 7.0) -> Tensor:
+    """σ_1 > … > σ_K spaced as Karras et al. 2022 (eq. 5): uniform in σ^(1/ρ).
+
+    σ_i = (σ_max^(1/ρ) + (i−1)/(K−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ. ρ = 1 is uniform in σ and
+    ρ → ∞ geometric; ρ = 7, the paper's choice, puts more steps at small σ, where the
+    probability-flow ODE curves most. Returns a float64 tensor [K], largest first.
+    """
+    require_positive("sigma_max", sigma_max)
+    require_positive("sigma_min", sigma_min)
+    require_positive_int("n_levels", n_levels)
+    require_positive("rho", rho)
+    if sigma_min > sigma_max:
+        raise ConfigError(f"sigma_min ({sigma_min}) must not exceed sigma_max ({sigma_max})")
+    if n_levels == 1:
+        return torch.tensor([float(sigma_max)], dtype=torch.float64)
+    ramp = torch.linspace(0.0, 1.0, n_levels, dtype=torch.float64)
+    top, bottom = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return (top + ramp * (bottom - top)) ** rho
+
+
 # --- NCSNv2 rules for σ_1, the number of levels and the step size (Song & Ermon 2020) ---
 
 # Φ(3) − Φ(−3): the overlap of the γ criterion as γ → 1; no smaller ratio can give more.

@@ -20,7 +20,7 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from scorelab.checkpoint import write_atomic  # noqa: E402
+from scorelab.atomic import write_atomic  # noqa: E402
 from scorelab.errors import require_positive_int  # noqa: E402
 from scorelab.models import EnergyScore  # noqa: E402
 from scorelab.run import TrainedRun  # noqa: E402

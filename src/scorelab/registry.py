@@ -28,6 +28,12 @@ def help_of(settings: type, name: str) -> str:
     return next(f.metadata.get("help", name) for f in dataclasses.fields(settings) if f.name == name)
 
 
+def same_settings(a: type, b: type) -> set[str]:
+    """The fields two settings dataclasses share in name and meaning (the same help line)."""
+    helps = {f.name: f.metadata.get("help") for f in dataclasses.fields(a)}
+    return {f.name for f in dataclasses.fields(b) if f.name in helps and helps[f.name] == f.metadata.get("help")}
+
+
 # --- checks -------------------------------------------------------------------------------
 
 positive = require_positive

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from scorelab.checkpoint import write_atomic
+from scorelab.atomic import write_atomic
 
 TITLE = "# Benchmarks\n\nEvery table below was written by the script named in its section.\n"
 

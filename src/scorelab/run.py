@@ -19,7 +19,7 @@ from scorelab.errors import CheckpointError, require_positive_int
 from scorelab.likelihood import log_prob
 from scorelab.models import MODELS, build_model
 from scorelab.processes import NoiseProcess
-from scorelab.registry import field_names
+from scorelab.registry import same_settings
 from scorelab.sampling import SAMPLERS, Callback
 from scorelab.score import call_score
 from scorelab.training import Normalisation, build_process, resolve_device
@@ -77,12 +77,12 @@ class TrainedRun:
 
     def sampler_settings(self, name: str | None = None, **options: Any) -> tuple[str, Any]:
         """The sampler ``name`` (default: the run's) and its settings: its defaults, then the run's
-        sampler settings it shares (another sampler keeps the run's budget, as ``n_steps_each``),
-        then ``options`` (those not None)."""
+        sampler settings it shares in name and meaning (ald and plain Langevin keep the run's
+        ``n_steps_each``), then ``options`` (those not None)."""
         name = name or self.config.sampler.name
         part = SAMPLERS[name]
         own = asdict(self.config.sampler.settings)
-        shared = {key: own[key] for key in field_names(part.settings) if key in own}
+        shared = {key: own[key] for key in same_settings(type(self.config.sampler.settings), part.settings)}
         return name, part.make(shared | {key: value for key, value in options.items() if value is not None})
 
     def sample(

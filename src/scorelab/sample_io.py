@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from scorelab.checkpoint import write_atomic
+from scorelab.atomic import write_atomic
 from scorelab.errors import ConfigError
 
 SAMPLE_SUFFIXES = (".npy", ".csv")

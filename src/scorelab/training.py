@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from scorelab.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from scorelab.atomic import write_atomic
+from scorelab.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint
 from scorelab.config import Config, OptimSettings
 from scorelab.data.sources import data_part
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged

@@ -8,6 +8,7 @@ from scorelab.sampling.ancestral import ddim, ddpm
 from scorelab.sampling.langevin import annealed_langevin, gradient_ascent, langevin, predictor_corrector
 from scorelab.sampling.ode import CountingScore, probability_flow
 from scorelab.sampling.registry import SAMPLERS, SamplerPart
+from scorelab.sampling.solvers import dpm_solver_2m, heun
 from scorelab.sampling.steps import Callback, StepInfo, tweedie_denoise
 
 __all__ = [
@@ -19,7 +20,9 @@ __all__ = [
     "annealed_langevin",
     "ddim",
     "ddpm",
+    "dpm_solver_2m",
     "gradient_ascent",
+    "heun",
     "langevin",
     "predictor_corrector",
     "probability_flow",

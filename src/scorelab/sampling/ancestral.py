@@ -30,10 +30,9 @@ import torch
 from torch import Tensor
 
 from scorelab.errors import ConfigError
-from scorelab.noise import check_noise_levels
 from scorelab.processes import denoised_from_score, eps_from_score
 from scorelab.rng import randn_like
-from scorelab.sampling.steps import Callback, StepInfo
+from scorelab.sampling.steps import Callback, StepInfo, steps_to_zero
 from scorelab.score import Score, call_score
 from scorelab.shapes import per_sample
 
@@ -66,12 +65,6 @@ def posterior_mean(y: Tensor, denoised: Tensor, sigma: float, sigma_next: float)
     return denoised + (sigma_next**2 / sigma**2) * (y - denoised)
 
 
-def _steps(sigmas: Tensor) -> list[tuple[float, float]]:
-    """(σ, σ') for each step of the grid, the last one down to σ' = 0."""
-    levels = check_noise_levels(sigmas, strictly=True).tolist()
-    return list(zip(levels, [*levels[1:], 0.0]))
-
-
 @torch.no_grad()
 def ddpm(
     score: Score,
@@ -101,7 +94,7 @@ def ddpm(
     """
     if variance not in DDPM_VARIANCES:
         raise ConfigError(f"unknown DDPM variance {variance!r}; use one of: {', '.join(DDPM_VARIANCES)}")
-    for step, (sigma, sigma_next) in enumerate(_steps(sigmas)):
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         sigma_vec = per_sample(sigma, x)
         grad = call_score(score, x, sigma_vec, cond)
         x = posterior_mean(x, denoised_from_score(x, grad, sigma_vec), sigma, sigma_next)
@@ -141,7 +134,7 @@ def ddim(
     """
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta must be in [0, 1], got {eta}")
-    for step, (sigma, sigma_next) in enumerate(_steps(sigmas)):
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         sigma_vec = per_sample(sigma, x)
         grad = call_score(score, x, sigma_vec, cond)
         noise_std = eta * step_variance(sigma, sigma_next, "posterior") ** 0.5

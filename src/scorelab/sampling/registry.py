@@ -6,6 +6,7 @@ process: it asks the process for its prior and its grid, and calls one of the pu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +15,13 @@ import torch
 from torch import Tensor
 
 from scorelab.errors import ConfigError
-from scorelab.noise import ncsnv2_step_size_for
+from scorelab.noise import karras_sigmas, ncsnv2_step_size_for
 from scorelab.processes import NoiseProcess
 from scorelab.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting, within
 from scorelab.sampling.ancestral import DDPM_VARIANCES, ddim, ddpm
 from scorelab.sampling.langevin import annealed_langevin, langevin, predictor_corrector
 from scorelab.sampling.ode import probability_flow
+from scorelab.sampling.solvers import dpm_solver_2m, heun
 from scorelab.sampling.steps import Callback
 from scorelab.score import Score, call_score
 from scorelab.shapes import per_sample
@@ -31,18 +33,23 @@ Draw = Callable[[Score, NoiseProcess, Any, Tensor, "torch.Generator | None", "Ca
 
 @dataclass(frozen=True)
 class SamplerPart(Part):
+    """A registered sampler; ``respaces_process`` when its ``sample_steps`` picks levels of the
+    process's own grid (and so can be no more than a discrete process has)."""
+
     section = "sampler"
 
     sample: Draw = None  # type: ignore[assignment]
+    respaces_process: bool = False
 
 
-_N_STEPS_EACH = "Langevin steps per noise level"
+_N_STEPS_EACH = "Langevin steps per level of the process's grid"
 _DENOISE = "finish with a Tweedie denoising step"
-_SAMPLE_STEPS_HELP = "sampler steps (0: every level of the process's grid"
+_LEVELS = "levels of the process's grid, same ends (0: every level)"
 
 
 @dataclass(frozen=True)
 class AnnealedLangevinSettings:
+    sample_steps: int = setting(0, _LEVELS, at_least_zero("every level"))
     n_steps_each: int = setting(100, _N_STEPS_EACH, positive_int)
     step_size: float = setting(2e-5, "Langevin step size ε at the smallest level (0: the NCSNv2 variance rule)",
                                at_least_zero("the NCSNv2 rule"))
@@ -57,14 +64,15 @@ def _plain_step_size(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class LangevinSettings:
-    n_steps_each: int = setting(100, "steps per level of the process's grid (n_levels × n_steps_each in all)",
-                                positive_int)
+    n_steps_each: int = setting(100, _N_STEPS_EACH, positive_int)
     step_size: float = setting(3e-3, "Langevin step size ε", _plain_step_size)
 
 
 @dataclass(frozen=True)
 class PredictorCorrectorSettings:
-    n_steps_each: int = setting(100, "levels per level of the process's grid, one corrector step each",
+    sample_steps: int = setting(0, "levels to walk, one predictor and one corrector step each (0: n_steps_each "
+                                   "per level of the process's grid)", at_least_zero("n_steps_each per level"))
+    n_steps_each: int = setting(100, "levels per level of the process's grid, when sample_steps is 0",
                                 positive_int)
     snr: float = setting(0.16, "the corrector's signal-to-noise ratio", positive)
     denoise: bool = setting(True, _DENOISE)
@@ -72,22 +80,65 @@ class PredictorCorrectorSettings:
 
 @dataclass(frozen=True)
 class DDPMSettings:
-    sample_steps: int = setting(0, _SAMPLE_STEPS_HELP + ")", at_least_zero("every level"))
+    sample_steps: int = setting(0, _LEVELS, at_least_zero("every level"))
     variance: str = setting("beta", "the reverse step's variance: " + " | ".join(DDPM_VARIANCES),
                             one_of(*DDPM_VARIANCES))
 
 
 @dataclass(frozen=True)
 class DDIMSettings:
-    sample_steps: int = setting(0, _SAMPLE_STEPS_HELP + ")", at_least_zero("every level"))
+    sample_steps: int = setting(0, _LEVELS, at_least_zero("every level"))
     eta: float = setting(0.0, "DDIM η in [0, 1] (0 is deterministic)", within(0.0, 1.0))
 
 
 @dataclass(frozen=True)
 class ODESettings:
-    sample_steps: int = setting(0, _SAMPLE_STEPS_HELP + "; 0: the adaptive dopri5 solver, K: Heun on K levels)",
+    sample_steps: int = setting(0, "levels of the process's grid for Heun's method (0: the adaptive dopri5 solver)",
                                 at_least_zero("the adaptive dopri5 solver"))
+    tolerance: float = setting(1e-5, "the adaptive solver's relative and absolute tolerance", positive)
     denoise: bool = setting(True, _DENOISE)
+
+
+_KARRAS_STEPS = "steps K on the Karras σ grid over the process's range, the last to σ = 0"
+_RHO = "ρ of the Karras grid: σ^(1/ρ) uniform (7 in EDM)"
+
+
+@dataclass(frozen=True)
+class HeunSettings:
+    sample_steps: int = setting(18, _KARRAS_STEPS, positive_int)
+    rho: float = setting(7.0, _RHO, positive)
+    churn: float = setting(0.0, "S_churn: noise added back along the path (0: the deterministic sampler)",
+                           at_least_zero("the deterministic sampler"))
+    churn_min: float = setting(0.0, "S_tmin: the smallest σ that gets churn", at_least_zero("every σ"))
+    churn_max: float = setting(0.0, "S_tmax: the largest σ that gets churn", at_least_zero("no upper limit"))
+    noise_scale: float = setting(1.0, "S_noise: the churn noise's scale", positive)
+
+
+@dataclass(frozen=True)
+class DPMSolverSettings:
+    sample_steps: int = setting(20, _KARRAS_STEPS, positive_int)
+    rho: float = setting(7.0, _RHO, positive)
+
+
+def _grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
+    return process.grid(settings.sample_steps or None).to(device)
+
+
+def _karras_grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
+    return karras_sigmas(process.sigma_max, process.sigma_min, settings.sample_steps, settings.rho).to(device)
+
+
+def _heun(score, process, settings, start, generator, callback, cond):
+    """EDM's Heun sampler on the Karras grid over the process's σ range."""
+    return heun(score, start, _karras_grid(process, settings, start.device), churn=settings.churn,
+                churn_min=settings.churn_min, churn_max=settings.churn_max or math.inf,
+                noise_scale=settings.noise_scale, generator=generator, callback=callback, cond=cond)
+
+
+def _dpm_solver_2m(score, process, settings, start, generator, callback, cond):
+    """DPM-Solver++(2M) on the Karras grid over the process's σ range."""
+    return dpm_solver_2m(score, start, _karras_grid(process, settings, start.device), generator=generator,
+                         callback=callback, cond=cond)
 
 
 def _annealed_langevin(score, process, settings, start, generator, callback, cond):
@@ -95,7 +146,7 @@ def _annealed_langevin(score, process, settings, start, generator, callback, con
 
     ``step_size = 0`` takes ε from the NCSNv2 variance rule for this schedule.
     """
-    sigmas = process.grid().to(start.device)
+    sigmas = _grid(process, settings, start.device)
     step_size = settings.step_size or ncsnv2_step_size_for(sigmas, settings.n_steps_each)
     return annealed_langevin(score, start, sigmas, n_steps_each=settings.n_steps_each, step_size=step_size,
                              denoise=settings.denoise, generator=generator, callback=callback, cond=cond)
@@ -121,13 +172,9 @@ def _predictor_corrector(score, process, settings, start, generator, callback, c
     levels × steps budget of annealed Langevin becomes levels here, each with one corrector
     step at the default snr.
     """
-    sigmas = process.grid(len(process.grid()) * settings.n_steps_each).to(start.device)
+    sigmas = process.grid(settings.sample_steps or len(process.grid()) * settings.n_steps_each).to(start.device)
     return predictor_corrector(score, start, sigmas, snr=settings.snr, denoise=settings.denoise,
                                generator=generator, callback=callback, cond=cond)
-
-
-def _grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
-    return process.grid(settings.sample_steps or None).to(device)
 
 
 def _ddpm(score, process, settings, start, generator, callback, cond):
@@ -148,15 +195,22 @@ def _ode(score, process, settings, start, generator, callback, cond):
     if not settings.sample_steps:
         sigmas = sigmas[[0, -1]]
     return probability_flow(score, start, sigmas, method="heun2" if settings.sample_steps else "dopri5",
-                            denoise=settings.denoise, callback=callback, cond=cond)
+                            rtol=settings.tolerance, atol=settings.tolerance, denoise=settings.denoise,
+                            callback=callback, cond=cond)
 
 
 SAMPLERS: Registry[SamplerPart] = Registry("sampler")
 SAMPLERS.register(SamplerPart("ald", AnnealedLangevinSettings, "annealed Langevin dynamics (NCSN)",
-                              sample=_annealed_langevin))
-SAMPLERS.register(SamplerPart("langevin", LangevinSettings, "plain Langevin dynamics at σ_min", sample=_langevin))
+                              sample=_annealed_langevin, respaces_process=True))
+SAMPLERS.register(SamplerPart("langevin", LangevinSettings,
+                              "plain Langevin dynamics at σ_min, levels × n_steps_each steps", sample=_langevin))
 SAMPLERS.register(SamplerPart("pc", PredictorCorrectorSettings, "predictor-corrector (score SDE)",
-                              sample=_predictor_corrector))
-SAMPLERS.register(SamplerPart("ddpm", DDPMSettings, "DDPM ancestral sampling", sample=_ddpm))
-SAMPLERS.register(SamplerPart("ddim", DDIMSettings, "DDIM (η = 0: deterministic)", sample=_ddim))
-SAMPLERS.register(SamplerPart("ode", ODESettings, "the probability-flow ODE", sample=_ode))
+                              sample=_predictor_corrector, respaces_process=True))
+SAMPLERS.register(SamplerPart("ddpm", DDPMSettings, "DDPM ancestral sampling", sample=_ddpm, respaces_process=True))
+SAMPLERS.register(SamplerPart("ddim", DDIMSettings, "DDIM (η = 0: deterministic)", sample=_ddim,
+                              respaces_process=True))
+SAMPLERS.register(SamplerPart("ode", ODESettings, "the probability-flow ODE", sample=_ode, respaces_process=True))
+SAMPLERS.register(SamplerPart("heun", HeunSettings, "EDM's Heun sampler on the Karras grid, 2K − 1 evaluations (churn: stochastic)",
+                              sample=_heun))
+SAMPLERS.register(SamplerPart("dpmpp_2m", DPMSolverSettings, "DPM-Solver++(2M) on the Karras grid, K evaluations",
+                              sample=_dpm_solver_2m))

@@ -1,0 +1,189 @@
+"""Quality against network evaluations for every sampler, on trained default runs of the 2-D suite.
+
+    python benchmarks/sampler_table.py [--runs DIR] [--repeats 5] [--floor-repeats 20]
+
+For each density of the suite and each run family (NCSN: the default config, and with
+``--continuous``; DDPM: ``--model ddpm``), train the default run (or reuse it from ``--runs``),
+then draw samples (n = 2000, R repetitions) with each sampler at a budget of 5, 10, 20, 50 and
+100 network evaluations (NFE), and at the family's current default, and measure the W2 ratio. NFE are counted, not assumed. Every cell
+of one density uses the same data sets (seeded), so cells differ by their samplers alone.
+The floor (F repetitions) is computed once per density and cached (``scorelab.cache``).
+
+How a budget B becomes settings (the largest NFE ≤ B each sampler can do):
+- ald: m = max(1, round((B − 1)/L)) Langevin steps on each of (B − 1)//m geometric levels of
+  the process (L = the run's levels), plus the denoising step, at the run's step size;
+- pc: B//2 levels, a predictor and a corrector step each (the last is the denoising step);
+- ddpm, ddim: B levels of the process's grid; heun: (B + 1)//2 Karras steps (2K − 1 NFE);
+  dpmpp_2m: B Karras steps;
+- ode: the adaptive dopri5 solver at tolerances 1e-2, 1e-3 and 1e-5 (its NFE is its own);
+- heun churn: EDM's stochastic Heun (Algorithm 2) with S_churn = 40, S_noise = 1.
+
+Writes the ``sampler_table`` section of BENCHMARKS.md and ``benchmarks/sampler_table.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+import scorelab as sl
+from scorelab.bench import SUITE
+from scorelab.evaluate import truth_key, truth_of
+from scorelab.metrics import w2_ratio
+from scorelab.run import TrainedRun
+from scorelab.sampling import SAMPLERS, CountingScore
+
+from report import markdown_table, write_section  # benchmarks/report.py, beside this script
+
+FIGURE = Path(__file__).resolve().parent / "sampler_table.png"
+# The two families' defaults, and the NCSN trained on a continuum of levels (log σ uniform), which
+# is what samplers that step between the 20 levels ask of the network.
+FAMILIES = {"ncsn": {}, "ncsn_continuous": {"continuous": True}, "ddpm": {"model": "ddpm"}}
+BUDGETS = (5, 10, 20, 50, 100)
+TOLERANCES = (1e-2, 1e-3, 1e-5)
+SAMPLER_ORDER = ("ald", "pc", "ddpm", "ddim", "ode", "heun", "dpmpp_2m")
+# n = 2000 rather than the house 5000: exact W2 costs 9 times less there (0.4 s against 3.6 s
+# per pair), which buys R = 5 repetitions; one deterministic sample set of 5000 moves the ratio
+# by ±0.25 on moons (seeds 0–2 of the DDPM run's ODE: 1.38, 0.88, 1.32 against one data set).
+N = 2000
+
+
+def budget_settings(sampler: str, budget: int, run: TrainedRun) -> dict:
+    """The settings that spend at most ``budget`` evaluations (see the module docstring)."""
+    if sampler == "ald":
+        each = max(1, round((budget - 1) / len(run.process.grid())))
+        return {"sample_steps": (budget - 1) // each, "n_steps_each": each}
+    if sampler == "pc":
+        return {"sample_steps": budget // 2}
+    if sampler == "heun":
+        return {"sample_steps": (budget + 1) // 2}
+    return {"sample_steps": budget}
+
+
+CHURN = 40.0  # EDM's S_churn for ImageNet-64; γ = min(S_churn/K, √2 − 1) is then at its cap for K ≤ 96
+
+
+def cells(run: TrainedRun):
+    """(row, sampler, budget label, settings) of every cell for one run."""
+    for sampler in SAMPLER_ORDER:
+        if sampler == "ode":
+            for tolerance in TOLERANCES:
+                yield sampler, sampler, f"tol {tolerance:g}", {"tolerance": tolerance}
+            continue
+        for budget in BUDGETS:
+            yield sampler, sampler, f"≤ {budget}", budget_settings(sampler, budget, run)
+        if sampler == "heun":
+            for budget in BUDGETS:
+                yield "heun churn", sampler, f"≤ {budget}", {**budget_settings(sampler, budget, run), "churn": CHURN}
+    yield run.config.sampler.name, run.config.sampler.name, "default", {}
+
+
+def draws(run: TrainedRun, sampler: str, options: dict, repeats: int) -> tuple[torch.Tensor, int]:
+    """``repeats`` blocks of N samples of ``sampler`` with ``options`` (seeded per block), and the NFE per block."""
+    name, settings = run.sampler_settings(sampler, **options)
+    counted = CountingScore(run.model)
+    blocks = []
+    for block in range(repeats):
+        generator = torch.Generator().manual_seed(block)
+        start = run.process.prior((N, *run.shape), generator=generator, device=run.device)
+        with torch.no_grad():
+            samples = SAMPLERS[name].sample(counted, run.process, settings, start, generator, None, None)
+        blocks.append(run.normalisation.to_data(samples.cpu()))
+    return torch.cat(blocks), counted.count // repeats
+
+
+def w2_ratios(run: TrainedRun, samples: list[torch.Tensor], repeats: int, floor_repeats: int) -> list[float]:
+    """The W2 ratio of each sample set against the same data sets, two at a time (the floor first, once)."""
+    truth = truth_of(run)
+
+    def ratio(sample_set: torch.Tensor) -> float:
+        return w2_ratio(sample_set, truth, n=N, repeats=repeats, seed=1, floor_repeats=floor_repeats,
+                        floor_key=truth_key(run.config.data.name, truth)).ratio
+
+    first = ratio(samples[0])  # computes and caches the floor
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return [first, *pool.map(ratio, samples[1:])]
+
+
+def trained(runs: Path, dataset: str, family: str) -> TrainedRun:
+    run_dir = runs / f"{family}-{dataset}"
+    if not (run_dir / "model.safetensors").exists():
+        sl.train(sl.Config(dataset=dataset, **FAMILIES[family]), run_dir, progress=False, overwrite=True)
+    return TrainedRun.load(run_dir, "cpu")
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(FAMILIES), figsize=(15, 4), sharey=True)
+    for axis, family in zip(axes, FAMILIES):
+        for sampler in (*SAMPLER_ORDER, "heun churn"):
+            points = {}
+            for (fam, _, name, label), (ratio, nfe) in results.items():
+                if fam == family and name == sampler and label != "default":
+                    points.setdefault(label, []).append((nfe, ratio))
+            xs = [statistics.median(n for n, _ in values) for values in points.values()]
+            ys = [statistics.median(r for _, r in values) for values in points.values()]
+            order = sorted(range(len(xs)), key=xs.__getitem__)
+            axis.plot([xs[i] for i in order], [ys[i] for i in order], marker="o", label=sampler)
+        axis.set(xscale="log", yscale="log", xlabel="network evaluations", title=f"{family}: median over densities")
+        axis.axhline(1.3, color="grey", linestyle=":", linewidth=1)
+    axes[0].set_ylabel("W2 ratio")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(FIGURE, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("/tmp/sampler_table_runs"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--floor-repeats", type=int, default=20)
+    parser.add_argument("--datasets", nargs="*", default=list(SUITE))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    results: dict = {}
+    for family in FAMILIES:
+        for dataset in args.datasets:
+            start = time.perf_counter()
+            run = trained(args.runs, dataset, family)
+            labels = [(row, label) for row, _, label, _ in cells(run)]
+            drawn = [draws(run, sampler, options, args.repeats) for _, sampler, _, options in cells(run)]
+            measured = w2_ratios(run, [samples for samples, _ in drawn], args.repeats, args.floor_repeats)
+            for (sampler, label), ratio, (_, nfe) in zip(labels, measured, drawn):
+                results[family, dataset, sampler, label] = (ratio, nfe)
+            print(f"{family} {dataset}: {time.perf_counter() - start:.0f} s", flush=True)
+    body = [
+        f"W2 ratio (n = {N}, R = {args.repeats}, floor F = {args.floor_repeats}) of samples from the trained "
+        "default run of each density, by sampler and budget of network evaluations; `nfe` is the counted "
+        "number (a budget is the most a sampler may spend, see `benchmarks/sampler_table.py` for how each "
+        "spends it). The NCSN runs are the default config (VE, 20 levels, annealed DSM), `ncsn_continuous` "
+        "the same with `--continuous` (σ log-uniform in training); the DDPM runs `--model ddpm` (VP, "
+        "T = 1000, ε-loss). **Bold**: ≤ 1.3.\n"]
+    for family in FAMILIES:
+        labels = list(dict.fromkeys((s, lab) for (fam, _, s, lab) in results if fam == family))
+        rows = []
+        for sampler, label in labels:
+            ratios = [results[family, d, sampler, label][0] for d in args.datasets]
+            nfes = sorted({results[family, d, sampler, label][1] for d in args.datasets})
+            cells_text = [f"**{r:.2f}**" if r <= 1.3 else f"{r:.2f}" for r in ratios]
+            nfe = str(nfes[0]) if len(nfes) == 1 else f"{nfes[0]}–{nfes[-1]}"
+            rows.append([sampler, label, nfe, *cells_text, f"{max(ratios):.2f}"])
+        body.append(f"\n### {family}\n\n" + markdown_table(["sampler", "budget", "nfe", *args.datasets, "worst"],
+                                                             rows))
+    body.append("\n![W2 ratio against network evaluations](sampler_table.png)\n")
+    plot(results)
+    write_section("sampler_table", "Samplers: quality against network evaluations (trained default runs)",
+                  "".join(body))
+
+
+if __name__ == "__main__":
+    main()
