@@ -273,3 +273,15 @@ def test_help_at_every_level(capsys):
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith("usage: scorelab") and "--help" in out
+
+
+def test_trained_run_samples_with_the_solvers_from_the_command_line(tiny_run, tmp_path, capsys):
+    out = tmp_path / "heun.npy"
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--sampler", "heun", "--steps", "4", "--n", "64",
+                           "--out", out, "--device", "cpu")
+    assert code == 0, err
+    assert np.isfinite(np.load(out)).all() and np.load(out).shape == (64, 2)
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--sampler", "dpmpp_2m", "--steps", "0", "--n", "8",
+                           "--out", tmp_path / "no.npy", "--device", "cpu")
+    assert_clean_error(code, err, "sample_steps")
+    assert not (tmp_path / "no.npy").exists()

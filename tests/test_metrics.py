@@ -180,3 +180,50 @@ def test_more_floor_repetitions_keep_the_model_side_and_extend_the_floor():
     assert extended.ratio == pytest.approx(extended.model_mean / extended.floor_mean)
     with pytest.raises(ConfigError, match="floor_repeats must be >= repeats"):
         metrics.w2_ratio(samples, rings, n=300, repeats=3, floor_repeats=2)
+
+
+def _counting_w2():
+    calls = []
+
+    def w2(a, b):
+        calls.append(1)
+        return metrics.wasserstein2(a, b)
+
+    return w2, calls
+
+
+def _gaussian_truth(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(n, 2, generator=generator)
+
+
+def test_a_cached_floor_is_computed_once_and_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCORELAB_CACHE", str(tmp_path))
+    model = torch.randn(600, 2, generator=torch.Generator().manual_seed(5)) * 1.1
+    plain = metrics.quality(model, _gaussian_truth, n=200, repeats=3, floor_repeats=5, metrics={"w2": metrics.wasserstein2})
+    key = {"dataset": "gaussian"}
+    w2, calls = _counting_w2()
+    first = metrics.quality(model, _gaussian_truth, n=200, repeats=3, floor_repeats=5, metrics={"w2": w2}, floor_key=key)
+    assert len(calls) == 3 + 5 and first == plain
+    calls.clear()
+    again = metrics.quality(model, _gaussian_truth, n=200, repeats=3, floor_repeats=5, metrics={"w2": w2}, floor_key=key)
+    assert len(calls) == 3 and again == plain  # the model's three, no floor
+    # Another n, seed or number of repetitions is another floor.
+    calls.clear()
+    metrics.quality(model, _gaussian_truth, n=100, repeats=3, floor_repeats=5, metrics={"w2": w2}, floor_key=key)
+    assert len(calls) == 3 + 5
+
+
+def test_a_damaged_or_unwritable_cache_is_recomputed_or_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCORELAB_CACHE", str(tmp_path))
+    model = torch.randn(400, 2, generator=torch.Generator().manual_seed(6))
+    key = {"dataset": "gaussian"}
+    first = metrics.w2_ratio(model, _gaussian_truth, n=200, repeats=2, floor_key=key)
+    (entry,) = (tmp_path / "floors").iterdir()
+    entry.write_text("{not json")
+    w2, calls = _counting_w2()
+    assert metrics.quality(model, _gaussian_truth, n=200, repeats=2, metrics={"w2": w2}, floor_key=key)["w2"] == first
+    assert len(calls) == 4
+    blocked = tmp_path / "a file, not a directory"
+    blocked.write_text("")
+    monkeypatch.setenv("SCORELAB_CACHE", str(blocked))
+    assert metrics.w2_ratio(model, _gaussian_truth, n=200, repeats=2, floor_key=key) == first

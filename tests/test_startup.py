@@ -39,3 +39,49 @@ def test_each_dependency_still_loads_where_it_is_used():
             "sl.noise.sigma_max_from_data(torch.randn(20, 2))\n"
             "sl.sampling.probability_flow(lambda x, s: -x, torch.zeros(2, 2), torch.tensor([2.0, 1.0]))")
     assert {"sklearn", "ot", "scipy", "torchdiffeq"} <= imported_after(code)
+
+
+def test_a_bad_flag_loads_no_torch_once_the_commands_arguments_are_described():
+    code = "from scorelab.cli import main\ntry:\n    main(['train', '--frobnicate'])\nexcept SystemExit:\n    pass"
+    imported_after(code)  # the first run describes train's arguments into the (test session's) cache
+    assert "torch" not in imported_after(code)
+
+
+def _command_parser(build, name: str):
+    parser = build(name)
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    return parser, subparsers.choices[name]
+
+
+ARGVS = {
+    "train": [["train", "--out", "r"], ["train", "--out", "r", "--dataset", "moons", "--hidden", "8", "--lr", "1e-3",
+                                         "--no-denoise", "--sampler", "heun", "--steps", "4", "--resume"]],
+    "sample": [["sample", "r", "--out", "s.npy"], ["sample", "r", "--out", "s.csv", "--sampler", "dpmpp_2m",
+                                                   "--steps", "7", "--denoise", "--n", "3", "--device", "cpu"]],
+    "evaluate": [["evaluate", "r", "--nll", "--repeats", "2"]],
+    "plot": [["plot", "r", "--animate", "--out", "figs"]],
+    "demo": [["demo"], ["demo", "--out", "d"]],
+    "bench": [["bench", "--quick", "--datasets", "moons", "rings", "--floor-repeats", "6"]],
+}
+
+
+def test_arguments_rebuilt_from_their_description_parse_and_help_as_the_originals(monkeypatch, tmp_path):
+    import argparse
+
+    from scorelab import argcache, cli
+
+    def uncached(parser, command, add_arguments):
+        add_arguments(parser)
+
+    monkeypatch.setenv("SCORELAB_CACHE", str(tmp_path))
+    for name, argvs in ARGVS.items():
+        described = [_command_parser(cli.build_parser, name) for _ in range(2)]  # the second reads the cache
+        with monkeypatch.context() as patch:
+            patch.setattr(cli, "add_cached_arguments", uncached)
+            original = _command_parser(cli.build_parser, name)
+        assert list((tmp_path / "cli").iterdir())
+        for parser, sub in described:
+            assert sub.format_help() == original[1].format_help()
+            for argv in argvs:
+                assert parser.parse_args(argv) == original[0].parse_args(argv), argv
+    assert argcache.describe(argparse.ArgumentParser().add_argument("--x", type=complex)) is None

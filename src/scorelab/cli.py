@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from scorelab.argcache import add_cached_arguments
 from scorelab.errors import ScorelabError, one_line, require_positive_int
 
 
@@ -304,7 +305,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, spec in COMMANDS.items():
         sub = subparsers.add_parser(name, help=spec.help, description=spec.description, parents=[shared])
         if command is None or command == name:
-            spec.arguments(sub)
+            add_cached_arguments(sub, name, spec.arguments)
     return parser
 
 

@@ -42,8 +42,8 @@ def run_demo(out: str | Path, device: str = "auto", *, progress: bool = False) -
     trained = train(config, out, overwrite=True, progress=progress)
     run = TrainedRun.load(out, device)
     start = time.perf_counter()
-    run.sample(DEMO_SAMPLES, generator=torch.Generator().manual_seed(0))
+    samples = run.sample(DEMO_SAMPLES, generator=torch.Generator().manual_seed(0))
     sample_seconds = time.perf_counter() - start
     report = RatioReport(**evaluate_run(run, n=DEMO_SAMPLES)["w2"])
-    figures = plots.plot_run(run, Path(out), plots.FIGURES)
+    figures = plots.plot_run(run, Path(out), plots.FIGURES, seed=0, samples=samples)
     return DemoResult(config, trained, sample_seconds, report, figures)

@@ -252,17 +252,22 @@ FIGURES = ("data", "score_field", "samples", "trajectories", "animation")
 STANDARD_FIGURES = FIGURES[:4]
 
 
-def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_FIGURES, seed: int = 0) -> list[Path]:
+def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_FIGURES, seed: int = 0,
+             samples: Tensor | None = None) -> list[Path]:
     """Write the ``figures`` named (see :data:`FIGURES`) for ``run`` into ``out_dir``; the animation is
-    named after the run's sampler (``ald.gif``)."""
+    named after the run's sampler (``ald.gif``). ``samples``, if given, are the run's samples drawn
+    already (``run.sample(5000, generator=torch.Generator().manual_seed(seed))`` draws the same)."""
     x = training_data(run.config)[:5000]
     generator = torch.Generator().manual_seed(seed)
     sampler = run.config.sampler.name
+
+    def drawn() -> Tensor:
+        return run.sample(len(x), generator=generator) if samples is None else samples
+
     draw = {
         "data": lambda: plot_data(x, out_dir / "data.png", title=run.config.data.name),
         "score_field": lambda: plot_score_fields(run, x, out_dir / "score_field.png"),
-        "samples": lambda: plot_samples(x, run.sample(len(x), generator=generator), out_dir / "samples.png",
-                                        title=f"{sampler} samples"),
+        "samples": lambda: plot_samples(x, drawn(), out_dir / "samples.png", title=f"{sampler} samples"),
         "trajectories": lambda: plot_trajectories(run, x, out_dir / "trajectories.png", generator=generator),
         "animation": lambda: animate_sampler(run, x, out_dir / f"{sampler}.gif", generator=generator),
     }
