@@ -285,3 +285,19 @@ def test_trained_run_samples_with_the_solvers_from_the_command_line(tiny_run, tm
                            "--out", tmp_path / "no.npy", "--device", "cpu")
     assert_clean_error(code, err, "sample_steps")
     assert not (tmp_path / "no.npy").exists()
+
+
+def test_demo_trains_samples_evaluates_and_draws_every_figure(tmp_path, capsys, monkeypatch):
+    from scorelab import demo
+
+    monkeypatch.setattr(demo, "DEMO_SETTINGS", {**demo.DEMO_SETTINGS, "n_data": 600, "steps": 40, "hidden": 16,
+                                                "depth": 2, "checkpoint_every": 40})
+    monkeypatch.setattr(demo, "DEMO_SAMPLES", 300)
+    code, out, err = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--device", "cpu")
+    assert code == 0, err
+    assert "300 points" in out and "W2" in out
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["w2"]["n"] == 300 and metrics["w2"]["ratio"] > 0
+    sampler = sl.Config.from_toml(tmp_path / "demo" / "config.toml").sampler.name
+    for name in ("data.png", "score_field.png", "samples.png", "trajectories.png", f"{sampler}.gif"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0, name

@@ -114,3 +114,9 @@ def test_any_table_of_values_is_a_config_or_one_config_error(values):
         sl.Config.from_dict(values)
     except ScorelabError as error:
         assert "\n" not in str(error)
+
+
+def test_only_samplers_that_respace_the_process_are_limited_to_its_steps():
+    with pytest.raises(ConfigError, match="timesteps = 100"):
+        sl.Config(model="ddpm", timesteps=100, sampler="ddim", sample_steps=101)
+    assert sl.Config(model="ddpm", timesteps=100, sampler="heun", sample_steps=101).sampler.sample_steps == 101

@@ -306,7 +306,8 @@ def test_ddpm_config_trains_and_samples_with_every_diffusion_sampler(tmp_path):
     sl.train(config, tmp_path, progress=False)
     run = sl.load_run(tmp_path, device="cpu")
     for sampler, options in (("ddpm", {}), ("ddim", {"sample_steps": 10, "eta": 0.5}), ("ode", {}),
-                             ("ode", {"sample_steps": 5})):
+                             ("ode", {"sample_steps": 5}), ("heun", {"sample_steps": 4}), ("stochastic_heun", {"sample_steps": 4, "churn": 10.0}),
+                             ("dpmpp_2m", {"sample_steps": 200})):  # beyond T = 100: the Karras grid is not respaced
         samples = run.sample(8, sampler=sampler, generator=seeded(0), **options)
         assert samples.shape == (8, 2) and torch.isfinite(samples).all(), sampler
 

@@ -124,10 +124,10 @@ def test_registered_solvers_sample_the_gaussian_from_either_process(name, proces
 
 def test_churn_samples_the_gaussian_and_follows_its_generator():
     process = VE(80.0, 0.002)
-    samples = _registered("heun", process, 20_000, 5, sample_steps=128, churn=40.0)
+    samples = _registered("stochastic_heun", process, 20_000, 5, sample_steps=128)
     torch.testing.assert_close(samples.mean(0), MEAN, atol=4 * STD.max().item() / 20_000**0.5, rtol=0)
     torch.testing.assert_close(samples.std(0), STD, atol=0, rtol=4 / (2 * 20_000) ** 0.5)
-    again = _registered("heun", process, 20_000, 5, sample_steps=128, churn=40.0)
+    again = _registered("stochastic_heun", process, 20_000, 5, sample_steps=128)
     assert torch.equal(samples, again)
     deterministic = _registered("heun", process, 20_000, 5, sample_steps=128)
     assert not torch.allclose(samples, deterministic)

@@ -62,9 +62,12 @@ def bench_density(config: Config, run_dir: str | Path, *, n: int = 5000, repeats
     def truth(k: int, generator: torch.Generator) -> Tensor:
         return data_module.load(config.data.name, k, generator=generator)
 
-    reports = quality(torch.cat(samples), truth, n=n, repeats=repeats, seed=seed, floor_repeats=floor_repeats)
+    key = {"dataset": config.data.name}  # the floors are cached: they depend on the data set alone
+    reports = quality(torch.cat(samples), truth, n=n, repeats=repeats, seed=seed, floor_repeats=floor_repeats,
+                      floor_key=key)
     w2 = reports["w2"]
-    stratified = w2.model_mean / floor_mean(truth, n=n, repeats=w2.floor_repeats, seed=seed, floor_pool=1)
+    stratified = w2.model_mean / floor_mean(truth, n=n, repeats=w2.floor_repeats, seed=seed, floor_pool=1,
+                                            floor_key=key)
     data = truth(n, torch.Generator().manual_seed(seed + 1))
     return BenchResult(config.data.name, train_seconds, sample_seconds, reports, stratified, data, samples[0])
 

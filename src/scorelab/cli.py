@@ -226,15 +226,15 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from scorelab.demo import run_demo
+    from scorelab import demo
     from scorelab.evaluate import format_report
 
     print(f"scorelab demo: NCSN on the swiss roll -> {args.out}")
-    result = run_demo(args.out, _device(args), progress=sys.stderr.isatty())
-    sampler = result.config.sampler
+    result = demo.run_demo(args.out, _device(args), progress=sys.stderr.isatty())
+    sampler = result.config.sampler.to_dict()
+    settings = ", ".join(f"{key} = {value}" for key, value in sampler.items() if key != "name")
     print(f"train time   {result.trained.seconds:6.1f} s  ({result.trained.steps} steps)")
-    print(f"sample time  {result.sample_seconds:6.1f} s  (5000 points, annealed Langevin, "
-          f"{result.config.process.n_levels} levels x {sampler.n_steps_each} steps)")
+    print(f"sample time  {result.sample_seconds:6.1f} s  ({demo.DEMO_SAMPLES} points, {sampler['name']}: {settings})")
     print(format_report(result.report))
     print("figures      " + ", ".join(path.name for path in result.figures))
 

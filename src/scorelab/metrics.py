@@ -237,16 +237,32 @@ def require_floor_repeats(repeats: int, floor_repeats: int) -> None:
         raise ConfigError(f"floor_repeats must be >= repeats = {repeats}, got {floor_repeats}")
 
 
+def _floor_cache_key(floor_key: dict, metric_names: list[str], n: int, floor_repeats: int, seed: int,
+                     floor_pool: int) -> dict:
+    """Everything that determines a floor's values (see :func:`quality`'s ``floor_key``)."""
+    return {"truth": floor_key, "metrics": sorted(metric_names), "n": n, "floor_repeats": floor_repeats,
+            "seed": seed, "floor_pool": floor_pool, "version": __version__}
+
+
 def floor_mean(truth: Sampler, *, n: int = 5000, repeats: int = 3, seed: int = 0, floor_pool: int = 20,
-               metric: Metric = wasserstein2) -> float:
+               metric: Metric = wasserstein2, floor_key: dict | None = None) -> float:
     """The floor of :func:`quality` alone: mean metric(data_r, data'_r) over the same draws.
 
     Data sets r are those :func:`quality` draws with the same ``n``, ``seed`` and
     sampler ``truth``, so a second floor (another ``floor_pool``) can be set beside
-    a model's mean without measuring the model again.
+    a model's mean without measuring the model again. ``floor_key`` caches W2 floors as
+    :func:`quality` does (and shares its entries).
     """
     require_positive_int("floor_pool", floor_pool)
-    return statistics.fmean(metric(data, other) for _, data, other in _data_pairs(truth, n, repeats, seed, floor_pool))
+    key = (_floor_cache_key(floor_key, ["w2"], n, repeats, seed, floor_pool)
+           if floor_key is not None and metric is wasserstein2 else None)
+    cached_values = lookup("floors", key) if key else None
+    if cached_values is not None:
+        return statistics.fmean(cached_values["w2"])
+    values = [metric(data, other) for _, data, other in _data_pairs(truth, n, repeats, seed, floor_pool)]
+    if key:
+        store("floors", key, {"w2": values})
+    return statistics.fmean(values)
 
 
 def _ratio_report(model_values: list[float], floor_values: list[float], n: int) -> RatioReport:
@@ -349,10 +365,8 @@ def quality(
     floor_pairs = [(data, other) for _, data, other in data_pairs]
     metrics = metrics if metrics is not None else default_metrics(data_pairs[0][1], seed)
 
-    floor_cache = None
-    if floor_key is not None:
-        floor_cache = {"truth": floor_key, "metrics": sorted(metrics), "n": n, "floor_repeats": floor_repeats,
-                       "seed": seed, "floor_pool": floor_pool, "version": __version__}
+    floor_cache = None if floor_key is None else _floor_cache_key(floor_key, list(metrics), n, floor_repeats, seed,
+                                                                  floor_pool)
     cached_floors = lookup("floors", floor_cache) if floor_cache else None
     pairs = model_pairs + (floor_pairs if cached_floors is None else [])
     tasks = [(metric, pair) for metric in metrics.values() for pair in pairs]

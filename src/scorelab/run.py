@@ -108,7 +108,10 @@ class TrainedRun:
         require_positive_int("n", n)
         name, settings = self.sampler_settings(sampler, **options)
         start = self.process.prior((n, *self.shape), generator=generator, device=self.device)
-        with torch.no_grad():
+        # inference_mode rather than no_grad: less bookkeeping per operation (BENCHMARKS.md "sampler_loop"),
+        # except for a model whose score is itself a gradient (the energy model).
+        needs_autograd = getattr(self.model, "differentiates_to_score", False)
+        with torch.no_grad() if needs_autograd else torch.inference_mode():
             samples = SAMPLERS[name].sample(self.model, self.process, settings, start, generator, callback, cond)
         return self.normalisation.to_data(samples.cpu())
 

@@ -29,6 +29,9 @@ class EnergyScore(nn.Module):
     each sample as a vector [B, D], whatever its shape (for an MLP energy).
     """
 
+    # Its score is a gradient, so sampling must keep autograd on (no_grad, not inference_mode).
+    differentiates_to_score = True
+
     def __init__(self, energy_net: nn.Module, *, flatten_input: bool = False) -> None:
         super().__init__()
         self.energy_net = energy_net

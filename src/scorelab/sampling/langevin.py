@@ -18,7 +18,7 @@ from scorelab.score import Score, call_score
 from scorelab.shapes import per_sample
 
 
-def _langevin_step(x: Tensor, grad: Tensor, step_size: float, noise: Tensor) -> Tensor:
+def _langevin_step(x: Tensor, grad: Tensor, step_size: float | Tensor, noise: Tensor) -> Tensor:
     """One Langevin update in the house convention: x + (ε/2)·s(x) + √ε·z."""
     return x + 0.5 * step_size * grad + step_size**0.5 * noise
 
@@ -178,10 +178,10 @@ def predictor_corrector(
             grad = call_score(score, x, sigma_vec, cond)
             noise = randn_like(x, generator)
             ratio = noise.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()
-            alpha = 4 * (snr * ratio.item()) ** 2
+            alpha = 4 * (snr * ratio) ** 2  # a tensor on x's device: no synchronisation per step
             x = _langevin_step(x, grad, alpha, noise)
             if callback is not None:
-                callback(StepInfo(x, step, sigma, alpha, grad))
+                callback(StepInfo(x, step, sigma, alpha.item(), grad))
             step += 1
         variance_drop = sigma**2 - next_sigma**2
         grad = call_score(score, x, sigma_vec, cond)

@@ -107,8 +107,12 @@ _RHO = "ρ of the Karras grid: σ^(1/ρ) uniform (7 in EDM)"
 class HeunSettings:
     sample_steps: int = setting(18, _KARRAS_STEPS, positive_int)
     rho: float = setting(7.0, _RHO, positive)
-    churn: float = setting(0.0, "S_churn: noise added back along the path (0: the deterministic sampler)",
-                           at_least_zero("the deterministic sampler"))
+
+
+@dataclass(frozen=True)
+class StochasticHeunSettings(HeunSettings):
+    churn: float = setting(40.0, "S_churn: noise added back along the path, γ = min(S_churn/K, √2 − 1) per step "
+                                 "(0: deterministic Heun)", at_least_zero("deterministic Heun"))
     churn_min: float = setting(0.0, "S_tmin: the smallest σ that gets churn", at_least_zero("every σ"))
     churn_max: float = setting(0.0, "S_tmax: the largest σ that gets churn", at_least_zero("no upper limit"))
     noise_scale: float = setting(1.0, "S_noise: the churn noise's scale", positive)
@@ -129,7 +133,13 @@ def _karras_grid(process: NoiseProcess, settings: Any, device: torch.device) -> 
 
 
 def _heun(score, process, settings, start, generator, callback, cond):
-    """EDM's Heun sampler on the Karras grid over the process's σ range."""
+    """EDM's deterministic Heun sampler (Algorithm 1) on the Karras grid over the process's σ range."""
+    return heun(score, start, _karras_grid(process, settings, start.device), generator=generator,
+                callback=callback, cond=cond)
+
+
+def _stochastic_heun(score, process, settings, start, generator, callback, cond):
+    """EDM's stochastic sampler (Algorithm 2): Heun with churn, on the Karras grid."""
     return heun(score, start, _karras_grid(process, settings, start.device), churn=settings.churn,
                 churn_min=settings.churn_min, churn_max=settings.churn_max or math.inf,
                 noise_scale=settings.noise_scale, generator=generator, callback=callback, cond=cond)
@@ -210,7 +220,9 @@ SAMPLERS.register(SamplerPart("ddpm", DDPMSettings, "DDPM ancestral sampling", s
 SAMPLERS.register(SamplerPart("ddim", DDIMSettings, "DDIM (η = 0: deterministic)", sample=_ddim,
                               respaces_process=True))
 SAMPLERS.register(SamplerPart("ode", ODESettings, "the probability-flow ODE", sample=_ode, respaces_process=True))
-SAMPLERS.register(SamplerPart("heun", HeunSettings, "EDM's Heun sampler on the Karras grid, 2K − 1 evaluations (churn: stochastic)",
-                              sample=_heun))
+SAMPLERS.register(SamplerPart("heun", HeunSettings, "EDM's deterministic Heun sampler on the Karras grid, "
+                              "2K − 1 evaluations", sample=_heun))
+SAMPLERS.register(SamplerPart("stochastic_heun", StochasticHeunSettings, "EDM's stochastic sampler: Heun with "
+                              "churn on the Karras grid, 2K − 1 evaluations", sample=_stochastic_heun))
 SAMPLERS.register(SamplerPart("dpmpp_2m", DPMSolverSettings, "DPM-Solver++(2M) on the Karras grid, K evaluations",
                               sample=_dpm_solver_2m))
