@@ -12,7 +12,7 @@ import scorelab as sl
 from scorelab.cli import main
 
 COMMON = ["--steps", "30", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--device", "cpu", "--no-progress"]
-TINY = ["--n-data", "512", "--n-levels", "4", "--n-steps-each", "5", *COMMON]  # a toy set, VE, annealed Langevin
+TINY = ["--n-data", "512", "--n-levels", "4", *COMMON]  # a toy set, VE, the default sampler
 
 
 def run_cli(capsys, *argv):
@@ -156,7 +156,7 @@ def test_bench_refuses_a_floor_with_fewer_repetitions_before_training(tmp_path, 
     (["train", "--dataset", "missing.csv"], "no such file"),
     (["train", "--sigma-min", "-0.1"], "sigma_min must be a positive"),
     (["train", "--sigma-max", "-1"], "sigma_max must be > 0, or 0 for"),
-    (["train", "--step-size", "-1"], "step_size must be >= 0 (0: the NCSNv2 rule)"),
+    (["train", "--sampler", "ald", "--step-size", "-1"], "step_size must be >= 0 (0: the NCSNv2 rule)"),
     (["train", "--n-levels", "-3"], "n_levels must be >= 0 (0: the NCSNv2 γ criterion)"),
     (["train", "--n-levels", "0"], "the γ criterion needs dim >= 5"),
     (["train", "--steps", "0"], "steps must be a positive integer"),
@@ -195,7 +195,7 @@ def test_three_dimensional_csv_trains_samples_and_evaluates(tmp_path, capsys):
     np.savetxt(tmp_path / "data.csv", points.numpy(), delimiter=",", header="a,b,c", comments="")
     run_dir = tmp_path / "run"
     assert run_cli(capsys, "train", "--dataset", tmp_path / "data.csv", "--standardize", "--out", run_dir,
-                   "--n-levels", 4, "--n-steps-each", 5, *COMMON)[0] == 0
+                   "--n-levels", 4, "--sampler", "ald", "--n-steps-each", 5, *COMMON)[0] == 0
     assert run_cli(capsys, "sample", run_dir, "--n", 50, "--out", tmp_path / "s.npy")[0] == 0
     assert np.load(tmp_path / "s.npy").shape == (50, 3)
     code, out, _ = run_cli(capsys, "evaluate", run_dir, "--n", 100, "--repeats", 2)

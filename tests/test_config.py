@@ -57,7 +57,7 @@ def test_choosing_a_part_implies_its_companions_unless_they_are_chosen():
 
 
 def test_replace_keeps_other_sections_and_starts_a_new_part_from_its_defaults():
-    config = sl.Config(n_steps_each=5, step_size=1e-4, hidden=16)
+    config = sl.Config(sampler="ald", n_steps_each=5, step_size=1e-4, hidden=16)
     changed = config.replace(sampler="pc")
     assert changed.sampler.to_dict() == {"name": "pc", "sample_steps": 0, "n_steps_each": 100, "snr": 0.16,
                                          "denoise": True}
@@ -88,7 +88,7 @@ def test_bad_values_are_one_config_error_flat_or_in_tables(values, message):
 
 def test_a_sectioned_config_file_and_flags(tmp_path, capsys):
     path = tmp_path / "c.toml"
-    path.write_text('[model]\nhidden = 16\n[optim]\nsteps = 10\nlr = 0.002\n[sampler]\nn_steps_each = 3\n')
+    path.write_text('[model]\nhidden = 16\n[optim]\nsteps = 10\nlr = 0.002\n[sampler]\nname = "ald"\nn_steps_each = 3\n')
     code = main(["train", "--out", str(tmp_path / "run"), "--config", str(path), "--hidden", "24", "--n-data", "200",
                  "--n-levels", "3", "--batch-size", "32", "--device", "cpu", "--no-progress"])
     assert code == 0, capsys.readouterr().err

@@ -26,7 +26,7 @@ from scorelab.training import train
 SUITE = tuple(data_module.DATASETS)
 # ``--quick``: a smoke test of the whole path (train, sample, metrics, table, figure), not a measurement.
 QUICK_SUITE = ("swiss_roll", "8gaussians")
-QUICK_SETTINGS = {"steps": 30, "n_data": 1000, "n_levels": 4, "n_steps_each": 5, "checkpoint_every": 30}
+QUICK_SETTINGS = {"steps": 30, "n_data": 1000, "n_levels": 4, "sample_steps": 4, "checkpoint_every": 30}
 
 
 @dataclass(frozen=True)

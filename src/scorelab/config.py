@@ -47,8 +47,9 @@ from scorelab.sampling.registry import SAMPLERS
 CHOICE_SECTIONS = ("data", "model", "process", "objective", "sampler")
 NAME_KEYS = {"dataset": "data", "model": "model", "process": "process", "objective": "objective",
              "sampler": "sampler"}
+# The NCSN's sampler is EDM's stochastic Heun, chosen by BENCHMARKS.md "sampler_table".
 DEFAULTS = {"data": "swiss_roll", "model": "noise_conditional", "process": "ve", "objective": "annealed_dsm",
-            "sampler": "ald"}
+            "sampler": "stochastic_heun"}
 LR_SCHEDULES = ("cosine", "constant")
 
 

@@ -20,12 +20,10 @@ from scorelab.run import TrainedRun
 from scorelab.training import TrainResult, train
 
 # The demo keeps the quick training settings it was first measured with; the suite-wide defaults
-# take about twice as long (README "Status"). It samples with EDM's stochastic sampler, 50 steps
-# (99 network evaluations), which BENCHMARKS.md "sampler_table" found as good on the suite as
-# annealed Langevin's 2001 ("demo" has this model's W2 ratio).
+# take about twice as long (README "Status"). It samples with the default sampler, EDM's stochastic
+# Heun with 50 steps (99 network evaluations).
 DEMO_SETTINGS = {"dataset": "swiss_roll", "fourier_features": 0, "reference_size": 0, "batch_size": 512,
-                 "lr": 3e-3, "lr_schedule": "constant", "sigma_max": 1.0, "n_levels": 10,
-                 "sampler": "stochastic_heun", "sample_steps": 50}
+                 "lr": 3e-3, "lr_schedule": "constant", "sigma_max": 1.0, "n_levels": 10}
 DEMO_SAMPLES = 5000
 
 

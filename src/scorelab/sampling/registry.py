@@ -111,6 +111,7 @@ class HeunSettings:
 
 @dataclass(frozen=True)
 class StochasticHeunSettings(HeunSettings):
+    sample_steps: int = setting(50, _KARRAS_STEPS, positive_int)
     churn: float = setting(40.0, "S_churn: noise added back along the path, γ = min(S_churn/K, √2 − 1) per step "
                                  "(0: deterministic Heun)", at_least_zero("deterministic Heun"))
     churn_min: float = setting(0.0, "S_tmin: the smallest σ that gets churn", at_least_zero("every σ"))
