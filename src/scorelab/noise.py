@@ -30,22 +30,26 @@ def check_noise_levels(sigmas: Tensor, *, ordered: bool = True, strictly: bool =
     return sigmas
 
 
+def _check_range(sigma_max: float, sigma_min: float, n_levels: int) -> None:
+    """A :class:`ConfigError` unless 0 < σ_min <= σ_max and the number of levels is a positive integer."""
+    require_positive("sigma_max", sigma_max)
+    require_positive("sigma_min", sigma_min)
+    require_positive_int("n_levels", n_levels)
+    if sigma_min > sigma_max:
+        raise ConfigError(f"sigma_min ({sigma_min}) must not exceed sigma_max ({sigma_max})")
+
+
 def geometric_sigmas(sigma_max: float, sigma_min: float, n_levels: int) -> Tensor:
     """σ_1 > … > σ_L, a geometric sequence from ``sigma_max`` to ``sigma_min``.
 
     σ_i = σ_1 · (σ_L/σ_1)^((i−1)/(L−1))  (Song & Ermon 2019, Sec. 4.2).
     Returns a float32 tensor [L], sorted from largest to smallest.
     """
-    require_positive("sigma_max", sigma_max)
-    require_positive("sigma_min", sigma_min)
-    require_positive_int("n_levels", n_levels)
-    if sigma_min > sigma_max:
-        raise ConfigError(f"sigma_min ({sigma_min}) must not exceed sigma_max ({sigma_max})")
+    _check_range(sigma_max, sigma_min, n_levels)
     if n_levels == 1:
         return torch.tensor([float(sigma_max)])
     ratio = torch.linspace(0.0, 1.0, n_levels, dtype=torch.float64)
     return (sigma_max * (sigma_min / sigma_max) ** ratio).float()
-
 
 
 def karras_sigmas(sigma_max: float, sigma_min: float, n_levels: int, rho: float = 7.0) -> Tensor:
@@ -55,12 +59,8 @@ def karras_sigmas(sigma_max: float, sigma_min: float, n_levels: int, rho: float 
     ρ → ∞ geometric; ρ = 7, the paper's choice, puts more steps at small σ, where the
     probability-flow ODE curves most. Returns a float64 tensor [K], largest first.
     """
-    require_positive("sigma_max", sigma_max)
-    require_positive("sigma_min", sigma_min)
-    require_positive_int("n_levels", n_levels)
+    _check_range(sigma_max, sigma_min, n_levels)
     require_positive("rho", rho)
-    if sigma_min > sigma_max:
-        raise ConfigError(f"sigma_min ({sigma_min}) must not exceed sigma_max ({sigma_max})")
     if n_levels == 1:
         return torch.tensor([float(sigma_max)], dtype=torch.float64)
     ramp = torch.linspace(0.0, 1.0, n_levels, dtype=torch.float64)

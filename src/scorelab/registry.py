@@ -73,10 +73,6 @@ def within(low: float, high: float, *, high_open: bool = False) -> Check:
 _TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
 
-def field_names(settings: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(settings))
-
-
 def make_settings(settings: type, values: Mapping[str, Any], owner: str) -> Any:
     """An instance of the dataclass ``settings`` from ``values``, type-checked and validated.
 
