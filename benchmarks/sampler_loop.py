@@ -1,6 +1,7 @@
 """The sampler loop's cost against the network's, and sampling throughput, on trained 2-D runs.
 
     python benchmarks/sampler_loop.py [--runs DIR] [--batch 5000] [--repeats 5]
+    python benchmarks/sampler_loop.py --images RUNS --batch 256 --repeats 3
 
 For the trained default runs of ``sampler_table.py`` (swiss_roll; NCSN and DDPM) and each
 sampler: the time spent inside the network's calls during a sampling call (the same network on
@@ -74,18 +75,24 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("/tmp/sampler_table_runs"))
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=Path, metavar="RUNS",
+                        help="instead: the digits U-Net runs of benchmarks/images.py in RUNS (digits_ncsn, digits_ddpm)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = []
     for family in ("ncsn", "ddpm"):
-        run = TrainedRun.load(args.runs / f"{family}-swiss_roll", "cpu")
-        rows += rows_for(run, family, args.batch, args.repeats)
+        run_dir = args.images / f"digits_{family}" if args.images else args.runs / f"{family}-swiss_roll"
+        rows += rows_for(TrainedRun.load(run_dir, "cpu"), family, args.batch, args.repeats)
+    network = "`unet` on digits" if args.images else "`noise_conditional`, the 2-D default"
     body = (f"Batch {args.batch} on CPU, medians over {args.repeats} calls after one warm-up. `forward ms`: the "
-            "time inside the run's network (`noise_conditional`, the 2-D default, under `torch.inference_mode` as in `TrainedRun.sample`) per "
+            f"time inside the run's network ({network}, under `torch.inference_mode` as in `TrainedRun.sample`) per "
             "evaluation, measured during the sampling call; `ms / NFE`: the whole call per evaluation; their ratio "
             "is the loop's overhead (target ≤ 1.10). Throughput counts the whole call.\n\n"
             + markdown_table(["run", "sampler", "NFE", "forward ms", "ms / NFE", "overhead", "samples / s"], rows))
-    write_section("sampler_loop", "Sampler loop overhead and throughput (2-D, CPU)", body)
+    if args.images:
+        write_section("sampler_loop_images", "Sampler loop overhead and throughput (digits U-Net, CPU)", body)
+    else:
+        write_section("sampler_loop", "Sampler loop overhead and throughput (2-D, CPU)", body)
 
 
 if __name__ == "__main__":

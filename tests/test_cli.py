@@ -203,8 +203,8 @@ def test_three_dimensional_csv_trains_samples_and_evaluates(tmp_path, capsys):
     assert json.loads((run_dir / "metrics.json").read_text())["w2"]["n"] == 100
 
 
-def test_three_dimensional_npy_and_inf(tmp_path, capsys):
-    np.save(tmp_path / "cube.npy", np.zeros((4, 2, 2)))
+def test_five_dimensional_npy_and_inf(tmp_path, capsys):
+    np.save(tmp_path / "cube.npy", np.zeros((4, 2, 2, 2, 2)))  # neither rows nor images
     code, _, err = run_cli(capsys, "train", "--dataset", tmp_path / "cube.npy", "--out", tmp_path / "r")
     assert_clean_error(code, err, "expected a 2-D array")
     np.save(tmp_path / "inf.npy", np.array([[1.0, np.inf], [0.0, 1.0]]))

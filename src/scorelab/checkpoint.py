@@ -4,7 +4,7 @@ One file, ``model.safetensors``, holds everything a run needs:
 - ``ema.*``: the EMA weights, used for sampling;
 - ``model.*``, ``optim.*``, ``rng.*``: the raw weights, Adam state and random
   state that make ``--resume`` bit-identical to an uninterrupted run;
-- metadata: the format tag, the step, and the resolved config as JSON.
+- metadata: the format tag, the step, the resolved config as JSON and the model's parameter count.
 
 Weights only ever load through safetensors, which cannot run code: nothing a
 user hands us is unpickled. Checkpoints of scorelab 0.1.0 (format
@@ -40,6 +40,7 @@ class Checkpoint:
     config: Config
     tensors: dict[str, torch.Tensor]
     legacy: bool = False  # written by scorelab 0.1.0
+    parameters: int | None = None  # trainable parameters of the model (None: not recorded, as in 0.1.0)
 
     def group(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors under ``prefix.``, with the prefix removed."""
@@ -50,6 +51,8 @@ class Checkpoint:
 def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
     """Atomically write ``RUN_DIR/model.safetensors``."""
     metadata = {"format": FORMAT, "step": str(checkpoint.step), "config": json.dumps(checkpoint.config.to_dict())}
+    if checkpoint.parameters is not None:
+        metadata["parameters"] = str(checkpoint.parameters)
     tensors = {key: value.detach().cpu().contiguous() for key, value in checkpoint.tensors.items()}
     path = Path(run_dir) / CHECKPOINT_NAME
     write_atomic(path, save(tensors, metadata=metadata))
@@ -75,6 +78,7 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
     try:
         config = Config.from_dict(json.loads(metadata["config"]))
         step = int(metadata["step"])
+        parameters = int(metadata["parameters"]) if "parameters" in metadata else None
     except (KeyError, ValueError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc})") from None
     if metadata["format"] == V010_CHECKPOINT:
@@ -83,4 +87,4 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
                    for key, value in upgrade(Checkpoint(step, config, tensors).group(group)).items()}
         rest = {key: value for key, value in tensors.items() if not key.startswith(("ema.", "model."))}
         return Checkpoint(step, config, weights | rest, legacy=True)
-    return Checkpoint(step, config, tensors)
+    return Checkpoint(step, config, tensors, parameters=parameters)

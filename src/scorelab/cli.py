@@ -69,8 +69,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from scorelab.config import NAME_KEYS, flat_fields, parts
 
     for key, section in NAME_KEYS.items():
-        names = [part.name for part in parts(section) if part.name != "file"]
-        extra = " or a .csv/.npy file" if section == "data" else ""
+        names = [part.name for part in parts(section) if part.name not in ("file", "images")]
+        extra = ", a .csv/.npy file of rows, or images: a folder of PNG/JPEG or an .npy [N, (C,) H, W]" \
+            if section == "data" else ""
         parser.add_argument("--" + key, default=argparse.SUPPRESS, metavar=key.upper(),
                             help=f"{section}: {' | '.join(names)}{extra}")
     for name, (section, spec) in flat_fields().items():
@@ -126,7 +127,8 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--n", type=int, default=5000, help="number of samples (default: 5000)")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file, .npy or .csv")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE",
+                   help="output file: .npy, .csv (rows of numbers) or .png (a grid of images)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--sampler", choices=list(SAMPLERS), help="sampler (default: the run's)")
     _add_sampler_flags(p)
@@ -134,13 +136,14 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--n", type=int, default=5000, help="points per set (default: 5000)")
-    p.add_argument("--repeats", type=int, default=3, help="repetitions R (default: 3)")
+    p.add_argument("--n", type=int, help="points per set (default: 5000), or image samples (default: 1000)")
+    p.add_argument("--repeats", type=int, default=3, help="repetitions R of the W2 ratio (default: 3)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     p.add_argument("--nll", action="store_true",
                    help="also the test NLL in nats through the probability-flow ODE and the variational bound of "
                    "the ancestral chain, beside the data's own NLL where it is known")
-    p.add_argument("--n-test", type=int, default=500, help="test points for --nll (default: 500)")
+    p.add_argument("--n-test", type=int, default=500,
+                   help="test points for --nll, or test images for an image run's bits/dim (default: 500)")
 
 
 def _plot_arguments(p: argparse.ArgumentParser) -> None:
@@ -148,7 +151,7 @@ def _plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trajectories", action="store_true",
                    help="sampler trajectories over the score field (trajectories.png)")
     p.add_argument("--animate", action="store_true",
-                   help="a GIF of the run's sampler carrying points from noise to data (SAMPLER.gif, e.g. ald.gif)")
+                   help="a GIF of the run's sampler carrying points from noise to data (SAMPLER.gif, e.g. stochastic_heun.gif)")
     p.add_argument("--out", type=Path, metavar="DIR", help="figure directory (default: RUN_DIR)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
@@ -179,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4g}; "
-          f"run directory: {result.run_dir}")
+          f"{result.parameters:,} parameters; run directory: {result.run_dir}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -193,7 +196,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     run = TrainedRun.load(args.run_dir, _device(args))
     options = {name: getattr(args, name) for name in _sampler_settings()}
     samples = run.sample(args.n, sampler=args.sampler, generator=torch.Generator().manual_seed(args.seed), **options)
-    save_samples(samples, args.out)
+    save_samples(samples, args.out, value_range=run.value_range)
     print(f"wrote {args.n} samples to {args.out}")
 
 
@@ -202,14 +205,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from scorelab.metrics import RatioReport
     from scorelab.run import TrainedRun
 
-    require_positive_int("--n", args.n)
+    if args.n is not None:
+        require_positive_int("--n", args.n)
     require_positive_int("--repeats", args.repeats)
-    if args.nll:
-        require_positive_int("--n-test", args.n_test)
+    require_positive_int("--n-test", args.n_test)
     run = TrainedRun.load(args.run_dir, _device(args))
     metrics = evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed,
-                           n_test=args.n_test if args.nll else None)
-    print(format_report(RatioReport(**metrics["w2"])))
+                           n_test=args.n_test if args.nll or run.images else None)
+    if "images" in metrics:
+        from scorelab.image_quality import format_image_report
+
+        print(format_image_report(metrics["images"]))
+    else:
+        print(format_report(RatioReport(**metrics["w2"])))
     if "nll" in metrics:
         print(format_nll(metrics["nll"]))
     print(f"wrote {args.run_dir / 'metrics.json'}")
@@ -268,13 +276,16 @@ COMMANDS = {
         "is saved as RUN_DIR/config.toml.", _train_arguments, cmd_train),
     "sample": Command(
         "draw samples from a trained run",
-        "Draw samples from a trained run and save them as .npy or .csv. Sampler settings default to the run's "
+        "Draw samples from a trained run and save them as .npy, .csv or (images) a .png grid; images are in the "
+        "data's own units and shape [n, C, H, W]. Sampler settings default to the run's "
         "(for another sampler: its defaults, with the run's settings it shares).", _sample_arguments, cmd_sample),
     "evaluate": Command(
-        "W2 ratio of a run against fresh data; writes metrics.json",
+        "W2 ratio of a run against fresh data (images: classifier features, bits/dim); writes metrics.json",
         "Mean exact W2 between model samples and fresh data over R repetitions, beside the real-vs-real floor (two "
         "fresh data sets of the same size). For a data file, each repetition compares disjoint random subsets of its "
-        "rows.", _evaluate_arguments, cmd_evaluate),
+        "rows. For images, on the test split: Fréchet distance and KID in a trained classifier's features beside "
+        "their floors, precision and recall, class coverage, memorisation and bits per dimension beside a Gaussian "
+        "and a Gaussian mixture.", _evaluate_arguments, cmd_evaluate),
     "plot": Command(
         "draw the data, score fields, samples and trajectories",
         "Without flags: data.png, score_field.png, samples.png and trajectories.png. With flags: only the figures "

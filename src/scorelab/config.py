@@ -33,13 +33,21 @@ from typing import Any
 
 import tomli_w
 
-from scorelab.data.sources import DATA, FILE, data_part
+from scorelab.data.sources import DATA, FILE, IMAGE_FILES, data_part
 from scorelab.errors import ConfigError
 from scorelab.legacy import is_v010, v010_stated
 from scorelab.models import MODELS
 from scorelab.objectives import OBJECTIVES
 from scorelab.processes import PROCESSES
-from scorelab.registry import Part, make_settings, one_of, positive, positive_int, setting, within
+from scorelab.registry import (
+    Part,
+    make_settings,
+    one_of,
+    positive,
+    positive_int,
+    setting,
+    within,
+)
 from scorelab.sampling.registry import SAMPLERS
 
 # The sections whose settings depend on a chosen part, the key that names the part when
@@ -86,7 +94,7 @@ def part_of(section: str, name: str) -> Part:
 
 def parts(section: str) -> list[Part]:
     """Every registered part of ``section``."""
-    return [*DATA.parts(), FILE] if section == "data" else REGISTRIES[section].parts()
+    return [*DATA.parts(), FILE, IMAGE_FILES] if section == "data" else REGISTRIES[section].parts()
 
 
 def settings_classes(section: str) -> list[type]:
@@ -168,7 +176,8 @@ def _stated_sections(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[st
 
 
 def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
-    """Stated part names, then what they imply (in section order, repeatedly), then the defaults."""
+    """Stated part names, then what they imply (in section order, repeatedly), then the defaults; on image
+    data, a model that stands for another there (``ddpm``: the DDPM family, whose network is the U-Net) is replaced."""
     chosen = dict(stated)
     changed = True
     while changed:
@@ -179,7 +188,24 @@ def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
                     if other not in chosen:
                         chosen[other] = name
                         changed = True
-    return {section: chosen.get(section, DEFAULTS[section]) for section in CHOICE_SECTIONS}
+    chosen = {section: chosen.get(section, DEFAULTS[section]) for section in CHOICE_SECTIONS}
+    stands_for = MODELS[chosen["model"]].on_images if chosen["model"] in MODELS else None
+    if stands_for and part_of("data", chosen["data"]).images is not None:
+        chosen["model"] = stands_for
+    return chosen
+
+
+def _apply_presets(names: dict[str, str], stated: dict[str, dict]) -> None:
+    """Add to ``stated`` the presets of the chosen parts (in section order) that are not stated and that
+    the chosen part of their section has."""
+    index = flat_fields()
+    for section in CHOICE_SECTIONS:
+        for key, value in part_of(section, names[section]).presets.items():
+            target = index[key][0]
+            fields = ({f.name for f in dataclasses.fields(part_of(target, names[target]).settings)}
+                      if target in CHOICE_SECTIONS else {f.name for f in dataclasses.fields(OptimSettings)})
+            if key in fields:
+                stated[target].setdefault(key, value)
 
 
 class Config:
@@ -209,6 +235,7 @@ class Config:
     def _build(self, values: Mapping[str, Any], *, lenient: bool) -> None:
         stated_names, stated, run = _stated_sections(values)
         names = _chosen_names(stated_names)
+        _apply_presets(names, stated)
         for section in CHOICE_SECTIONS:
             part = part_of(section, names[section])
             given = stated[section]

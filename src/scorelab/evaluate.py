@@ -1,4 +1,5 @@
-"""Evaluation of a trained run: the W2 ratio against fresh data, and held-out likelihoods.
+"""Evaluation of a trained run: the W2 ratio against fresh data and held-out likelihoods, or for images
+the measures of :mod:`scorelab.image_quality`.
 
 ``scorelab evaluate RUN_DIR`` prints :func:`format_report` (and :func:`format_nll`) of
 :func:`evaluate_run`, which also writes ``RUN_DIR/metrics.json``.
@@ -33,18 +34,25 @@ def truth_key(name: str, truth: Truth) -> dict:
     return {"dataset": name}
 
 
-def evaluate_run(run: TrainedRun, *, n: int = 5000, repeats: int = 3, seed: int = 1,
+def evaluate_run(run: TrainedRun, *, n: int | None = None, repeats: int = 3, seed: int = 1,
                  n_test: int | None = None) -> dict:
-    """The W2 ratio of ``run`` (and with ``n_test`` the test NLL), written to ``RUN_DIR/metrics.json``.
+    """The W2 ratio of ``run`` for ``n`` points (default 5000; with ``n_test`` the test NLL), or for an
+    image run :func:`scorelab.image_quality.evaluate_images` of ``n`` images (default 1000; ``n_test``
+    test images for bits/dim, None: none), written to ``RUN_DIR/metrics.json``.
 
-    The floor is computed once per data set, n, repetitions and seed, and then read from the user's cache.
+    The W2 floor is computed once per data set, n, repetitions and seed, and then read from the user's cache.
     """
-    truth = truth_of(run)
-    report = w2_ratio(lambda k, g: run.sample(k, generator=g), truth, n=n, repeats=repeats, seed=seed,
-                      floor_key=truth_key(run.config.data.name, truth))
-    metrics = {"w2": report.to_dict(), "step": run.step, "dataset": run.config.data.name}
-    if n_test is not None:
-        metrics["nll"] = held_out_nll(run, n_test, seed)
+    metrics: dict = {"step": run.step, "dataset": run.config.data.name}
+    if run.images:
+        from scorelab.image_quality import evaluate_images
+
+        metrics["images"] = evaluate_images(run, n=n or 1000, seed=seed, bits=n_test is not None, n_test=n_test)
+    else:
+        truth = truth_of(run)
+        metrics["w2"] = w2_ratio(lambda k, g: run.sample(k, generator=g), truth, n=n or 5000, repeats=repeats,
+                                 seed=seed, floor_key=truth_key(run.config.data.name, truth)).to_dict()
+        if n_test is not None:
+            metrics["nll"] = held_out_nll(run, n_test, seed)
     write_atomic(run.run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
 

@@ -110,6 +110,8 @@ class Part:
 
     ``implies`` maps another section to the part chosen there unless the user chose
     one (``--model energy`` trains by sliced score matching unless told otherwise).
+    ``presets`` are settings of any section, by their flat names, that choosing this part
+    brings unless they are stated (the U-Net trains with a smaller learning rate than an MLP).
     """
 
     section: ClassVar[str] = "part"  # each family's subclass names its config section
@@ -118,6 +120,7 @@ class Part:
     settings: type
     help: str = ""
     implies: Mapping[str, str] = field(default_factory=dict)
+    presets: Mapping[str, Any] = field(default_factory=dict)
 
     def make(self, values: Mapping[str, Any] | None = None) -> Any:
         """This part's settings from ``values`` over its defaults."""

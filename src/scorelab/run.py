@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from scorelab.checkpoint import load_checkpoint
 from scorelab.config import Config
+from scorelab.data.sources import data_part
 from scorelab.errors import CheckpointError, require_positive_int
 from scorelab.likelihood import log_prob
 from scorelab.models import MODELS, build_model
@@ -62,6 +63,19 @@ class TrainedRun:
         return self.normalisation.shape
 
     @property
+    def images(self) -> bool:
+        """Whether the run learned an image set (its samples are clipped to the data's range)."""
+        return data_part(self.config.data.name).images is not None
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The units [low, high] of an image run's data (what [-1, 1] maps to); None for other data."""
+        if not self.images:
+            return None
+        shift, scale = self.normalisation.shift.flatten()[0].item(), self.normalisation.scale.flatten()[0].item()
+        return shift - scale, shift + scale
+
+    @property
     def noise_conditional(self) -> bool:
         """Whether the model is a score s(x, σ) rather than an unconditional s(x)."""
         return MODELS[self.config.model.name].noise_conditional
@@ -95,7 +109,7 @@ class TrainedRun:
         cond: Any = None,
         **options: Any,
     ) -> Tensor:
-        """Draw ``n`` samples (data coordinates, on CPU).
+        """Draw ``n`` samples (data coordinates, on CPU; images clipped to their data's range).
 
         Args:
             n: number of samples.
@@ -113,6 +127,8 @@ class TrainedRun:
         needs_autograd = getattr(self.model, "differentiates_to_score", False)
         with torch.no_grad() if needs_autograd else torch.inference_mode():
             samples = SAMPLERS[name].sample(self.model, self.process, settings, start, generator, callback, cond)
+        if self.images:  # pixels live in [-1, 1] in model space, as DDPM clips its x_0
+            samples = samples.clamp(-1.0, 1.0)
         return self.normalisation.to_data(samples.cpu())
 
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:

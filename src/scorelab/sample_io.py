@@ -1,8 +1,10 @@
-"""Writing samples to disk: ``.npy`` for any shape, ``.csv`` for rows of numbers, atomically."""
+"""Writing samples to disk, atomically: ``.npy`` for any shape, ``.csv`` for rows of numbers, and
+``.png`` for a grid of images."""
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from torch import Tensor
 from scorelab.atomic import write_atomic
 from scorelab.errors import ConfigError
 
-SAMPLE_SUFFIXES = (".npy", ".csv")
+SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
 def check_sample_path(path: Path) -> None:
@@ -20,8 +22,35 @@ def check_sample_path(path: Path) -> None:
         raise ConfigError(f"--out must end in {' or '.join(SAMPLE_SUFFIXES)}, got {path.name!r}")
 
 
-def save_samples(samples: Tensor, path: str | Path) -> None:
-    """Write ``samples`` [n, *shape] to ``path``: ``.npy`` as they are, ``.csv`` as rows x0, x1, … of [n, d]."""
+def image_grid(images: Tensor, low: float, high: float, columns: int | None = None, padding: int = 1) -> np.ndarray:
+    """Images [n, C, H, W] in the units [low, high] tiled into one uint8 array [rows·(H+p), columns·(W+p), C]
+    (C = 1 or 3), with ``padding`` pixels of black between them; ``columns`` defaults to ⌈√n⌉."""
+    n, channels, height, width = images.shape
+    if channels not in (1, 3):
+        raise ConfigError(f"a PNG holds images of 1 or 3 channels, got {channels}; use --out FILE.npy")
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    pixels = ((images.double() - low) / (high - low)).clamp(0, 1).mul(255).round().byte()
+    grid = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
+                    dtype=np.uint8)
+    for index, image in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
+        top, left = padding + (index // columns) * (height + padding), padding + (index % columns) * (width + padding)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def png_bytes(grid: np.ndarray) -> bytes:
+    """A uint8 array [H, W, 1 or 3] encoded as PNG by Pillow."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_samples(samples: Tensor, path: str | Path, *, value_range: tuple[float, float] | None = None) -> None:
+    """Write ``samples`` [n, *shape] to ``path``: ``.npy`` as they are, ``.csv`` as rows x0, x1, … of [n, d],
+    ``.png`` as a grid of images [n, C, H, W] whose units span ``value_range``."""
     path = Path(path)
     check_sample_path(path)
     array = samples.numpy()
@@ -29,6 +58,11 @@ def save_samples(samples: Tensor, path: str | Path) -> None:
         buffer = io.BytesIO()
         np.save(buffer, array)
         payload = buffer.getvalue()
+    elif path.suffix == ".png":
+        if array.ndim != 4 or value_range is None:
+            raise ConfigError(f"a PNG grid needs images [n, C, H, W]; samples of shape {tuple(array.shape[1:])} "
+                              "need --out FILE.npy or FILE.csv")
+        payload = png_bytes(image_grid(samples, *value_range))
     else:
         if array.ndim != 2:
             raise ConfigError(f"a CSV holds rows of numbers, [n, d]; samples of shape {tuple(array.shape[1:])} "

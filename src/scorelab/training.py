@@ -23,7 +23,12 @@ import torch
 from torch import Tensor, nn
 
 from scorelab.atomic import write_atomic
-from scorelab.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint
+from scorelab.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from scorelab.config import Config, OptimSettings
 from scorelab.data.sources import data_part
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -56,6 +61,11 @@ class Normalisation:
             return cls(torch.zeros(x.shape[1:]), torch.ones(x.shape[1:]))
         return cls(x.mean(0), x.std(0).clamp_min(1e-12))
 
+    @classmethod
+    def of_range(cls, low: float, high: float, shape: tuple[int, ...]) -> Normalisation:
+        """The map of [low, high] onto [-1, 1], the model space of images."""
+        return cls(torch.full(shape, (low + high) / 2), torch.full(shape, (high - low) / 2))
+
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of one sample."""
@@ -76,6 +86,20 @@ def training_data(config: Config) -> Tensor:
     """The training set [n, *shape]: ``n_data`` seeded points of a named set, or every row of a file."""
     generator = torch.Generator().manual_seed(config.seed)
     return data_part(config.data.name).load(config.data.name, config.data.settings, generator)
+
+
+def data_normalisation(config: Config, raw: Tensor) -> Normalisation:
+    """Images: their units' range onto [-1, 1]; other data: identity, or per-coordinate standardising."""
+    part = data_part(config.data.name)
+    if part.images is not None:
+        image_set = part.images(config.data.name, config.data.settings)
+        return Normalisation.of_range(image_set.low, image_set.high, tuple(raw.shape[1:]))
+    return Normalisation.fit(raw, config.data.standardize)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """The number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def build_process(config: Config) -> NoiseProcess:
@@ -111,6 +135,7 @@ class TrainResult:
     steps: int
     seconds: float
     final_loss: float
+    parameters: int
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -142,7 +167,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         raise CheckpointError(f"{run_dir} already holds a trained model; use --resume, --overwrite or another --out")
     device = resolve_device(config.device)
     raw = training_data(config)
-    normalisation = Normalisation.fit(raw, config.data.standardize)
+    normalisation = data_normalisation(config, raw)
     data = normalisation.to_model(raw).to(device)
     config = resolve_process(config, data)
     process = build_process(config)
@@ -172,7 +197,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     begin = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
     window: list[float] = []
     loss_value = math.nan
-    bar = tqdm(total=optim.steps, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=optim.steps, initial=start, desc=f"train {config.model.name} ({parameter_count(model):,} parameters)",
+               disable=not progress, dynamic_ncols=True)
     for step in range(start + 1, optim.steps + 1):
         rows = torch.randint(len(data), (optim.batch_size + extra_rows,), generator=generator)
         batch = data[rows.to(device)]
@@ -202,7 +228,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             _write_log(log_path, log_rows)
             _save(run_dir, step, config, model, ema, optimizer, generator, normalisation)
     bar.close()
-    return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value)
+    return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(model))
 
 
 def learning_rate(optim: OptimSettings, step: int) -> float:
@@ -235,7 +261,7 @@ def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Mo
     tensors["rng.train"] = generator.get_state()
     tensors["data.shift"] = normalisation.shift
     tensors["data.scale"] = normalisation.scale
-    save_checkpoint(run_dir, Checkpoint(step, config, tensors))
+    save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(model)))
 
 
 def _restore(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,

@@ -61,7 +61,8 @@ def _parse_csv(path: Path) -> np.ndarray:
     return np.array([row for _, row in rows], dtype=np.float64)
 
 
-def _parse_npy(path: Path) -> np.ndarray:
+def read_npy(path: Path) -> np.ndarray:
+    """The real numeric array of an ``.npy`` file as float64, without unpickling (see the module docstring)."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy's header parser lets ValueError, SyntaxError,
@@ -80,7 +81,8 @@ def validate_array(array: np.ndarray, source: str) -> np.ndarray:
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2:
-        raise DataError(f"{source}: expected a 2-D array [n, d], got shape {array.shape}")
+        raise DataError(f"{source}: expected a 2-D array [n, d] (or images: [N, H, W] or [N, C, H, W] in an .npy), "
+                        f"got shape {array.shape}")
     if array.shape[0] < 2 or array.shape[1] < 1:
         raise DataError(f"{source}: need at least 2 rows and 1 column, got shape {array.shape}")
     if not np.isfinite(array).all():
@@ -98,7 +100,7 @@ def load_file(path: str | Path) -> Tensor:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     try:
-        array = _parse_csv(path) if path.suffix == ".csv" else _parse_npy(path)
+        array = _parse_csv(path) if path.suffix == ".csv" else read_npy(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
     array = validate_array(array, str(path))

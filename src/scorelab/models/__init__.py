@@ -23,28 +23,58 @@ from scorelab.models.mlp import (
     mlp_stack,
 )
 from scorelab.models.preconditioning import PARAMETERISATIONS, Preconditioned
+from scorelab.models.unet import UNet
 from scorelab.processes import NoiseProcess
-from scorelab.registry import Part, Registry, at_least_zero, one_of, positive_int, setting
+from scorelab.registry import (
+    Part,
+    Registry,
+    at_least_zero,
+    one_of,
+    positive_int,
+    setting,
+    within,
+)
 
-__all__ = ["MLP", "MODELS", "ConditionalLinear", "ConditionalMLP", "EnergyScore", "ModelPart",
-           "NoiseConditionalMLP", "PARAMETERISATIONS", "Preconditioned", "SeedConditionalMLP", "build_model",
-           "mlp_stack", "sinusoidal_embedding"]
+__all__ = [
+    "MLP",
+    "MODELS",
+    "PARAMETERISATIONS",
+    "ConditionalLinear",
+    "ConditionalMLP",
+    "EnergyScore",
+    "ModelPart",
+    "NoiseConditionalMLP",
+    "Preconditioned",
+    "SeedConditionalMLP",
+    "UNet",
+    "build_model",
+    "mlp_stack",
+    "sinusoidal_embedding",
+]
 
-# build(settings, dim, process, sigma_data) -> the score module; dim = D, the entries of one sample.
-Build = Callable[[object, int, NoiseProcess, float], nn.Module]
+# build(settings, shape, process, sigma_data) -> the score module for samples of ``shape``.
+Build = Callable[[object, tuple[int, ...], NoiseProcess, float], nn.Module]
 StateDict = dict[str, Tensor]
 
 
 @dataclass(frozen=True)
 class ModelPart(Part):
     """A registered model. ``noise_conditional``: it is a score s(x, σ) (otherwise s(x));
-    ``upgrade``: maps the weights a 0.1.0 checkpoint saved for this model to today's names."""
+    ``upgrade``: maps the weights a 0.1.0 checkpoint saved for this model to today's names;
+    ``on_images``: the model that this one stands for on image data (``ddpm`` names the DDPM
+    family, whose network on images is the U-Net)."""
 
     section = "model"
 
     build: Build = None  # type: ignore[assignment]
     noise_conditional: bool = True
     upgrade: Callable[[StateDict], StateDict] = lambda state: state
+    on_images: str | None = None
+
+
+def _dim(shape: tuple[int, ...]) -> int:
+    """D, the entries of one sample: what an MLP sees of it."""
+    return int(torch.Size(shape).numel())
 
 
 _HIDDEN = "hidden units per layer"
@@ -68,6 +98,24 @@ class EpsMLPSettings:
 
 
 @dataclass(frozen=True)
+class UNetSettings:
+    channels: int = setting(32, "U-Net: channels at the first resolution (doubled at each level below)", positive_int)
+    levels: int = setting(2, "U-Net: resolutions, each half the one above (H and W must divide by 2^(levels−1))",
+                          positive_int)
+    res_blocks: int = setting(2, "U-Net: residual blocks per resolution", positive_int)
+    attention: bool = setting(True, "U-Net: self-attention at the lowest resolution")
+    dropout: float = setting(0.0, "U-Net: dropout in the residual blocks", within(0.0, 1.0, high_open=True))
+    parameterisation: str = setting("ve", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
+
+
+def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ConfigError(f"model 'unet' learns images [C, H, W], but one sample here has shape {list(shape)}; "
+                          "use --model noise_conditional for points")
+    return shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
 class SeedConditionalSettings:
     hidden: int = setting(128, _HIDDEN, positive_int)
 
@@ -78,7 +126,7 @@ class UnconditionalSettings:
     depth: int = setting(3, _DEPTH, positive_int)
 
 
-def NoiseConditionalMLP(dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0,  # noqa: N802
+def NoiseConditionalMLP(dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0,
                         fourier_features: int = 0) -> Preconditioned:
     """scorelab's default noise-conditional score: s(x, σ) = F([c_in·x, ln σ, Fourier features])/σ.
 
@@ -118,28 +166,35 @@ def _seed_levels(process: NoiseProcess) -> Tensor:
 MODELS: Registry[ModelPart] = Registry("model")
 MODELS.register(ModelPart(
     "noise_conditional", NoiseConditionalSettings, "MLP on [c_in·x, ln σ, Fourier features], s = F/σ (default)",
-    build=lambda s, dim, process, sigma_data: Preconditioned(
-        ConditionalMLP(dim, s.hidden, s.depth, noise_input="log", fourier_features=s.fourier_features),
+    build=lambda s, shape, process, sigma_data: Preconditioned(
+        ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="log", fourier_features=s.fourier_features),
         s.parameterisation, sigma_data),
     upgrade=lambda state: _renamed(state, {"frequencies": "backbone.frequencies", "net.": "backbone.net."})))
 MODELS.register(ModelPart(
     "ddpm", EpsMLPSettings, "MLP on [c_in·x, sinusoidal ln σ] under EDM's preconditioning, for DDPM",
-    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"},
-    build=lambda s, dim, process, sigma_data: Preconditioned(
-        ConditionalMLP(dim, s.hidden, s.depth, noise_input="sinusoidal"), s.parameterisation, sigma_data),
+    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"}, on_images="unet",
+    build=lambda s, shape, process, sigma_data: Preconditioned(
+        ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal"), s.parameterisation, sigma_data),
     upgrade=_upgrade_eps_mlp))
 MODELS.register(ModelPart(
+    "unet", UNetSettings, "U-Net on c_in·x with a sinusoidal ln σ embedding, for images (their default)",
+    # A convolutional network of a million weights wants smaller steps than the MLPs' 1e-2 and a longer EMA.
+    presets={"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "checkpoint_every": 1000, "log_every": 100},
+    build=lambda s, shape, process, sigma_data: Preconditioned(
+        UNet(_image_shape(shape), s.channels, s.levels, s.res_blocks, s.attention, s.dropout),
+        s.parameterisation, sigma_data)))
+MODELS.register(ModelPart(
     "seed_conditional", SeedConditionalSettings, "the seed's CondLinear NCSN, one embedding per noise level",
-    build=lambda s, dim, process, sigma_data: Preconditioned(
-        SeedConditionalMLP(_seed_levels(process), dim, s.hidden), "score", sigma_data),
+    build=lambda s, shape, process, sigma_data: Preconditioned(
+        SeedConditionalMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data),
     upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}))
 MODELS.register(ModelPart(
     "mlp", UnconditionalSettings, "the seed's unconditional score MLP s(x), Softplus", noise_conditional=False,
-    build=lambda s, dim, process, sigma_data: MLP(dim, s.hidden, s.depth)))
+    build=lambda s, shape, process, sigma_data: MLP(_dim(shape), s.hidden, s.depth)))
 MODELS.register(ModelPart(
     "energy", UnconditionalSettings, "an energy MLP E(x) with s = −∇E, density exp(−E)", noise_conditional=False,
     implies={"objective": "sliced", "sampler": "langevin"},
-    build=lambda s, dim, process, sigma_data: EnergyScore(mlp_stack(dim, s.hidden, s.depth, 1, nn.Softplus),
+    build=lambda s, shape, process, sigma_data: EnergyScore(mlp_stack(_dim(shape), s.hidden, s.depth, 1, nn.Softplus),
                                                           flatten_input=True)))
 
 
@@ -149,4 +204,4 @@ def build_model(name: str, settings: object, *, shape: tuple[int, ...], process:
     without touching the global random state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name].build(settings, int(torch.Size(shape).numel()), process, sigma_data)
+        return MODELS[name].build(settings, tuple(shape), process, sigma_data)

@@ -1,4 +1,4 @@
-"""Figures: data, learned score fields, samples and sampler trajectories.
+"""Figures: data, learned score fields, samples and sampler trajectories (images: :mod:`scorelab.plots.images`).
 
 The only module that imports matplotlib, so ``import scorelab`` stays light.
 Every figure is rendered to memory first and then written atomically, so a
@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from scorelab.atomic import write_atomic  # noqa: E402
-from scorelab.errors import require_positive_int  # noqa: E402
+from scorelab.errors import ConfigError, require_positive_int  # noqa: E402
 from scorelab.models import EnergyScore  # noqa: E402
 from scorelab.run import TrainedRun  # noqa: E402
 from scorelab.sampling import StepInfo  # noqa: E402
@@ -256,7 +256,17 @@ def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_F
              samples: Tensor | None = None) -> list[Path]:
     """Write the ``figures`` named (see :data:`FIGURES`) for ``run`` into ``out_dir``; the animation is
     named after the run's sampler (``ald.gif``). ``samples``, if given, are the run's samples drawn
-    already (``run.sample(5000, generator=torch.Generator().manual_seed(seed))`` draws the same)."""
+    already (``run.sample(5000, generator=torch.Generator().manual_seed(seed))`` draws the same).
+
+    An image run draws :data:`scorelab.plots.images.IMAGE_FIGURES` instead of the standard figures."""
+    if run.images:
+        from scorelab.plots.images import IMAGE_FIGURES, plot_image_run
+
+        figures = IMAGE_FIGURES if tuple(figures) == STANDARD_FIGURES else figures
+        if "animation" in figures or "score_field" in figures:
+            raise ConfigError("score fields and the animation draw 2-D points; an image run has "
+                              f"{', '.join(IMAGE_FIGURES)}")
+        return plot_image_run(run, out_dir, figures, seed)
     x = training_data(run.config)[:5000]
     generator = torch.Generator().manual_seed(seed)
     sampler = run.config.sampler.name

@@ -1,4 +1,4 @@
-"""Sample-quality metrics against ground truth.
+"""Sample-quality metrics against ground truth, for samples of any shape (each flattened).
 
 The headline figure is the **W2 ratio**: the mean exact 2-Wasserstein distance
 between model samples and fresh data, over the mean distance between two fresh

@@ -1,0 +1,156 @@
+"""Image runs measured: the NCSN and DDPM families on digits side by side, and the default on MNIST.
+
+    python benchmarks/images.py [--runs DIR] [--datasets digits mnist5k] [--n-test-mnist 200]
+
+For each data set and family (NCSN: the default config; DDPM: ``--model ddpm``; on mnist5k the
+default only) train the default run (or reuse it from ``--runs``; its training seconds are read
+from its ``train_log.csv``), then with the run's default sampler draw 1000 samples (timed) and
+measure everything ``scorelab evaluate`` reports (:func:`scorelab.image_quality.evaluate_images`).
+On digits, each family is also sampled with other samplers and step counts, 1000 samples each
+(timed; NFE counted), and scored by the classifier-feature Fréchet distance ratio.
+
+Writes the ``images`` and ``image_samplers`` sections of BENCHMARKS.md, and the sample grids
+``docs/images/{digits,mnist5k}_samples.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import torch
+from report import (  # benchmarks/report.py, beside this script
+    markdown_table,
+    write_section,
+)
+
+import scorelab as sl
+from scorelab.image_quality import evaluate_images, feature_quality, image_set_of
+from scorelab.plots.images import plot_image_grid
+from scorelab.run import TrainedRun
+from scorelab.sampling import SAMPLERS, CountingScore
+from scorelab.training import parameter_count
+
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+FAMILIES = {"ncsn": {}, "ddpm": {"model": "ddpm"}}
+N = 1000
+# (sampler, settings) per family; the run's default sampler is measured as well.
+SAMPLER_CELLS = {
+    "ncsn": [("ald", {"sample_steps": 20, "n_steps_each": 5}), ("ald", {"sample_steps": 20, "n_steps_each": 20}),
+             ("heun", {"sample_steps": 10}), ("heun", {"sample_steps": 25}), ("stochastic_heun", {"sample_steps": 25}),
+             ("dpmpp_2m", {"sample_steps": 10}), ("dpmpp_2m", {"sample_steps": 20})],
+    "ddpm": [("ddim", {"sample_steps": 10}), ("ddim", {"sample_steps": 20}), ("ddim", {"sample_steps": 50}),
+             ("ddim", {"sample_steps": 100}), ("ode", {}), ("heun", {"sample_steps": 10}),
+             ("dpmpp_2m", {"sample_steps": 10}), ("dpmpp_2m", {"sample_steps": 20}), ("stochastic_heun", {})],
+}
+
+
+def trained(runs: Path, dataset: str, family: str) -> TrainedRun:
+    run_dir = runs / f"{dataset}_{family}"
+    if not (run_dir / "model.safetensors").exists():
+        sl.train(sl.Config(dataset=dataset, **FAMILIES[family]), run_dir, progress=False, overwrite=True)
+    return TrainedRun.load(run_dir, "cpu")
+
+
+def train_seconds(run: TrainedRun) -> float:
+    with (run.run_dir / "train_log.csv").open() as handle:
+        return float(list(csv.DictReader(handle))[-1]["seconds"])
+
+
+def timed_samples(run: TrainedRun, sampler: str | None = None, **options) -> tuple[torch.Tensor, float, int]:
+    """N samples (seed 1), the seconds they took and the network evaluations."""
+    name, settings = run.sampler_settings(sampler, **options)
+    counted = CountingScore(run.model)
+    generator = torch.Generator().manual_seed(1)
+    begin = time.perf_counter()
+    start = run.process.prior((N, *run.shape), generator=generator, device=run.device)
+    with torch.inference_mode():
+        samples = SAMPLERS[name].sample(counted, run.process, settings, start, generator, None, None)
+    seconds = time.perf_counter() - begin
+    return run.normalisation.to_data(samples.clamp(-1, 1).cpu()), seconds, counted.count
+
+
+def label(sampler: str, settings: dict) -> str:
+    if sampler == "ald":
+        return f"ald {settings['sample_steps']} levels × {settings['n_steps_each']}"
+    if "sample_steps" in settings:
+        return f"{sampler} {settings['sample_steps']} steps"
+    return sampler
+
+
+def quality_row(dataset: str, family: str, run: TrainedRun, n_test: int | None) -> tuple[list, torch.Tensor]:
+    """The row of the ``images`` table, and the samples it measured."""
+    samples, sample_seconds, nfe = timed_samples(run)
+    seconds = time.perf_counter()
+    metrics = evaluate_images(run, samples=samples, n_test=n_test)
+    evaluate_seconds = time.perf_counter() - seconds
+    bits = metrics["bits_per_dim"]
+    classes = metrics.get("classes")
+    fd = metrics.get("fd")
+    return [dataset, family, f"{parameter_count(run.model):,}", f"{run.config.optim.steps}",
+            f"{train_seconds(run) / 60:.1f}", f"{run.config.sampler.name} ({nfe} NFE)", f"{sample_seconds:.1f}",
+            f"{metrics['classifier_test_accuracy']:.3f}" if fd else "—",
+            f"{fd['model']:.3g} / {fd['floor']:.3g} = **{fd['ratio']:.2f}**" if fd else "—",
+            f"{metrics['kid']['model']:.4f} / {metrics['kid']['floor']:.4f}" if fd else "—",
+            f"{metrics['precision']['model']:.2f} / {metrics['recall']['model']:.2f}" if fd else "—",
+            f"{classes['min_fraction']:.1%}–{classes['max_fraction']:.1%}" if classes else "—",
+            f"{metrics['memorisation']['fraction']:.1%}",
+            f"{bits['model']['mean']:.3f} ± {bits['model']['se']:.3f}", f"{bits['gaussian']['mean']:.3f}",
+            f"{bits['mixture']['mean']:.3f} (k = {bits['mixture_components']})", f"{evaluate_seconds:.0f}"], samples
+
+
+def sampler_rows(family: str, run: TrainedRun) -> list:
+    image_set = image_set_of(run)
+    rows = []
+    for sampler, settings in [*SAMPLER_CELLS[family], (run.config.sampler.name, {})]:
+        samples, seconds, nfe = timed_samples(run, sampler, **settings)
+        quality = feature_quality(run, samples, image_set, seed=1)
+        name = label(sampler, settings) + (" (default)" if not settings and sampler == run.config.sampler.name
+                                           else "")
+        rows.append([family, name, nfe, f"{seconds:.1f}", f"{quality['fd']['ratio']:.2f}",
+                     f"{quality['precision']['model']:.2f} / {quality['recall']['model']:.2f}",
+                     f"{quality['classes']['min_fraction']:.1%}–{quality['classes']['max_fraction']:.1%}"])
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("bench-runs/images"), help="run directories (reused)")
+    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"])
+    parser.add_argument("--n-test-mnist", type=int, default=200, help="MNIST test images for bits/dim")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    quality, samplers = [], []
+    for dataset in args.datasets:
+        for family in FAMILIES if dataset == "digits" else ["ncsn"]:
+            run = trained(args.runs, dataset, family)
+            row, samples = quality_row(dataset, family, run, None if dataset == "digits" else args.n_test_mnist)
+            quality.append(row)
+            print(row, flush=True)
+            if family == "ncsn":
+                plot_image_grid(samples, run.value_range, IMAGES / f"{dataset}_samples.png",
+                                f"{dataset}: {run.config.sampler.name} samples of the default run")
+            if dataset == "digits":
+                samplers += sampler_rows(family, run)
+    header = ["data", "family", "parameters", "steps", "train min", "default sampler", "s / 1000", "classifier acc",
+              "FD / floor = ratio", "KID / floor", "precision / recall", "classes", "memorised", "bits/dim",
+              "Gaussian", "mixture", "evaluate s"]
+    write_section("images", "Image runs: quality in classifier features, memorisation and bits/dim",
+                  f"`python benchmarks/images.py --datasets {' '.join(args.datasets)}`: defaults trained on 2 "
+                  "cores; 1000 samples (seed 1); FD and KID on blocks the size of the test split against it, "
+                  "floors from equal draws of the training split; bits/dim of the test split "
+                  f"(MNIST: its first {args.n_test_mnist}), uniformly dequantised.\n\n"
+                  + markdown_table(header, quality))
+    if samplers:
+        write_section("image_samplers", "Digits: samplers and steps, NCSN and DDPM side by side",
+                      "`python benchmarks/images.py`: 1000 samples per row (seed 1), seconds on 2 cores, NFE "
+                      "counted; FD ratio in the classifier's features against the test split.\n\n"
+                      + markdown_table(["family", "sampler", "NFE", "s / 1000", "FD ratio", "precision / recall",
+                                        "classes"], samplers))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""``python -m scorelab``: the command line, as the ``scorelab`` script runs it."""
+
+import sys
+
+from scorelab.cli import main
+
+sys.exit(main())
