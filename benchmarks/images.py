@@ -9,7 +9,7 @@ measure everything ``scorelab evaluate`` reports (:func:`scorelab.image_quality.
 On digits, each family is also sampled with other samplers and step counts, 1000 samples each
 (timed; NFE counted), and scored by the classifier-feature Fréchet distance ratio.
 
-Writes the ``images`` and ``image_samplers`` sections of BENCHMARKS.md, and the sample grids
+Writes the ``images`` (``images_mnist5k`` when run for it alone) and ``image_samplers`` sections of BENCHMARKS.md, and the sample grids
 ``docs/images/{digits,mnist5k}_samples.png``.
 """
 
@@ -138,7 +138,8 @@ def main() -> None:
     header = ["data", "family", "parameters", "steps", "train min", "default sampler", "s / 1000", "classifier acc",
               "FD / floor = ratio", "KID / floor", "precision / recall", "classes", "memorised", "bits/dim",
               "Gaussian", "mixture", "evaluate s"]
-    write_section("images", "Image runs: quality in classifier features, memorisation and bits/dim",
+    section = "images" if "digits" in args.datasets else "images_" + "_".join(args.datasets)
+    write_section(section, "Image runs: quality in classifier features, memorisation and bits/dim",
                   f"`python benchmarks/images.py --datasets {' '.join(args.datasets)}`: defaults trained on 2 "
                   "cores; 1000 samples (seed 1); FD and KID on blocks the size of the test split against it, "
                   "floors from equal draws of the training split; bits/dim of the test split "
