@@ -11,7 +11,13 @@ import torch
 from sklearn.datasets import load_digits
 
 from scorelab import classifier
-from scorelab.classifier import DigitClassifier, accuracy, classifier_for, embed, train_classifier
+from scorelab.classifier import (
+    DigitClassifier,
+    accuracy,
+    classifier_for,
+    embed,
+    train_classifier,
+)
 from scorelab.errors import ConfigError, DataError
 from scorelab.metrics.features import (
     class_coverage,
