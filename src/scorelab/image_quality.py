@@ -35,8 +35,6 @@ from scorelab.metrics.features import (
 )
 from scorelab.run import TrainedRun
 
-FEATURE_BATCH = 512
-
 
 def image_set_of(run: TrainedRun) -> ImageSet:
     """The run's data set, split as it was for training."""
@@ -53,11 +51,6 @@ def classifier_of(run: TrainedRun):
                           key={"dataset": data.name, **data.to_dict()})
 
 
-@torch.no_grad()
-def _in_batches(function, images: Tensor) -> Tensor:
-    return torch.cat([function(chunk) for chunk in images.split(FEATURE_BATCH)])
-
-
 def _ratio(model_values: list[float], floor_values: list[float]) -> dict:
     """Means over the blocks and their ratio; None where the floor is not positive (KID is unbiased, so
     its floor is centred on 0 and can fall below it)."""
@@ -72,7 +65,7 @@ def feature_quality(run: TrainedRun, samples: Tensor, image_set: ImageSet, seed:
     The test split (m images) is compared with blocks of m samples and with as many seeded draws of
     m training images (the floor); ``samples`` must hold at least m.
     """
-    from scorelab.classifier import accuracy
+    from scorelab.classifier import accuracy, embed
 
     classifier = classifier_of(run)
     to_model = run.normalisation.to_model
@@ -82,11 +75,9 @@ def feature_quality(run: TrainedRun, samples: Tensor, image_set: ImageSet, seed:
     generator = torch.Generator().manual_seed(seed)
     draws = [to_model(image_set.train[torch.randperm(len(image_set.train), generator=generator)[:m]])
              for _ in range(blocks)]
-    features = {name: _in_batches(classifier.features, images) for name, images in
-                (("test", test), ("samples", to_model(samples)))}
-    test_features = features["test"]
-    sample_blocks = [features["samples"][b * m:(b + 1) * m] for b in range(blocks)]
-    draw_blocks = [_in_batches(classifier.features, draw) for draw in draws]
+    test_features, sample_features = embed(classifier, test), embed(classifier, to_model(samples))
+    sample_blocks = [sample_features[b * m:(b + 1) * m] for b in range(blocks)]
+    draw_blocks = [embed(classifier, draw) for draw in draws]
     result: dict[str, Any] = {"classifier_test_accuracy": accuracy(classifier, test, image_set.test_labels),
                               "block_size": m}
     for name, distance in (("fd", frechet_distance), ("kid", kernel_inception_distance)):
@@ -98,7 +89,8 @@ def feature_quality(run: TrainedRun, samples: Tensor, image_set: ImageSet, seed:
                            "floor": statistics.fmean(p for p, _ in floor_pr)}
     result["recall"] = {"model": statistics.fmean(r for _, r in model_pr),
                         "floor": statistics.fmean(r for _, r in floor_pr)}
-    labels = _in_batches(lambda x: classifier(x).argmax(1), to_model(samples))
+    with torch.no_grad():  # the head on the features already computed
+        labels = classifier.head(sample_features).argmax(1)
     result["classes"] = class_coverage(labels, int(image_set.train_labels.max()) + 1)
     return result
 
