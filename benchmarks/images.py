@@ -31,6 +31,7 @@ from scorelab.image_quality import evaluate_images, feature_quality, image_set_o
 from scorelab.plots.images import plot_image_grid
 from scorelab.run import TrainedRun
 from scorelab.sampling import SAMPLERS, CountingScore
+from scorelab.training import parameter_count
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 FAMILIES = {"ncsn": {}, "ddpm": {"model": "ddpm"}}
@@ -88,7 +89,7 @@ def quality_row(dataset: str, family: str, run: TrainedRun, n_test: int | None) 
     bits = metrics["bits_per_dim"]
     classes = metrics.get("classes")
     fd = metrics.get("fd")
-    return [dataset, family, f"{sum(p.numel() for p in run.model.parameters()):,}", f"{run.config.optim.steps}",
+    return [dataset, family, f"{parameter_count(run.model):,}", f"{run.config.optim.steps}",
             f"{train_seconds(run) / 60:.1f}", f"{run.config.sampler.name} ({nfe} NFE)", f"{sample_seconds:.1f}",
             f"{metrics['classifier_test_accuracy']:.3f}" if fd else "—",
             f"{fd['model']:.3g} / {fd['floor']:.3g} = **{fd['ratio']:.2f}**" if fd else "—",

@@ -98,8 +98,8 @@ def data_normalisation(config: Config, raw: Tensor) -> Normalisation:
 
 
 def parameter_count(model: nn.Module) -> int:
-    """The number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """The number of parameters (weights, not buffers), whether or not they are frozen, as for a loaded run."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def build_process(config: Config) -> NoiseProcess:
@@ -197,8 +197,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     begin = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
     window: list[float] = []
     loss_value = math.nan
-    bar = tqdm(total=optim.steps, initial=start, desc=f"train {config.model.name} ({parameter_count(model):,} parameters)",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=optim.steps, initial=start, disable=not progress, dynamic_ncols=True,
+               desc=f"train {config.model.name} ({parameter_count(model):,} parameters)")
     for step in range(start + 1, optim.steps + 1):
         rows = torch.randint(len(data), (optim.batch_size + extra_rows,), generator=generator)
         batch = data[rows.to(device)]
