@@ -1,22 +1,24 @@
-"""Image runs measured: the NCSN and DDPM families on digits side by side, and the default on MNIST.
+"""Image runs measured: the DDPM and NCSN families on digits side by side, and the default on MNIST.
 
     python benchmarks/images.py [--runs DIR] [--datasets digits mnist5k] [--n-test-mnist 200]
 
-For each data set and family (NCSN: the default config; DDPM: ``--model ddpm``; on mnist5k the
-default only) train the default run (or reuse it from ``--runs``; its training seconds are read
+For each data set and family (DDPM: the default config; NCSN: ``--model noise_conditional``; on
+mnist5k the default only) train the run (or reuse it from ``--runs``; its training seconds are read
 from its ``train_log.csv``), then with the run's default sampler draw 1000 samples (timed) and
 measure everything ``scorelab evaluate`` reports (:func:`scorelab.image_quality.evaluate_images`).
 On digits, each family is also sampled with other samplers and step counts, 1000 samples each
-(timed; NFE counted), and scored by the classifier-feature Fréchet distance ratio.
+(timed; NFE counted), and scored by the classifier-feature Fréchet distance ratio, precision and
+recall, class coverage and the memorised fraction.
 
-Writes the ``images`` (``images_mnist5k`` when run for it alone) and ``image_samplers`` sections of BENCHMARKS.md, and the sample grids
-``docs/images/{digits,mnist5k}_samples.png``.
+Writes the ``images`` (``images_mnist5k`` when run for it alone) and ``image_samplers`` sections of
+BENCHMARKS.md, and the sample grids ``docs/images/{digits,mnist5k}_samples.png`` (the default family's).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import time
 from pathlib import Path
 
@@ -28,13 +30,15 @@ from report import (  # benchmarks/report.py, beside this script
 
 import scorelab as sl
 from scorelab.image_quality import evaluate_images, feature_quality, image_set_of
+from scorelab.metrics.features import memorisation
 from scorelab.plots.images import plot_image_grid
 from scorelab.run import TrainedRun
 from scorelab.sampling import SAMPLERS, CountingScore
 from scorelab.training import parameter_count
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
-FAMILIES = {"ncsn": {}, "ddpm": {"model": "ddpm"}}
+FAMILIES = {"ddpm": {}, "ncsn": {"model": "noise_conditional"}}
+DEFAULT_FAMILY = "ddpm"
 N = 1000
 # (sampler, settings) per family; the run's default sampler is measured as well.
 SAMPLER_CELLS = {
@@ -43,7 +47,8 @@ SAMPLER_CELLS = {
              ("dpmpp_2m", {"sample_steps": 10}), ("dpmpp_2m", {"sample_steps": 20})],
     "ddpm": [("ddim", {"sample_steps": 10}), ("ddim", {"sample_steps": 20}), ("ddim", {"sample_steps": 50}),
              ("ddim", {"sample_steps": 100}), ("ode", {}), ("heun", {"sample_steps": 10}),
-             ("dpmpp_2m", {"sample_steps": 10}), ("dpmpp_2m", {"sample_steps": 20}), ("stochastic_heun", {})],
+             ("dpmpp_2m", {"sample_steps": 10}), ("dpmpp_2m", {"sample_steps": 20}), ("stochastic_heun", {}),
+             ("ddpm", {"sample_steps": 250}), ("ddpm", {"sample_steps": 1000})],
 }
 
 
@@ -107,11 +112,14 @@ def sampler_rows(family: str, run: TrainedRun) -> list:
     for sampler, settings in [*SAMPLER_CELLS[family], (run.config.sampler.name, {})]:
         samples, seconds, nfe = timed_samples(run, sampler, **settings)
         quality = feature_quality(run, samples, image_set, seed=1)
-        name = label(sampler, settings) + (" (default)" if not settings and sampler == run.config.sampler.name
-                                           else "")
+        copies = memorisation(samples, image_set.train, image_set.test)
+        default = not settings and sampler == run.config.sampler.name
+        name = label(sampler, dataclasses.asdict(run.config.sampler.settings)) + " (default)" if default else label(
+            sampler, settings)
         rows.append([family, name, nfe, f"{seconds:.1f}", f"{quality['fd']['ratio']:.2f}",
                      f"{quality['precision']['model']:.2f} / {quality['recall']['model']:.2f}",
-                     f"{quality['classes']['min_fraction']:.1%}–{quality['classes']['max_fraction']:.1%}"])
+                     f"{quality['classes']['min_fraction']:.1%}–{quality['classes']['max_fraction']:.1%}",
+                     f"{copies['fraction']:.1%}"])
         print(rows[-1], flush=True)
     return rows
 
@@ -125,12 +133,12 @@ def main() -> None:
     torch.set_num_threads(2)
     quality, samplers = [], []
     for dataset in args.datasets:
-        for family in FAMILIES if dataset == "digits" else ["ncsn"]:
+        for family in FAMILIES if dataset == "digits" else [DEFAULT_FAMILY]:
             run = trained(args.runs, dataset, family)
             row, samples = quality_row(dataset, family, run, None if dataset == "digits" else args.n_test_mnist)
             quality.append(row)
             print(row, flush=True)
-            if family == "ncsn":
+            if family == DEFAULT_FAMILY:
                 plot_image_grid(samples, run.value_range, IMAGES / f"{dataset}_samples.png",
                                 f"{dataset}: {run.config.sampler.name} samples of the default run")
             if dataset == "digits":
@@ -148,9 +156,10 @@ def main() -> None:
     if samplers:
         write_section("image_samplers", "Digits: samplers and steps, NCSN and DDPM side by side",
                       "`python benchmarks/images.py`: 1000 samples per row (seed 1), seconds on 2 cores, NFE "
-                      "counted; FD ratio in the classifier's features against the test split.\n\n"
+                      "counted; FD ratio in the classifier's features against the test split; memorised: "
+                      "samples nearer a training image than 99% of test images are.\n\n"
                       + markdown_table(["family", "sampler", "NFE", "s / 1000", "FD ratio", "precision / recall",
-                                        "classes"], samplers))
+                                        "classes", "memorised"], samplers))
 
 
 if __name__ == "__main__":

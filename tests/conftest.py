@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import scorelab as sl
+from scorelab.cli import main
 from scorelab.config import NAME_KEYS
 
 # Two cores are shared by everything; one thread keeps timings stable and results identical.
@@ -26,6 +27,22 @@ def tiny_config(**changes) -> sl.Config:
         changes = {**changes, "sampler": "ald"}
         parts = sl.Config(**{key: value for key, value in changes.items() if key in NAME_KEYS})
     return sl.Config(**{**{key: value for key, value in TINY.items() if key in parts.flat()}, **changes})
+
+
+def run_cli(capsys, *argv):
+    """Run the CLI in this process: its exit code, stdout and stderr."""
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_clean_error(code, err, pattern):
+    """Exit code 2 and one ``scorelab: error:`` line containing ``pattern``, no traceback."""
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scorelab: error: "), err
+    assert pattern in lines[0]
+    assert "Traceback" not in err
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,26 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import assert_clean_error, run_cli
 
 import scorelab as sl
 from scorelab.cli import main
 
 COMMON = ["--steps", "30", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--device", "cpu", "--no-progress"]
 TINY = ["--n-data", "512", "--n-levels", "4", *COMMON]  # a toy set, VE, the default sampler
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_clean_error(code, err, pattern):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("scorelab: error: "), err
-    assert pattern in lines[0]
-    assert "Traceback" not in err
 
 
 @pytest.fixture
@@ -133,11 +120,13 @@ def test_plot_flags_select_figures(tiny_run, capsys):
     assert not (tiny_run / "data.png").exists()
 
 
-def test_bench_quick_writes_table_and_figure(tmp_path, capsys):
-    markdown, figure = tmp_path / "B.md", tmp_path / "suite.png"
+def test_bench_quick_writes_table_and_figure_into_its_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as inside a clone: ./BENCHMARKS.md must stay untouched by default
+    markdown, figure = tmp_path / "runs" / "BENCHMARKS.md", tmp_path / "runs" / "toy_suite.png"
     code, _, err = run_cli(capsys, "bench", "--quick", "--datasets", "8gaussians", "--out", tmp_path / "runs",
-                           "--benchmarks-md", markdown, "--figure", figure, "--device", "cpu")
+                           "--device", "cpu")
     assert code == 0, err
+    assert not (tmp_path / "BENCHMARKS.md").exists() and not (tmp_path / "benchmarks").exists()
     text = markdown.read_text()
     assert "<!-- BEGIN toy_suite_quick -->" in text and "`8gaussians`" in text and "W2 ratio" in text
     assert "over 9 repetitions" in text  # the floor's default, 3R with R = 3

@@ -67,7 +67,9 @@ def test_load_takes_a_seeded_subset_of_a_file(tmp_path):
         ("a.csv", "\n\n \n", "empty"),
         ("a.csv", b"\xff\xfe\x00bad", "not a UTF-8"),
         ("a.npy", b"", "empty"),
-        ("a.npy", b"not an array at all", "not a readable .npy"),
+        ("a.npy", b"not an array at all", "not an .npy file"),
+        ("a.npy", "1,2\n3,4\n", "not an .npy file"),  # text, which numpy would call a pickle
+        ("a.npy", b"\x93NUMPY\x01\x00\xff\xff{broken", "not a readable .npy"),
         ("a.txt", "1,2\n", "unsupported file type"),
     ],
 )

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 import scorelab as sl
 from scorelab.bits import bits_per_dim, dequantise, gaussian_bits, mixture_bits
-from scorelab.cli import main
 from scorelab.data import images
 from scorelab.data.sources import IMAGE_FILES, data_part
 from scorelab.errors import ConfigError, DataError
@@ -24,12 +24,6 @@ from scorelab.sample_io import image_grid
 
 TINY_UNET = {"channels": 8, "levels": 2, "res_blocks": 1, "attention": True, "steps": 6, "batch_size": 32,
              "checkpoint_every": 3, "log_every": 3, "seed": 3, "device": "cpu"}
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -137,15 +131,30 @@ def test_a_bad_image_folder_from_the_command_line_is_exit_2(tmp_path, capsys):
 # --- configuration ----------------------------------------------------------------------------
 
 
-def test_image_sets_default_to_the_unet_and_ddpm_stands_for_its_family():
-    assert sl.Config(dataset="digits").model.name == "unet"
-    ddpm = sl.Config(dataset="digits", model="ddpm")
-    assert (ddpm.model.name, ddpm.process.name, ddpm.objective.name, ddpm.sampler.name) == (
-        "unet", "vp", "eps", "ddpm")
-    assert sl.Config(dataset="digits", model="noise_conditional").model.name == "noise_conditional"
-    assert sl.Config(dataset="moons", model="ddpm").model.name == "ddpm"  # points keep the MLP
+def _family(config: sl.Config) -> tuple[str, str, str, str]:
+    return config.model.name, config.process.name, config.objective.name, config.sampler.name
+
+
+def test_image_sets_default_to_the_ddpm_family_on_the_unet_and_both_families_name_it():
+    assert _family(sl.Config(dataset="digits")) == ("unet", "vp", "eps", "ddpm")
+    assert _family(sl.Config(dataset="digits", model="ddpm")) == ("unet", "vp", "eps", "ddpm")
+    assert _family(sl.Config(dataset="digits", model="noise_conditional")) == (
+        "unet", "ve", "annealed_dsm", "stochastic_heun")
+    assert _family(sl.Config(dataset="moons", model="ddpm"))[0] == "ddpm"  # points keep the MLPs
+    assert _family(sl.Config(dataset="moons"))[0] == "noise_conditional"
     with pytest.raises(ConfigError, match="hidden does not apply to model 'unet'"):
         sl.Config(dataset="digits", model="ddpm", hidden=64)
+
+
+def test_a_preset_for_an_implied_part_applies_only_to_that_part():
+    assert sl.Config(dataset="digits").sampler.settings.sample_steps == 100  # the U-Net's preset for ddpm
+    assert sl.Config(dataset="digits", sample_steps=7).sampler.settings.sample_steps == 7
+    assert sl.Config(dataset="digits", sampler="dpmpp_2m").sampler.settings.sample_steps == (
+        sl.Config(sampler="dpmpp_2m").sampler.settings.sample_steps)
+    assert sl.Config(dataset="digits", model="noise_conditional").sampler.settings == (
+        sl.Config(model="noise_conditional").sampler.settings)
+    with pytest.raises(ConfigError, match="set --sample-steps"):
+        sl.Config(dataset="digits", timesteps=50)
 
 
 def test_the_unet_brings_its_training_presets_and_stated_values_win():
@@ -166,13 +175,13 @@ def test_the_unet_refuses_points(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", [{}, {"model": "ddpm", "timesteps": 50}])
+@pytest.mark.parametrize("family", [{}, {"model": "noise_conditional"}])
 def test_an_image_run_trains_samples_and_writes_images_in_their_units(tmp_path, capsys, family):
     run_dir = tmp_path / "run"
     sl.train(sl.Config(dataset="digits", **family, **TINY_UNET), run_dir, progress=False)
     run = sl.load_run(run_dir, "cpu")
     assert run.images and run.value_range == (0.0, 16.0)
-    options = ["--steps", 4] if family else []
+    options = ["--steps", 4]
     code, _, err = run_cli(capsys, "sample", run_dir, "--n", 12, "--out", tmp_path / "s.npy", *options)
     assert code == 0, err
     samples = np.load(tmp_path / "s.npy")
@@ -243,8 +252,8 @@ def test_ode_bits_of_a_gaussian_image_distribution_match_the_closed_form():
 @pytest.mark.slow
 def test_evaluate_and_plot_an_image_run_from_the_command_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    sl.train(sl.Config(dataset="digits", sampler="ald", n_levels=3, n_steps_each=2, **TINY_UNET), run_dir,
-             progress=False)
+    sl.train(sl.Config(dataset="digits", model="noise_conditional", sampler="ald", n_levels=3, n_steps_each=2,
+                       **TINY_UNET), run_dir, progress=False)
     code, out, err = run_cli(capsys, "evaluate", run_dir, "--n", 400, "--n-test", 6)
     assert code == 0, err
     metrics = json.loads((run_dir / "metrics.json").read_text())["images"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,8 +19,11 @@ def _umask() -> int:
 def write_atomic(path: str | Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so readers see the old file or the new one, never half.
 
-    The bytes go to a temporary file in the same directory, are flushed to disk,
-    and then renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows).
+    The bytes go to a temporary file ``.<name>.XXXXXXXX.tmp`` in the same directory,
+    are flushed to disk, and then renamed over ``path`` (``os.replace`` is atomic on
+    POSIX and Windows); on POSIX the directory is synced too, so that the rename
+    survives a power cut (as SQLite does). A write that fails (a full disk, a file
+    size limit) leaves the old file and raises one line naming ``path`` and the cause.
     """
     path = Path(path)
     try:
@@ -34,6 +38,32 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ScorelabError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    if os.name != "posix":
+        return  # Windows cannot open a directory for fsync; its renames are journaled by NTFS
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def remove_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporaries that :func:`write_atomic` left in ``directory`` when its process was killed
+    mid-write, and return them. Call it only while no other process writes there (under its lock)."""
+    directory = Path(directory)
+    stale = [path for path in directory.glob(".*.tmp") if _TEMPORARY.fullmatch(path.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

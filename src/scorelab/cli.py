@@ -101,12 +101,18 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace):
-    """Defaults, then the --config file, then explicit flags; then what those choices imply."""
+    """Defaults, then the --config file, then explicit flags; then what those choices imply. With
+    --resume the run's own config.toml stands in for the defaults."""
     from scorelab.config import NAME_KEYS, Config, flat_fields, read_toml
 
     known = set(flat_fields()) | set(NAME_KEYS)
     flags = {key: value for key, value in vars(args).items() if key in known}
-    return Config.from_layers(read_toml(args.config) if args.config else {}, flags)
+    file = read_toml(args.config) if args.config else {}
+    if getattr(args, "resume", False):
+        from scorelab.training import saved_config
+
+        return saved_config(args.out).replace(**file).replace(**flags)
+    return Config.from_layers(file, flags)
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -170,10 +176,11 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="repetitions behind each mean (default: 10, or 3 with --quick)")
     p.add_argument("--floor-repeats", type=int, default=None, metavar="F",
                    help="repetitions behind each real-vs-real floor, F >= R (default: 3R)")
-    p.add_argument("--benchmarks-md", type=Path, default=Path("BENCHMARKS.md"), metavar="FILE",
-                   help="Markdown file whose toy-suite section is rewritten (default: ./BENCHMARKS.md)")
-    p.add_argument("--figure", type=Path, default=Path("benchmarks/toy_suite.png"), metavar="FILE.png",
-                   help="grid figure, data vs samples (default: ./benchmarks/toy_suite.png)")
+    # Into the bench directory by default: run inside a clone, ./BENCHMARKS.md is the project's own record.
+    p.add_argument("--benchmarks-md", type=Path, default=None, metavar="FILE",
+                   help="Markdown file whose toy-suite section is rewritten (default: OUT/BENCHMARKS.md)")
+    p.add_argument("--figure", type=Path, default=None, metavar="FILE.png",
+                   help="grid figure, data vs samples (default: OUT/toy_suite.png)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -181,6 +188,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress)
+    if result.changes:
+        print(f"resumed from step {result.resumed_from} with "
+              + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in result.changes.items()))
+    if result.resumed_from == result.steps:
+        print(f"{result.run_dir} is already trained to {result.steps} steps; nothing to do "
+              "(--steps N with a larger N trains further)")
+        return
     print(f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4g}; "
           f"{result.parameters:,} parameters; run directory: {result.run_dir}")
 
@@ -238,7 +252,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from scorelab.evaluate import format_report
 
     print(f"scorelab demo: NCSN on the swiss roll -> {args.out}")
-    result = demo.run_demo(args.out, _device(args), progress=sys.stderr.isatty())
+    result = demo.run_demo(args.out, _device(args), progress=sys.stderr.isatty(),
+                           phase=lambda message: print(f"  {message} ...", flush=True))
     sampler = result.config.sampler.to_dict()
     settings = ", ".join(f"{key} = {value}" for key, value in sampler.items() if key != "name")
     print(f"train time   {result.trained.seconds:6.1f} s  ({result.trained.steps} steps)")
@@ -254,9 +269,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
     for flag, value in (("--repeats", args.repeats), ("--floor-repeats", args.floor_repeats)):
         if value is not None:
             require_positive_int(flag, value)
-    run_bench(args.out, quick=args.quick, datasets=args.datasets, benchmarks_md=args.benchmarks_md,
-              figure=args.figure, config=Config(device=_device(args)), repeats=args.repeats,
-              floor_repeats=args.floor_repeats)
+    run_bench(args.out, quick=args.quick, datasets=args.datasets,
+              benchmarks_md=args.benchmarks_md or args.out / "BENCHMARKS.md",
+              figure=args.figure or args.out / "toy_suite.png", config=Config(device=_device(args)),
+              repeats=args.repeats, floor_repeats=args.floor_repeats)
 
 
 class Command:
@@ -333,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scorelab: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("scorelab: interrupted; the last checkpoint written is intact", file=sys.stderr)
+        # On its own line: a progress bar may have been cut off mid-line.
+        print("\nscorelab: interrupted; the last checkpoint written is intact", file=sys.stderr)
         return 130
     return 0
 

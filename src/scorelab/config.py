@@ -177,7 +177,8 @@ def _stated_sections(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[st
 
 def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
     """Stated part names, then what they imply (in section order, repeatedly), then the defaults; on image
-    data, a model that stands for another there (``ddpm``: the DDPM family, whose network is the U-Net) is replaced."""
+    data, a model that stands for another there is replaced: ``noise_conditional`` and ``ddpm`` name the NCSN
+    and DDPM families, whose network on images is the U-Net."""
     chosen = dict(stated)
     changed = True
     while changed:
@@ -197,11 +198,15 @@ def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
 
 def _apply_presets(names: dict[str, str], stated: dict[str, dict]) -> None:
     """Add to ``stated`` the presets of the chosen parts (in section order) that are not stated and that
-    the chosen part of their section has."""
+    the chosen part of their section has. A preset for a section in which the presetting part implies a
+    part applies only when that part is chosen: the U-Net's 100 DDPM steps are not another sampler's."""
     index = flat_fields()
     for section in CHOICE_SECTIONS:
-        for key, value in part_of(section, names[section]).presets.items():
+        part = part_of(section, names[section])
+        for key, value in part.presets.items():
             target = index[key][0]
+            if target in part.implies and names[target] != part.implies[target]:
+                continue
             fields = ({f.name for f in dataclasses.fields(part_of(target, names[target]).settings)}
                       if target in CHOICE_SECTIONS else {f.name for f in dataclasses.fields(OptimSettings)})
             if key in fields:
@@ -262,7 +267,8 @@ class Config:
         limit = PROCESSES[self.process.name].max_steps(self.process.settings)
         steps = getattr(self.sampler.settings, "sample_steps", 0)
         if limit is not None and SAMPLERS[self.sampler.name].respaces_process and steps > limit:
-            raise ConfigError(f"sample_steps must be in [0, timesteps = {limit}], got {steps}")
+            raise ConfigError(f"sample_steps must be in [0, timesteps = {limit}], got {steps}; "
+                              "set --sample-steps (0: every level)")
 
     # -- copies, comparison and files ------------------------------------------------------------
 

@@ -7,6 +7,7 @@ samples with EDM's stochastic Heun sampler, measure the W2 ratio and write every
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +37,21 @@ class DemoResult:
     figures: list[Path]
 
 
-def run_demo(out: str | Path, device: str = "auto", *, progress: bool = False) -> DemoResult:
-    """Train, sample (timed), evaluate and plot the demo run in ``out`` (overwritten)."""
+def run_demo(out: str | Path, device: str = "auto", *, progress: bool = False,
+             phase: Callable[[str], None] = lambda message: None) -> DemoResult:
+    """Train, sample (timed), evaluate and plot the demo run in ``out`` (overwritten); ``phase`` is
+    told as each phase begins, so that a log without a progress bar shows where the demo is."""
     from scorelab import plots  # matplotlib loads only when figures are drawn
 
     config = Config(device=device, **DEMO_SETTINGS)
+    phase(f"training {config.optim.steps} steps")
     trained = train(config, out, overwrite=True, progress=progress)
     run = TrainedRun.load(out, device)
+    phase(f"sampling {DEMO_SAMPLES} points")
     start = time.perf_counter()
     samples = run.sample(DEMO_SAMPLES, generator=torch.Generator().manual_seed(0))
     sample_seconds = time.perf_counter() - start
+    phase("evaluating and plotting")
     # The exact W2s run in POT, which releases the GIL, while matplotlib draws: one core each.
     with ThreadPoolExecutor(max_workers=1) as pool:
         evaluation = pool.submit(evaluate_run, run, n=DEMO_SAMPLES)

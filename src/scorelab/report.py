@@ -34,10 +34,23 @@ def provenance(repo: str | Path = ".") -> str:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    machine = (f"{platform.machine()}{_processor()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"Command: `{command}` · machine: {machine} · date: {date} · commit: {commit}"
+
+
+def _processor() -> str:
+    """`` (model name, AVX-512 or not)`` from /proc/cpuinfo where there is one: the U-Net's convolutions ran
+    several times faster on 2 cores with AVX-512 than without (BENCHMARKS.md, notes), so timings name it."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    names = re.findall(r"^model name\s*:\s*(.+)$", info, flags=re.MULTILINE)
+    flags = re.search(r"^flags\s*:(.*)$", info, flags=re.MULTILINE)
+    avx512 = flags is not None and " avx512f" in flags.group(1)
+    return f" ({names[0].strip()}, {'with' if avx512 else 'no'} AVX-512)" if names else ""
 
 
 def write_section(path: str | Path, name: str, title: str, body: str) -> str:

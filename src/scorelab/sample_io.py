@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,14 @@ SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
 def check_sample_path(path: Path) -> None:
-    """A :class:`ConfigError` unless ``path`` ends in a suffix :func:`save_samples` writes."""
+    """A :class:`ConfigError` unless ``path`` ends in a suffix :func:`save_samples` writes and can be written:
+    missing parent directories are created when the samples are saved, so the nearest existing one must be a
+    writable directory. Checked before sampling, which can take minutes."""
     if path.suffix not in SAMPLE_SUFFIXES:
         raise ConfigError(f"--out must end in {' or '.join(SAMPLE_SUFFIXES)}, got {path.name!r}")
+    existing = next(parent for parent in Path(os.path.abspath(path)).parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: {existing} is not a writable directory")
 
 
 def image_grid(images: Tensor, low: float, high: float, columns: int | None = None, padding: int = 1) -> np.ndarray:

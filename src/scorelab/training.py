@@ -4,10 +4,13 @@
 - ``config.toml``: the fully resolved configuration;
 - ``model.safetensors``: EMA weights for sampling plus the full training state,
   written atomically every ``checkpoint_every`` steps and at the end;
-- ``train_log.csv``: step, mean loss since the last row, elapsed seconds.
+- ``train_log.csv``: step, mean loss since the last row, elapsed seconds, and a
+  note on the row of a resume that changed settings.
 
 Resuming from a checkpoint restores weights, Adam moments, the EMA and the
-random state, so the final weights equal those of an uninterrupted run.
+random state, so the final weights equal those of an uninterrupted run. A resume
+may change only the :data:`RESUMABLE` settings and the sampler's; each change is
+recorded in ``config.toml`` and the log, and any other is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import csv
 import io
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,14 +33,19 @@ from scorelab.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from scorelab.config import Config, OptimSettings
+from scorelab.config import Config, OptimSettings, flat_fields
 from scorelab.data.sources import data_part
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
 from scorelab.models import build_model
 from scorelab.objectives import OBJECTIVES
 from scorelab.processes import PROCESSES, NoiseProcess
+from scorelab.run_lock import run_lock
 
-LOG_COLUMNS = ("step", "loss", "seconds")
+# "note": a resumed run's changed settings, on a row of its own at the step it resumed from.
+LOG_COLUMNS = ("step", "loss", "seconds", "note")
+# What a resumed run may change: how long and how fast it trains, how often it writes, where it runs,
+# and how it samples afterwards; never what shapes the model, the data or the objective.
+RESUMABLE = frozenset({"steps", "lr", "lr_schedule", "checkpoint_every", "log_every", "device"})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -114,6 +123,30 @@ def resolve_process(config: Config, data: Tensor) -> Config:
     return config.replace(**asdict(resolved))
 
 
+def saved_config(run_dir: str | Path) -> Config:
+    """The config a resumed run starts from, before flags: its ``config.toml`` as it is now, a user's
+    edits included (:func:`resume_changes` applies or refuses them), or the checkpoint's where there is no
+    such file."""
+    path = Path(run_dir) / "config.toml"
+    return Config.from_toml(path) if path.is_file() else load_checkpoint(run_dir).config
+
+
+def resume_changes(saved: Config, asked: Config) -> dict[str, tuple[Any, Any]]:
+    """The settings in which ``asked`` differs from the ``saved`` run, as {flat name: (saved, asked)}.
+
+    Raises :class:`ConfigError` naming the first that a resumed run may not change: every setting but
+    :data:`RESUMABLE` and the sampler's (which the training never reads).
+    """
+    index = flat_fields()
+    old, new = saved.flat(), asked.flat()
+    changes = {key: (old[key], new[key]) for key in new if old.get(key) != new[key]}
+    for key, (before, after) in changes.items():
+        if key not in RESUMABLE and key != "sampler" and index.get(key, ("",))[0] != "sampler":
+            raise ConfigError(f"{key} cannot change on resume (the run has {before!r}, asked for {after!r} by a flag, "
+                              "--config or an edited config.toml); train a new run with another --out")
+    return changes
+
+
 def _read_log(path: Path, up_to_step: int) -> list[dict]:
     if not path.is_file():
         return []
@@ -131,11 +164,17 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """``steps``: where the run stands; ``resumed_from``: where this call began (0 for a new run);
+    ``seconds``: the run's training time, resumed parts included; ``final_loss``: NaN if no step ran;
+    ``changes``: the settings a resume changed, {flat name: (before, after)}."""
+
     run_dir: Path
     steps: int
     seconds: float
     final_loss: float
     parameters: int
+    resumed_from: int = 0
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -143,8 +182,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     """Train ``config``'s model with its objective on its noise process, and write the run directory.
 
     Args:
-        config: the run configuration (ignored on ``resume`` except ``steps``,
-            which may extend the run).
+        config: the run configuration. On ``resume``, the checkpoint's run with the changes this
+            config asks for (:func:`resume_changes`: steps, lr and its schedule, checkpoint and log
+            intervals, device, sampler); a change to anything else is a :class:`ConfigError`.
         run_dir: where to write; created if needed.
         resume: continue from ``run_dir/model.safetensors``.
         overwrite: replace a trained model already in ``run_dir``.
@@ -152,24 +192,39 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
 
     Raises:
         TrainingDiverged: the loss became NaN or inf. The last checkpoint on disk is kept.
+        RunDirectoryBusy: another process is training into ``run_dir`` (one writer per run
+            directory: :func:`scorelab.run_lock.run_lock`).
     """
+    run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        return _train(config, run_dir, resume, overwrite, progress)
+
+
+def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
     from tqdm.auto import tqdm
 
-    run_dir = Path(run_dir)
-    checkpoint = None
+    checkpoint, asked = None, config
     if resume:
         checkpoint = load_checkpoint(run_dir)
         if checkpoint.legacy:
             raise CheckpointError(f"{run_dir} was written by scorelab 0.1.0; it can be sampled and evaluated, "
                                   "but not resumed: train a new run")
-        config = checkpoint.config.replace(steps=max(config.optim.steps, checkpoint.step))
+        config = checkpoint.config
     elif (run_dir / CHECKPOINT_NAME).exists() and not overwrite:
         raise CheckpointError(f"{run_dir} already holds a trained model; use --resume, --overwrite or another --out")
-    device = resolve_device(config.device)
+    device = resolve_device(asked.device)
     raw = training_data(config)
     normalisation = data_normalisation(config, raw)
     data = normalisation.to_model(raw).to(device)
     config = resolve_process(config, data)
+    changes: dict[str, tuple[Any, Any]] = {}
+    if checkpoint is not None:
+        asked = resolve_process(asked, data)  # "from the data" settings, as the saved run resolved them
+        changes = resume_changes(config, asked)
+        if asked.optim.steps < checkpoint.step:
+            raise ConfigError(f"steps = {asked.optim.steps} is below the checkpoint's step {checkpoint.step}; "
+                              "a run cannot be shortened")
+        config = asked
     process = build_process(config)
     shape = normalisation.shape
 
@@ -191,6 +246,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         _restore(checkpoint, model, ema, optimizer, generator, shape)
     log_path = run_dir / "train_log.csv"
     log_rows = _read_log(log_path, start) if resume else []
+    if changes:
+        note = "; ".join(f"{key} {before} -> {after}" for key, (before, after) in changes.items())
+        log_rows.append({"step": start, "loss": "", "seconds": log_rows[-1]["seconds"] if log_rows else "0",
+                         "note": f"resumed: {note}"})
 
     objective = OBJECTIVES[config.objective.name]
     extra_rows = objective.extra_rows(config.objective.settings)
@@ -228,7 +287,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             _write_log(log_path, log_rows)
             _save(run_dir, step, config, model, ema, optimizer, generator, normalisation)
     bar.close()
-    return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(model))
+    return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(model), start,
+                       changes)
 
 
 def learning_rate(optim: OptimSettings, step: int) -> float:

@@ -61,16 +61,25 @@ def _parse_csv(path: Path) -> np.ndarray:
     return np.array([row for _, row in rows], dtype=np.float64)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"  # np.savez
+
+
 def read_npy(path: Path) -> np.ndarray:
     """The real numeric array of an ``.npy`` file as float64, without unpickling (see the module docstring)."""
+    with path.open("rb") as handle:
+        magic = handle.read(len(NPY_MAGIC))
+    if magic.startswith(ZIP_MAGIC):
+        raise DataError(f"{path}: holds an archive, not a single array; save one array with np.save")
+    if magic != NPY_MAGIC:
+        # np.load takes any other bytes for a pickle and says so, which misleads about a text file.
+        raise DataError(f"{path}: not an .npy file (it does not start with NumPy's header); save it with np.save")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy's header parser lets ValueError, SyntaxError,
         # tokenize.TokenError, OverflowError, ... escape on corrupt bytes; each one means the same thing here.
         reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         raise DataError(f"{path}: not a readable .npy array ({reason})") from None
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path}: holds an archive, not a single array; save one array with np.save")
     if array.dtype.fields is not None or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise DataError(f"{path}: expected a real numeric array, got dtype {array.dtype}")
     return np.array(array, dtype=np.float64)

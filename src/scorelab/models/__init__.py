@@ -61,8 +61,8 @@ StateDict = dict[str, Tensor]
 class ModelPart(Part):
     """A registered model. ``noise_conditional``: it is a score s(x, σ) (otherwise s(x));
     ``upgrade``: maps the weights a 0.1.0 checkpoint saved for this model to today's names;
-    ``on_images``: the model that this one stands for on image data (``ddpm`` names the DDPM
-    family, whose network on images is the U-Net)."""
+    ``on_images``: the model that this one stands for on image data (``noise_conditional`` and
+    ``ddpm`` name the NCSN and DDPM families, whose network on images is the U-Net)."""
 
     section = "model"
 
@@ -166,6 +166,7 @@ def _seed_levels(process: NoiseProcess) -> Tensor:
 MODELS: Registry[ModelPart] = Registry("model")
 MODELS.register(ModelPart(
     "noise_conditional", NoiseConditionalSettings, "MLP on [c_in·x, ln σ, Fourier features], s = F/σ (default)",
+    on_images="unet",
     build=lambda s, shape, process, sigma_data: Preconditioned(
         ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="log", fourier_features=s.fourier_features),
         s.parameterisation, sigma_data),
@@ -177,9 +178,13 @@ MODELS.register(ModelPart(
         ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal"), s.parameterisation, sigma_data),
     upgrade=_upgrade_eps_mlp))
 MODELS.register(ModelPart(
-    "unet", UNetSettings, "U-Net on c_in·x with a sinusoidal ln σ embedding, for images (their default)",
+    "unet", UNetSettings, "U-Net on c_in·x with a sinusoidal ln σ embedding, for images (their default: DDPM)",
+    # The DDPM family is the image default: on digits its 100-step ancestral sampler was the only one
+    # measured (BENCHMARKS.md, image_samplers) to meet the FD, class-coverage and memorisation goals.
+    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"},
     # A convolutional network of a million weights wants smaller steps than the MLPs' 1e-2 and a longer EMA.
-    presets={"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "checkpoint_every": 1000, "log_every": 100},
+    presets={"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "checkpoint_every": 1000, "log_every": 100,
+             "sample_steps": 100},
     build=lambda s, shape, process, sigma_data: Preconditioned(
         UNet(_image_shape(shape), s.channels, s.levels, s.res_blocks, s.attention, s.dropout),
         s.parameterisation, sigma_data)))
