@@ -122,7 +122,9 @@ def _device(args: argparse.Namespace) -> str:
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings, flat or in tables")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/model.safetensors")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/model.safetensors with RUN_DIR/config.toml and these flags; only "
+                        "steps, lr, lr_schedule, checkpoint_every, log_every, device and the sampler may change")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(p)
