@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -49,11 +50,13 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
 def _sync_directory(directory: Path) -> None:
     if os.name != "posix":
         return  # Windows cannot open a directory for fsync; its renames are journaled by NTFS
-    handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
+    # Best effort: the file is already in place, and some file systems refuse to sync a directory.
+    with contextlib.suppress(OSError):
+        handle = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
 
 
 _TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
