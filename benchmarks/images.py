@@ -114,8 +114,8 @@ def sampler_rows(family: str, run: TrainedRun) -> list:
         quality = feature_quality(run, samples, image_set, seed=1)
         copies = memorisation(samples, image_set.train, image_set.test)
         default = not settings and sampler == run.config.sampler.name
-        name = label(sampler, dataclasses.asdict(run.config.sampler.settings)) + " (default)" if default else label(
-            sampler, settings)
+        name = (label(sampler, dataclasses.asdict(run.config.sampler.settings)) + " (default)" if default
+                else label(sampler, settings))
         rows.append([family, name, nfe, f"{seconds:.1f}", f"{quality['fd']['ratio']:.2f}",
                      f"{quality['precision']['model']:.2f} / {quality['recall']['model']:.2f}",
                      f"{quality['classes']['min_fraction']:.1%}–{quality['classes']['max_fraction']:.1%}",

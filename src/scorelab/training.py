@@ -33,7 +33,7 @@ from scorelab.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from scorelab.config import Config, OptimSettings, flat_fields
+from scorelab.config import NAME_KEYS, Config, OptimSettings, flat_fields
 from scorelab.data.sources import data_part
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
 from scorelab.models import build_model
@@ -141,7 +141,8 @@ def resume_changes(saved: Config, asked: Config) -> dict[str, tuple[Any, Any]]:
     old, new = saved.flat(), asked.flat()
     changes = {key: (old[key], new[key]) for key in new if old.get(key) != new[key]}
     for key, (before, after) in changes.items():
-        if key not in RESUMABLE and key != "sampler" and index.get(key, ("",))[0] != "sampler":
+        section = NAME_KEYS[key] if key in NAME_KEYS else index[key][0]
+        if key not in RESUMABLE and section != "sampler":
             raise ConfigError(f"{key} cannot change on resume (the run has {before!r}, asked for {after!r} by a flag, "
                               "--config or an edited config.toml); train a new run with another --out")
     return changes
