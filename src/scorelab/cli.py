@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from scorelab.argcache import add_cached_arguments
-from scorelab.errors import ScorelabError, one_line, require_positive_int
+from scorelab.errors import ConfigError, ScorelabError, one_line, require_positive_int
 
 
 def _fields_named(name: str, all_parts) -> dict[str, dataclasses.Field]:
@@ -69,8 +69,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from scorelab.config import NAME_KEYS, flat_fields, parts
 
     for key, section in NAME_KEYS.items():
-        names = [part.name for part in parts(section) if part.name not in ("file", "images")]
-        extra = ", a .csv/.npy file of rows, or images: a folder of PNG/JPEG or an .npy [N, (C,) H, W]" \
+        names = [part.name for part in parts(section) if part.name not in ("file", "images", "wav")]
+        extra = (", a .csv/.npy file of rows, images (a folder of PNG/JPEG or an .npy [N, (C,) H, W]) or a folder "
+                 "of .wav files") \
             if section == "data" else ""
         parser.add_argument("--" + key, default=argparse.SUPPRESS, metavar=key.upper(),
                             help=f"{section}: {' | '.join(names)}{extra}")
@@ -144,7 +145,8 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--n", type=int, help="points per set (default: 5000), or image samples (default: 1000)")
+    p.add_argument("--n", type=int, help="points per set (default: 5000), image samples (default: 1000), or test "
+                   "utterances of a waveform run (default: 4)")
     p.add_argument("--repeats", type=int, default=3, help="repetitions R of the W2 ratio (default: 3)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     p.add_argument("--nll", action="store_true",
@@ -152,6 +154,8 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    "the ancestral chain, beside the data's own NLL where it is known")
     p.add_argument("--n-test", type=int, default=500,
                    help="test points for --nll, or test images for an image run's bits/dim (default: 500)")
+    p.add_argument("--vocoder-steps", type=int, nargs="+", metavar="K",
+                   help="waveform runs: WaveGrad's numbers of steps to measure (default: 6 25 50 1000)")
 
 
 def _plot_arguments(p: argparse.ArgumentParser) -> None:
@@ -186,10 +190,15 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from scorelab.training import train
+    from scorelab.sampling import SAMPLERS
+    from scorelab.training import saved_config, train
 
     result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress)
+    sampler = SAMPLERS[saved_config(args.out).sampler.name]
+    if sampler.prepare is not None and result.resumed_from < result.steps:
+        print(f"preparing the {sampler.name} sampler: {sampler.help} ...", flush=True)
+        sampler.prepare(args.out)
     if result.changes:
         print(f"resumed from step {result.resumed_from} with "
               + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in result.changes.items()))
@@ -208,12 +217,66 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from scorelab.sample_io import check_sample_path, save_samples
 
     require_positive_int("--n", args.n)
-    check_sample_path(args.out)
     run = TrainedRun.load(args.run_dir, _device(args))
     options = {name: getattr(args, name) for name in _sampler_settings()}
+    if run.audio:
+        _vocode_test_utterances(run, args, options)
+        return
+    check_sample_path(args.out)
     samples = run.sample(args.n, sampler=args.sampler, generator=torch.Generator().manual_seed(args.seed), **options)
     save_samples(samples, args.out, value_range=run.value_range)
     print(f"wrote {args.n} samples to {args.out}")
+
+
+def _vocode_test_utterances(run, args: argparse.Namespace, options: dict) -> None:
+    """A waveform run's samples: its first --n test utterances vocoded from their mel spectrograms, as WAVs."""
+    import torch
+
+    from scorelab.audio_quality import test_utterances
+    from scorelab.data.audio import SAMPLE_RATE
+    from scorelab.vocoding import vocode, write_wav
+
+    if args.out.suffix:
+        raise ConfigError(f"a waveform run writes one .wav per test utterance: --out must be a directory, "
+                          f"got {args.out.name!r}")
+    waves, names = test_utterances(run, args.n)
+    for index, (wave, name) in enumerate(zip(waves, names)):
+        out = vocode(run, wave, generator=torch.Generator().manual_seed(args.seed + index), sampler=args.sampler,
+                     **options)
+        write_wav(args.out / f"test_{index:03d}.wav", out.wave)
+        print(f"{args.out / f'test_{index:03d}.wav'}: {name} ({len(wave) / SAMPLE_RATE:.2f} s, vocoded in "
+              f"{out.seconds:.1f} s)")
+
+
+def _vocode_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--input", required=True, type=Path, metavar="IN.wav", help="the speech whose mel is vocoded")
+    p.add_argument("--out", required=True, type=Path, metavar="OUT.wav", help="the waveform to write")
+    p.add_argument("--steps", type=int, default=6, dest="sample_steps",
+                   help="WaveGrad's refinement steps: the run's searched schedule for 6, 25 or 50; the training "
+                        "chain respaced otherwise (default: 6)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def cmd_vocode(args: argparse.Namespace) -> None:
+    import torch
+
+    from scorelab.data.audio import SAMPLE_RATE, read_wav
+    from scorelab.run import TrainedRun
+    from scorelab.vocoding import require_waveform_run, vocode, write_wav
+
+    require_positive_int("--steps", args.sample_steps)
+    if args.out.suffix.lower() != ".wav":
+        raise ConfigError(f"--out must end in .wav, got {args.out.name!r}")
+    run = TrainedRun.load(args.run_dir, _device(args))
+    require_waveform_run(run)
+    wave = read_wav(args.input)
+    out = vocode(run, wave, generator=torch.Generator().manual_seed(args.seed), sampler="wavegrad",
+                 sample_steps=args.sample_steps)
+    write_wav(args.out, out.wave)
+    seconds = len(wave) / SAMPLE_RATE
+    print(f"wrote {args.out}: {seconds:.2f} s of audio from the mel of {args.input}, {args.sample_steps} steps in "
+          f"{out.seconds:.1f} s (real-time factor {out.seconds / seconds:.2f})")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -225,10 +288,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         require_positive_int("--n", args.n)
     require_positive_int("--repeats", args.repeats)
     require_positive_int("--n-test", args.n_test)
+    for steps in args.vocoder_steps or ():
+        require_positive_int("--vocoder-steps", steps)
     run = TrainedRun.load(args.run_dir, _device(args))
     metrics = evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed,
-                           n_test=args.n_test if args.nll or run.images else None)
-    if "images" in metrics:
+                           n_test=args.n_test if args.nll or run.images else None,
+                           wavegrad_steps=tuple(args.vocoder_steps) if args.vocoder_steps else None)
+    if "audio" in metrics:
+        from scorelab.audio_quality import format_audio_report
+
+        print(format_audio_report(metrics["audio"]))
+    elif "images" in metrics:
         from scorelab.image_quality import format_image_report
 
         print(format_image_report(metrics["images"]))
@@ -295,7 +365,8 @@ COMMANDS = {
     "sample": Command(
         "draw samples from a trained run",
         "Draw samples from a trained run and save them as .npy, .csv or (images) a .png grid; images are in the "
-        "data's own units and shape [n, C, H, W]. Sampler settings default to the run's "
+        "data's own units and shape [n, C, H, W]. A waveform run vocodes its first --n test utterances into the "
+        "directory --out, one WAV each. Sampler settings default to the run's "
         "(for another sampler: its defaults, with the run's settings it shares).", _sample_arguments, cmd_sample),
     "evaluate": Command(
         "W2 ratio of a run against fresh data (images: classifier features, bits/dim); writes metrics.json",
@@ -304,6 +375,10 @@ COMMANDS = {
         "rows. For images, on the test split: Fréchet distance and KID in a trained classifier's features beside "
         "their floors, precision and recall, class coverage, memorisation and bits per dimension beside a Gaussian "
         "and a Gaussian mixture.", _evaluate_arguments, cmd_evaluate),
+    "vocode": Command(
+        "turn a WAV file's mel spectrogram back into a waveform with a trained WaveGrad run",
+        "Read IN.wav (mono; resampled to 22 050 Hz), compute its log-mel spectrogram, and write the waveform that "
+        "the run's WaveGrad sampler makes from it in --steps refinement steps.", _vocode_arguments, cmd_vocode),
     "plot": Command(
         "draw the data, score fields, samples and trajectories",
         "Without flags: data.png, score_field.png, samples.png and trajectories.png. With flags: only the figures "

@@ -33,7 +33,7 @@ from typing import Any
 
 import tomli_w
 
-from scorelab.data.sources import DATA, FILE, IMAGE_FILES, data_part
+from scorelab.data.sources import DATA, FILE, IMAGE_FILES, WAV_FILES, data_part
 from scorelab.errors import ConfigError
 from scorelab.legacy import is_v010, v010_stated
 from scorelab.models import MODELS
@@ -94,7 +94,7 @@ def part_of(section: str, name: str) -> Part:
 
 def parts(section: str) -> list[Part]:
     """Every registered part of ``section``."""
-    return [*DATA.parts(), FILE, IMAGE_FILES] if section == "data" else REGISTRIES[section].parts()
+    return [*DATA.parts(), FILE, IMAGE_FILES, WAV_FILES] if section == "data" else REGISTRIES[section].parts()
 
 
 def settings_classes(section: str) -> list[type]:

@@ -1,5 +1,5 @@
 """Evaluation of a trained run: the W2 ratio against fresh data and held-out likelihoods, or for images
-the measures of :mod:`scorelab.image_quality`.
+the measures of :mod:`scorelab.image_quality`, and for waveforms those of :mod:`scorelab.audio_quality`.
 
 ``scorelab evaluate RUN_DIR`` prints :func:`format_report` (and :func:`format_nll`) of
 :func:`evaluate_run`, which also writes ``RUN_DIR/metrics.json``.
@@ -35,15 +35,20 @@ def truth_key(name: str, truth: Truth) -> dict:
 
 
 def evaluate_run(run: TrainedRun, *, n: int | None = None, repeats: int = 3, seed: int = 1,
-                 n_test: int | None = None) -> dict:
+                 n_test: int | None = None, wavegrad_steps: tuple[int, ...] | None = None) -> dict:
     """The W2 ratio of ``run`` for ``n`` points (default 5000; with ``n_test`` the test NLL), or for an
     image run :func:`scorelab.image_quality.evaluate_images` of ``n`` images (default 1000; ``n_test``
-    test images for bits/dim, None: none), written to ``RUN_DIR/metrics.json``.
+    test images for bits/dim, None: none), or for a waveform run :func:`scorelab.audio_quality.evaluate_audio`
+    of ``n`` test utterances (default 4) at ``wavegrad_steps``, written to ``RUN_DIR/metrics.json``.
 
     The W2 floor is computed once per data set, n, repetitions and seed, and then read from the user's cache.
     """
     metrics: dict = {"step": run.step, "dataset": run.config.data.name}
-    if run.images:
+    if run.audio:
+        from scorelab.audio_quality import WAVEGRAD_STEPS, evaluate_audio
+
+        metrics["audio"] = evaluate_audio(run, n=n or 4, wavegrad_steps=wavegrad_steps or WAVEGRAD_STEPS, seed=seed)
+    elif run.images:
         from scorelab.image_quality import evaluate_images
 
         metrics["images"] = evaluate_images(run, n=n or 1000, seed=seed, bits=n_test is not None, n_test=n_test)

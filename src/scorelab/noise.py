@@ -213,7 +213,7 @@ def ncsnv2_step_size_for(sigmas: Tensor, n_steps_each: int) -> float:
 
 # --- β schedules for diffusion models (DDPM/DDIM) and their variance-exploding view ---
 
-BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine")
+BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine", "wavegrad")
 
 
 def beta_schedule(name: str, timesteps: int, *, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
@@ -225,6 +225,8 @@ def beta_schedule(name: str, timesteps: int, *, beta_start: float = 1e-4, beta_e
       (the DDIM repository and the tutorial series).
     - ``cosine``: ᾱ(t) = f(t)/f(0), f(t) = cos²(π/2 · (t/T + s)/(1 + s)), s = 0.008, and
       β_t = min(1 − ᾱ(t)/ᾱ(t−1), 0.999) (Nichol & Dhariwal 2021, eq. 17); ignores the β bounds.
+    - ``wavegrad``: linear from 1e-6 to 0.01, WaveGrad's training chain (Chen et al. 2020, Sec. 4),
+      whose smallest level σ_1 ≈ 0.001 is below the hiss a waveform's ear hears; ignores the β bounds.
 
     Returns a float64 tensor [T]: ᾱ_t near 0 and 1 needs the precision; cast where used.
     """
@@ -236,6 +238,8 @@ def beta_schedule(name: str, timesteps: int, *, beta_start: float = 1e-4, beta_e
         t = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
         f = torch.cos((t + s) / (1 + s) * torch.pi / 2) ** 2
         return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    if name == "wavegrad":
+        return torch.linspace(1e-6, 0.01, timesteps, dtype=torch.float64)
     require_positive("beta_start", beta_start)
     if not beta_start <= beta_end < 1:
         raise ConfigError(f"need beta_start <= beta_end < 1, got {beta_start} and {beta_end}")
@@ -253,6 +257,11 @@ def alphas_cumprod(betas: Tensor) -> Tensor:
     if betas.ndim != 1 or len(betas) == 0 or not ((betas > 0) & (betas < 1)).all():
         raise ConfigError("betas must be a non-empty 1-D tensor with every β_t in (0, 1)")
     return torch.cumprod(1 - betas, dim=0)
+
+
+def sigmas_of_betas(betas: Tensor | list[float]) -> Tensor:
+    """The VE levels σ_n = √((1 − ᾱ_n)/ᾱ_n) of a chain β_1, …, β_N, largest first (a sampler's grid)."""
+    return vp_sigmas(alphas_cumprod(torch.as_tensor(betas, dtype=torch.float64))).flip(0)
 
 
 def spaced_timesteps(timesteps: int, n_steps: int) -> Tensor:

@@ -68,6 +68,11 @@ class TrainedRun:
         return data_part(self.config.data.name).images is not None
 
     @property
+    def audio(self) -> bool:
+        """Whether the run learned waveforms conditioned on their log-mel spectrograms (a vocoder)."""
+        return data_part(self.config.data.name).audio is not None
+
+    @property
     def value_range(self) -> tuple[float, float] | None:
         """The units [low, high] of an image run's data (what [-1, 1] maps to); None for other data."""
         if not self.images:
@@ -97,7 +102,8 @@ class TrainedRun:
         part = SAMPLERS[name]
         own = asdict(self.config.sampler.settings)
         shared = {key: own[key] for key in same_settings(type(self.config.sampler.settings), part.settings)}
-        return name, part.make(shared | {key: value for key, value in options.items() if value is not None})
+        settings = part.make(shared | {key: value for key, value in options.items() if value is not None})
+        return name, part.from_run(self.run_dir, settings)
 
     def sample(
         self,
@@ -107,6 +113,7 @@ class TrainedRun:
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
         cond: Any = None,
+        shape: tuple[int, ...] | None = None,
         **options: Any,
     ) -> Tensor:
         """Draw ``n`` samples (data coordinates, on CPU; images clipped to their data's range).
@@ -117,19 +124,21 @@ class TrainedRun:
             generator: the source of randomness; the same seed gives the same samples.
             callback: receives a :class:`~scorelab.sampling.StepInfo` per step (model coordinates).
             cond: a condition per sample, passed to the model.
+            shape: the shape of one sample, for a model that is not tied to its training shape (a waveform as
+                long as its mel spectrogram); default: the training data's.
             options: the sampler's settings, e.g. ``n_steps_each=100``; None keeps the run's.
         """
         require_positive_int("n", n)
         name, settings = self.sampler_settings(sampler, **options)
-        start = self.process.prior((n, *self.shape), generator=generator, device=self.device)
+        start = self.process.prior((n, *(shape or self.shape)), generator=generator, device=self.device)
         # inference_mode rather than no_grad: less bookkeeping per operation (BENCHMARKS.md "sampler_loop"),
         # except for a model whose score is itself a gradient (the energy model).
         needs_autograd = getattr(self.model, "differentiates_to_score", False)
         with torch.no_grad() if needs_autograd else torch.inference_mode():
             samples = SAMPLERS[name].sample(self.model, self.process, settings, start, generator, callback, cond)
-        if self.images:  # pixels live in [-1, 1] in model space, as DDPM clips its x_0
+        if self.images or self.audio:  # pixels and samples live in [-1, 1] in model space, as DDPM clips its x_0
             samples = samples.clamp(-1.0, 1.0)
-        return self.normalisation.to_data(samples.cpu())
+        return self.normalisation.to_data(samples.cpu(), any_shape=shape is not None)
 
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:
         """Exact log-density in nats (data coordinates) of the run's probability-flow ODE model.

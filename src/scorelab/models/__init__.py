@@ -24,6 +24,7 @@ from scorelab.models.mlp import (
 )
 from scorelab.models.preconditioning import PARAMETERISATIONS, Preconditioned
 from scorelab.models.unet import UNet
+from scorelab.models.wavegrad import WaveGrad
 from scorelab.processes import NoiseProcess
 from scorelab.registry import (
     Part,
@@ -47,6 +48,7 @@ __all__ = [
     "Preconditioned",
     "SeedConditionalMLP",
     "UNet",
+    "WaveGrad",
     "build_model",
     "mlp_stack",
     "sinusoidal_embedding",
@@ -113,6 +115,33 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
         raise ConfigError(f"model 'unet' learns images [C, H, W], but one sample here has shape {list(shape)}; "
                           "use --model noise_conditional for points")
     return shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class WaveGradSettings:
+    width: float = setting(0.25, "WaveGrad: every width relative to the paper's 15 M-weight base model (1 = base)",
+                           within(0.01, 4.0))
+    repeats: int = setting(1, "WaveGrad: UBlocks per resolution", positive_int)
+
+
+def _waveform_shape(shape: tuple[int, ...]) -> int:
+    """The hop of the mel features, after checking that one sample is a waveform [1, L] of whole frames."""
+    from scorelab.mel import MelSettings
+
+    hop = MelSettings().hop
+    if len(shape) != 2 or shape[0] != 1 or shape[1] % hop:
+        raise ConfigError(f"model 'wavegrad' learns mono waveforms [1, L] with L a multiple of {hop}, but one sample "
+                          f"here has shape {list(shape)}; use --dataset speech, tones or a folder of .wav files")
+    return hop
+
+
+def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], sigma_data: float) -> Preconditioned:
+    from scorelab.mel import MelSettings
+
+    _waveform_shape(shape)
+    # The UBlocks' factors multiply to the hop of 256 samples; coarse first, as the paper's 5, 5, 3, 2, 2 for 300.
+    network = WaveGrad(MelSettings().n_mels, (4, 4, 4, 2, 2), settings.width, settings.repeats)
+    return Preconditioned(network, "eps", sigma_data)
 
 
 @dataclass(frozen=True)
@@ -188,6 +217,13 @@ MODELS.register(ModelPart(
     build=lambda s, shape, process, sigma_data: Preconditioned(
         UNet(_image_shape(shape), s.channels, s.levels, s.res_blocks, s.attention, s.dropout),
         s.parameterisation, sigma_data)))
+MODELS.register(ModelPart(
+    "wavegrad", WaveGradSettings, "WaveGrad: ε̂ from a waveform, its log-mel and the noise level √ᾱ (for audio)",
+    # Chen et al. 2020: the VP chain with √ᾱ drawn between adjacent levels, an L1 loss on ε, few-step schedules.
+    implies={"process": "vp", "objective": "eps", "sampler": "wavegrad"},
+    presets={"schedule": "wavegrad", "continuous": True, "eps_norm": "l1", "lr": 1e-3, "batch_size": 16,
+             "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
+    build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, sigma_data)))
 MODELS.register(ModelPart(
     "seed_conditional", SeedConditionalSettings, "the seed's CondLinear NCSN, one embedding per noise level",
     build=lambda s, shape, process, sigma_data: Preconditioned(

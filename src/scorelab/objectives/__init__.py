@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from scorelab.objectives.denoising import (
+    EPS_NORMS,
     annealed_denoising_score_matching,
     denoising_loss_at,
     denoising_score_matching,
@@ -36,7 +37,7 @@ from scorelab.processes import NoiseProcess
 from scorelab.registry import Part, Registry, at_least_zero, one_of, positive_int, setting
 from scorelab.score import Score
 
-__all__ = ["OBJECTIVES", "PROJECTIONS", "TRACES", "ObjectivePart", "annealed_denoising_score_matching",
+__all__ = ["EPS_NORMS", "OBJECTIVES", "PROJECTIONS", "TRACES", "ObjectivePart", "annealed_denoising_score_matching",
            "denoising_loss_at", "denoising_score_matching", "eps_loss", "eps_loss_at", "exact_score_matching",
            "random_projections", "sliced_score_matching", "stable_target"]
 
@@ -70,6 +71,11 @@ class NoSettings:
 
 
 @dataclass(frozen=True)
+class EpsSettings:
+    eps_norm: str = setting("l2", "the norm of ε − ε̂: l2 (DDPM) | l1 (WaveGrad)", one_of(*EPS_NORMS))
+
+
+@dataclass(frozen=True)
 class SlicedSettings:
     n_projections: int = setting(1, "projections per sample", positive_int)
     projection: str = setting("rademacher", " | ".join(PROJECTIONS), one_of(*PROJECTIONS))
@@ -84,8 +90,8 @@ def _annealed_dsm(score, batch, cond, process, settings, generator):
 
 
 def _eps(score, batch, cond, process, settings, generator):
-    return eps_loss_at(score, batch, process.training_sigma(len(batch), batch, generator), generator=generator,
-                       cond=cond)
+    return eps_loss_at(score, batch, process.training_sigma(len(batch), batch, generator), norm=settings.eps_norm,
+                       generator=generator, cond=cond)
 
 
 def _sliced(variance_reduction: bool) -> Loss:
@@ -105,7 +111,8 @@ OBJECTIVES.register(ObjectivePart(
     "annealed_dsm", AnnealedDSMSettings, "annealed denoising score matching over the process's levels (NCSN)",
     loss=_annealed_dsm, extra_rows=lambda settings: settings.reference_size))
 OBJECTIVES.register(ObjectivePart(
-    "eps", NoSettings, "DDPM's L_simple, ‖ε − ε̂‖² at the process's levels", loss=_eps))
+    "eps", EpsSettings, "DDPM's L_simple, ‖ε − ε̂‖² at the process's levels (or WaveGrad's ‖ε − ε̂‖₁)",
+    loss=_eps))
 OBJECTIVES.register(ObjectivePart(
     "exact", NoSettings, "Hyvärinen's exact score matching", implies=_UNCONDITIONAL, noise_conditional=False,
     loss=lambda score, batch, cond, process, settings, generator: exact_score_matching(score, batch, cond=cond)))

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.errors import require_positive
+from scorelab.errors import ConfigError, require_positive
 from scorelab.noise import check_noise_levels
 from scorelab.rng import randint, randn_like
 from scorelab.score import Score, call_score
@@ -134,10 +134,22 @@ def annealed_denoising_score_matching(
                              reference=reference, generator=generator, cond=cond)
 
 
-def eps_loss_at(score: Score, x: Tensor, sigma: Tensor, *, generator: torch.Generator | None = None,
+EPS_NORMS = ("l2", "l1")
+
+
+def eps_loss_at(score: Score, x: Tensor, sigma: Tensor, *, norm: str = "l2", generator: torch.Generator | None = None,
                 cond: Any = None) -> Tensor:
-    """:func:`eps_loss` with the levels σ [B] already drawn (by a noise process)."""
-    return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond)
+    """:func:`eps_loss` with the levels σ [B] already drawn (by a noise process).
+
+    ``norm = "l1"`` is WaveGrad's loss, E‖ε − ε̂‖₁ (Chen et al. 2020, eq. 6 and Sec. 3.2, where
+    it trained more stably than L2 on waveforms); ``"l2"`` is DDPM's L_simple.
+    """
+    if norm not in EPS_NORMS:
+        raise ConfigError(f"unknown eps norm {norm!r}; use one of: {', '.join(EPS_NORMS)}")
+    if norm == "l2":
+        return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond)
+    residual = scaled_denoising_residual(score, x, sigma, conditional=True, generator=generator, cond=cond)
+    return batch_sum(residual.abs()).mean()
 
 
 def eps_loss(score: Score, x: Tensor, sigmas: Tensor, *, generator: torch.Generator | None = None,

@@ -1,4 +1,5 @@
-"""Figures: data, learned score fields, samples and sampler trajectories (images: :mod:`scorelab.plots.images`).
+"""Figures: data, learned score fields, samples and sampler trajectories (images: :mod:`scorelab.plots.images`;
+waveforms: :mod:`scorelab.plots.audio`).
 
 The only module that imports matplotlib, so ``import scorelab`` stays light.
 Every figure is rendered to memory first and then written atomically, so a
@@ -258,7 +259,15 @@ def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_F
     named after the run's sampler (``ald.gif``). ``samples``, if given, are the run's samples drawn
     already (``run.sample(5000, generator=torch.Generator().manual_seed(seed))`` draws the same).
 
-    An image run draws :data:`scorelab.plots.images.IMAGE_FIGURES` instead of the standard figures."""
+    An image run draws :data:`scorelab.plots.images.IMAGE_FIGURES` instead of the standard figures, and a
+    waveform run :data:`scorelab.plots.audio.AUDIO_FIGURES`."""
+    if run.audio:
+        from scorelab.plots.audio import AUDIO_FIGURES, plot_audio_run
+
+        if tuple(figures) != STANDARD_FIGURES:
+            raise ConfigError(f"a waveform run draws {', '.join(AUDIO_FIGURES)}; trajectories and animations are "
+                              "for points and images")
+        return plot_audio_run(run, out_dir)
     if run.images:
         from scorelab.plots.images import IMAGE_FIGURES, plot_image_run
 

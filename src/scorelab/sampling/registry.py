@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from scorelab.errors import ConfigError
-from scorelab.noise import karras_sigmas, ncsnv2_step_size_for
-from scorelab.processes import NoiseProcess
+from scorelab.noise import karras_sigmas, ncsnv2_step_size_for, sigmas_of_betas
+from scorelab.processes import VP, NoiseProcess
 from scorelab.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting, within
 from scorelab.sampling.ancestral import DDPM_VARIANCES, ddim, ddpm
 from scorelab.sampling.langevin import annealed_langevin, langevin, predictor_corrector
@@ -34,12 +35,16 @@ Draw = Callable[[Score, NoiseProcess, Any, Tensor, "torch.Generator | None", "Ca
 @dataclass(frozen=True)
 class SamplerPart(Part):
     """A registered sampler; ``respaces_process`` when its ``sample_steps`` picks levels of the
-    process's own grid (and so can be no more than a discrete process has)."""
+    process's own grid (and so can be no more than a discrete process has). ``prepare(run_dir)``
+    is work a trained run does once for this sampler (WaveGrad's schedule search), and
+    ``from_run(run_dir, settings)`` the settings with what that work saved filled in."""
 
     section = "sampler"
 
     sample: Draw = None  # type: ignore[assignment]
     respaces_process: bool = False
+    prepare: Callable[[Path], None] | None = None
+    from_run: Callable[[Path, Any], Any] = lambda run_dir, settings: settings
 
 
 _N_STEPS_EACH = "Langevin steps per level of the process's grid"
@@ -125,6 +130,30 @@ class DPMSolverSettings:
     rho: float = setting(7.0, _RHO, positive)
 
 
+def parse_betas(text: str) -> list[float]:
+    """β_1, …, β_N from comma-separated numbers, each in (0, 1), or a :class:`ConfigError`."""
+    try:
+        betas = [float(item) for item in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"betas must be comma-separated numbers, got {text!r}") from None
+    if not all(0 < beta < 1 for beta in betas):
+        raise ConfigError(f"every β of betas must be in (0, 1), got {text!r}")
+    return betas
+
+
+def _check_betas(name: str, value: str) -> None:
+    if value:
+        parse_betas(value)
+
+
+@dataclass(frozen=True)
+class WaveGradSamplerSettings:
+    sample_steps: int = setting(6, "refinement iterations N: a schedule the run searched (6, 25, 50), else the "
+                                   "training chain's levels respaced (1000: every one)", positive_int)
+    betas: str = setting("", "the chain β_1,…,β_N to walk, comma-separated (empty: the run's searched schedule for "
+                             "sample_steps)", _check_betas)
+
+
 def _grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
     return process.grid(settings.sample_steps or None).to(device)
 
@@ -194,6 +223,24 @@ def _ddpm(score, process, settings, start, generator, callback, cond):
                 scale=process.scale_at, generator=generator, callback=callback, cond=cond)
 
 
+def _wavegrad(score, process, settings, start, generator, callback, cond):
+    """WaveGrad's sampling (Chen et al. 2020, Algorithm 2): the ancestral chain of ``betas`` with the posterior
+    variance, from x_N ~ N(0, I); or the training chain respaced to ``sample_steps`` levels.
+
+    Trained on a continuum of noise levels, the network serves any chain, so a few-step one only needs its
+    own start: the caller's prior draw is rescaled from the training chain's σ_T to this chain's σ_N.
+    Each step's estimate of the waveform is clamped to [−1, 1], the range of audio samples (Ho et al.'s code
+    clips its x̂_0; lmnt-com/wavegrad clamps its waveform at each step), so that a few coarse steps of an
+    imperfect network cannot grow without bound.
+    """
+    if not isinstance(process, VP):
+        raise ConfigError("sampler 'wavegrad' walks a chain of the variance-preserving process; use --process vp")
+    sigmas = (sigmas_of_betas(parse_betas(settings.betas)) if settings.betas else process.grid(settings.sample_steps))
+    start = start * math.sqrt(1 + sigmas[0].item() ** 2) / process.prior_std
+    return ddpm(score, start, sigmas.to(start.device), variance="posterior", generator=generator, callback=callback,
+                cond=cond, clip=1.0)
+
+
 def _ddim(score, process, settings, start, generator, callback, cond):
     """DDIM with the run's η down the process's grid."""
     return ddim(score, start, _grid(process, settings, start.device), eta=settings.eta, generator=generator,
@@ -208,6 +255,12 @@ def _ode(score, process, settings, start, generator, callback, cond):
     return probability_flow(score, start, sigmas, method="heun2" if settings.sample_steps else "dopri5",
                             rtol=settings.tolerance, atol=settings.tolerance, denoise=settings.denoise,
                             callback=callback, cond=cond)
+
+
+def _schedule_search():
+    from scorelab import schedule_search  # it loads the run and its data, which the samplers never need
+
+    return schedule_search
 
 
 SAMPLERS: Registry[SamplerPart] = Registry("sampler")
@@ -227,3 +280,7 @@ SAMPLERS.register(SamplerPart("stochastic_heun", StochasticHeunSettings, "EDM's 
                               "churn on the Karras grid, 2K − 1 evaluations", sample=_stochastic_heun))
 SAMPLERS.register(SamplerPart("dpmpp_2m", DPMSolverSettings, "DPM-Solver++(2M) on the Karras grid, K evaluations",
                               sample=_dpm_solver_2m))
+SAMPLERS.register(SamplerPart(
+    "wavegrad", WaveGradSamplerSettings, "WaveGrad's ancestral chain on a searched few-step schedule", sample=_wavegrad,
+    respaces_process=True, prepare=lambda run_dir: _schedule_search().prepare(run_dir),
+    from_run=lambda run_dir, settings: _schedule_search().settings_from_run(run_dir, settings)))

@@ -1,0 +1,216 @@
+"""WaveGrad: the backbone, the L1 ε-loss, the few-step chains and their search, checked against closed forms;
+a tiny model on tones, and the waveform commands end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import scorelab as sl
+from scorelab.config import Config
+from scorelab.models import build_model
+from scorelab.models.wavegrad import WaveGrad, noise_embedding
+from scorelab.noise import alphas_cumprod, beta_schedule, sigmas_of_betas
+from scorelab.objectives import OBJECTIVES, eps_loss_at
+from scorelab.processes import VP
+from scorelab.sampling import SAMPLERS
+from scorelab.schedule_search import candidates, geometric_betas, respaced_betas, search
+
+from conftest import assert_clean_error, run_cli
+
+pytest.importorskip("librosa")
+
+HOP = 256
+TINY_WAVEGRAD = dict(dataset="tones", n_tones=8, tone_seconds=0.5, segment_frames=8, width=0.0625, steps=30,
+                     batch_size=4, checkpoint_every=30, log_every=5, timesteps=100, seed=0, device="cpu")
+
+
+def test_wavegrad_is_the_paper_size_at_width_one_and_keeps_a_sample_to_itself():
+    assert 14e6 < sum(p.numel() for p in WaveGrad(width=1.0).parameters()) < 17e6  # Chen et al.: about 15 M
+    torch.manual_seed(0)
+    network = WaveGrad(width=0.0625)
+    for p in network.output.parameters():  # the output conv starts at zero; give it weights to see through it
+        torch.nn.init.normal_(p, std=0.1)
+    x, mel, c_noise = torch.randn(3, 1, 4 * HOP), torch.randn(3, 80, 4), torch.tensor([-2.0, 0.0, 1.0])
+    out = network(x, c_noise, mel)
+    assert out.shape == x.shape
+    # Each sample's output depends on its own input, mel and noise level only.
+    alone = network(x[1:2], c_noise[1:2], mel[1:2])
+    assert torch.allclose(out[1:2], alone, atol=1e-5)
+    changed = mel.clone()
+    changed[0] += 1.0
+    again = network(x, c_noise, changed)
+    assert not torch.allclose(again[0], out[0]) and torch.allclose(again[1:], out[1:], atol=1e-6)
+
+
+def test_wavegrad_refuses_a_waveform_that_is_not_its_mel_s_length():
+    network = WaveGrad(width=0.0625)
+    with pytest.raises(sl.errors.DataError, match="frames"):
+        network(torch.randn(1, 1, 3 * HOP), torch.zeros(1), torch.randn(1, 80, 4))
+    with pytest.raises(sl.errors.DataError, match="log-mel"):
+        network(torch.randn(1, 1, 4 * HOP), torch.zeros(1))
+
+
+def test_the_noise_embedding_reads_the_square_root_of_alpha_bar():
+    sigma = torch.tensor([0.01, 1.0, 30.0])
+    root = 1 / torch.sqrt(1 + sigma**2)
+    embedding = noise_embedding(sigma.log(), 8)[:, :, 0]
+    # The first frequency is 1: sin(5000·√ᾱ) and cos(5000·√ᾱ).
+    assert torch.allclose(embedding[:, 0], torch.sin(5000 * root), atol=1e-3)
+    assert torch.allclose(embedding[:, 4], torch.cos(5000 * root), atol=1e-3)
+
+
+def test_the_vp_forward_process_on_waveforms_has_its_closed_form_moments():
+    """x_t = √ᾱ x_0 + √(1 − ᾱ) ε: mean √ᾱ x_0 and variance 1 − ᾱ in every sample of a waveform."""
+    process = VP("wavegrad", 1000)
+    generator = torch.Generator().manual_seed(0)
+    x0 = 0.5 * torch.sin(torch.arange(2 * HOP) / 7.0).expand(20_000, 1, -1)
+    sigma = torch.full((len(x0),), 0.75)
+    x_t = process.perturb(x0, sigma, torch.randn(x0.shape, generator=generator))
+    alpha_bar = 1 / (1 + 0.75**2)
+    assert torch.allclose(x_t.mean(0), math.sqrt(alpha_bar) * x0[0], atol=0.03)
+    assert torch.allclose(x_t.var(0), torch.full_like(x0[0], 1 - alpha_bar), rtol=0.05)
+
+
+def test_the_l1_eps_loss_is_the_mean_absolute_noise_error_summed_over_samples():
+    """With ε̂ = 0 the L1 loss is E‖ε‖₁ = D·√(2/π); with the L2 norm it is E‖ε‖² = D."""
+    x = torch.zeros(4000, 1, 64)
+    sigma = torch.full((len(x),), 2.0)
+    zero_eps = lambda y, s, cond=None: torch.zeros_like(y)  # noqa: E731 - ε̂ = 0 is the score 0
+    generator = torch.Generator().manual_seed(1)
+    l1 = eps_loss_at(zero_eps, x, sigma, norm="l1", generator=generator)
+    l2 = eps_loss_at(zero_eps, x, sigma, norm="l2", generator=generator)
+    assert l1.item() == pytest.approx(64 * math.sqrt(2 / math.pi), rel=0.01)
+    assert l2.item() == pytest.approx(64, rel=0.01)
+    with pytest.raises(sl.errors.ConfigError, match="eps norm"):
+        eps_loss_at(zero_eps, x, sigma, norm="l3")
+
+
+def test_a_few_step_chain_keeps_its_own_levels():
+    betas = geometric_betas(1e-4, 0.5, 6)
+    assert betas[0] == pytest.approx(1e-4) and betas[-1] == pytest.approx(0.5)
+    assert all(b / a == pytest.approx(betas[1] / betas[0]) for a, b in zip(betas, betas[1:]))
+    sigmas = sigmas_of_betas(betas)
+    assert torch.all(sigmas[:-1] > sigmas[1:]) and len(sigmas) == 6
+    # Respacing keeps the training chain's ᾱ at the kept steps, so both chains end where the training one does.
+    training = beta_schedule("wavegrad", 1000)
+    short = respaced_betas(training, 25)
+    assert alphas_cumprod(torch.tensor(short))[-1].item() == pytest.approx(alphas_cumprod(training)[-1].item())
+
+
+def _gaussian_eps_sampling(betas: str, sample_steps: int, variances: torch.Tensor, n: int = 20_000) -> torch.Tensor:
+    """The wavegrad sampler with the exact score of Gaussian "audio" N(0, diag(v)), in VE coordinates:
+    s(y, σ) = −y/(v + σ²), conditioned on a dummy mel it passes through."""
+    process = VP("wavegrad", 1000, continuous=True)
+    settings = SAMPLERS["wavegrad"].make({"betas": betas, "sample_steps": sample_steps})
+
+    def score(y, sigma, cond=None):
+        assert cond is not None
+        return -y / (variances + sigma[:, None, None] ** 2)
+
+    generator = torch.Generator().manual_seed(2)
+    start = process.prior((n, 1, len(variances)), generator=generator)
+    return SAMPLERS["wavegrad"].sample(score, process, settings, start, generator, None, torch.zeros(n, 80, 1))
+
+
+def _chain_variance(sigmas: list[float], variance: float) -> float:
+    """The exact variance of the ancestral chain's output for N(0, v) data and its exact denoiser
+    D = y·v/(v + σ²): each step y' = c·y + noise, c = r + (1 − r)·v/(v + σ²), r = σ'²/σ², from y ~ N(0, 1 + σ_1²)."""
+    result = 1 + sigmas[0] ** 2
+    for sigma, sigma_next in zip(sigmas, [*sigmas[1:], 0.0]):
+        ratio = sigma_next**2 / sigma**2
+        gain = ratio + (1 - ratio) * variance / (variance + sigma**2)
+        result = gain**2 * result + sigma_next**2 * (1 - ratio)
+    return result
+
+
+def test_wavegrad_sampling_with_the_exact_eps_of_gaussian_audio_reproduces_its_moments():
+    """The sampled moments are the chain's closed form, and 1000 steps bring those within 7% of the data's.
+    (The posterior variance β̃ leaves out Var[x_0 | x_t], so a chain is a little narrow where few of its
+    steps fall near σ² = v: that is what the closed form says, not a sampling error.)"""
+    variances = torch.tensor([0.005, 0.01, 0.02, 0.05])
+    samples = _gaussian_eps_sampling("", 1000, variances)
+    assert torch.all(samples.mean(0)[0].abs() < 5 * (variances / len(samples)).sqrt())
+    sigmas = VP("wavegrad", 1000).grid().tolist()
+    exact = torch.tensor([_chain_variance(sigmas, v) for v in variances.tolist()])
+    assert torch.allclose(samples.var(0)[0], exact, rtol=0.04)  # the estimate's own spread: √(2/n) = 1%
+    assert torch.all((exact < variances) & (exact > 0.93 * variances))
+
+
+def test_the_schedule_search_returns_a_schedule_no_worse_than_the_respaced_one_on_its_objective():
+    """The objective: the error in variance of Gaussian "audio" sampled in 6 steps with its exact ε."""
+    variances = torch.tensor([0.001, 0.005, 0.02, 0.05])
+
+    def variance_error(betas):
+        samples = _gaussian_eps_sampling(",".join(map(repr, betas)), len(betas), variances, n=4000)
+        return (samples.var(0)[0].log() - variances.log()).abs().mean().item()
+
+    schedules = candidates(beta_schedule("wavegrad", 1000), 6)
+    result = search(variance_error, schedules)
+    assert result.errors[result.name] == min(result.errors.values())
+    assert result.errors[result.name] <= result.errors["respaced"]
+    assert result.betas == schedules[result.name]
+
+
+def test_the_wavegrad_model_brings_its_family():
+    config = Config(dataset="tones")
+    assert (config.model.name, config.process.name, config.objective.name, config.sampler.name) == \
+        ("wavegrad", "vp", "eps", "wavegrad")
+    assert config.process.continuous and config.process.schedule == "wavegrad"
+    assert config.objective.eps_norm == "l1"
+    with pytest.raises(sl.errors.ConfigError, match="waveforms"):
+        build_model("wavegrad", config.model.settings, shape=(2,), process=VP())
+
+
+def test_a_tiny_wavegrad_on_tones_lowers_its_loss(tmp_path):
+    result = sl.train(Config(**{**TINY_WAVEGRAD, "steps": 60, "checkpoint_every": 60}), tmp_path / "run",
+                      progress=False)
+    rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()[1:]
+    losses = [float(row.split(",")[1]) for row in rows]
+    assert result.steps == 60 and losses[-1] < 0.9 * losses[0]
+    assert OBJECTIVES["eps"].make({"eps_norm": "l1"}).eps_norm == "l1"
+
+
+def test_the_waveform_commands_end_to_end(tmp_path, capsys):
+    """train (with the schedule search), vocode, sample, evaluate and plot on a tiny tones run."""
+    from scorelab.data.audio import tone
+    from scorelab.vocoding import write_wav
+
+    run_dir = tmp_path / "run"
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in TINY_WAVEGRAD.items()]
+    code, out, err = run_cli(capsys, "train", "--out", run_dir, "--no-progress", *flags)
+    assert code == 0, err
+    schedules = json.loads((run_dir / "noise_schedules.json").read_text())
+    assert set(schedules) == {"6", "25", "50"}
+    assert schedules["6"]["log_mel_error"] <= schedules["6"]["candidates"]["respaced"]
+
+    speech = tmp_path / "in.wav"
+    write_wav(speech, tone(torch.Generator().manual_seed(5), 0.3))
+    code, out, err = run_cli(capsys, "vocode", run_dir, "--input", speech, "--out", tmp_path / "out.wav")
+    assert code == 0, err
+    from scorelab.data.audio import read_wav
+
+    assert len(read_wav(tmp_path / "out.wav")) == len(read_wav(speech))
+
+    code, out, err = run_cli(capsys, "sample", run_dir, "--n", 1, "--out", tmp_path / "samples")
+    assert code == 0, err
+    assert (tmp_path / "samples" / "test_000.wav").is_file()
+
+    code, out, err = run_cli(capsys, "evaluate", run_dir, "--n", 1, "--vocoder-steps", 6)
+    assert code == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())["audio"]
+    assert [row["method"] for row in metrics["rows"]] == ["WaveGrad-6", "Griffin-Lim-32", "Griffin-Lim-100"]
+    assert all(row["log_mel_l1"] > 0 and row["real_time_factor"] > 0 for row in metrics["rows"])
+
+    code, out, err = run_cli(capsys, "plot", run_dir)
+    assert code == 0, err
+    page = (run_dir / "listen.html").read_text()
+    assert page.count("<audio") == 4 and "data:audio/wav;base64," in page
+    assert (run_dir / "spectrograms.png").is_file() and (run_dir / "waveforms.png").is_file()
+
+    code, out, err = run_cli(capsys, "vocode", run_dir, "--input", tmp_path / "missing.wav",
+                             "--out", tmp_path / "o.wav")
+    assert_clean_error(code, err, "missing.wav")
