@@ -29,6 +29,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -46,6 +47,7 @@ from scorelab.noise import (
 )
 from scorelab.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting
 from scorelab.rng import rand, randint
+from scorelab.score import Score, call_score
 from scorelab.shapes import append_dims, batch_sum
 
 # --- the views of a score, in VE coordinates ---------------------------------------------------
@@ -59,6 +61,21 @@ def denoised_from_score(y: Tensor, score: Tensor, sigma: Tensor) -> Tensor:
 def score_from_denoised(y: Tensor, denoised: Tensor, sigma: Tensor) -> Tensor:
     """s(y, σ) = (D(y, σ) − y)/σ², the inverse of :func:`denoised_from_score`."""
     return (denoised - y) / append_dims(sigma, y.ndim) ** 2
+
+
+def clipped_denoiser(score: Score, low: float, high: float) -> Score:
+    """The score whose denoiser is ``score``'s clamped to [low, high]: s'(y, σ) = (clamp(D(y, σ)) − y)/σ².
+
+    Where the data lie in a box (audio samples in [-1, 1]), so does E[x | y]; Ho et al.'s code clips its
+    x̂_0 to the data's range at each step, which keeps a few coarse steps of an imperfect network from
+    carrying its errors beyond any sample the data could hold.
+    """
+
+    def clipped(y: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        denoised = denoised_from_score(y, call_score(score, y, sigma, cond), sigma)
+        return score_from_denoised(y, denoised.clamp(low, high), sigma)
+
+    return clipped
 
 
 def eps_from_score(score: Tensor, sigma: Tensor) -> Tensor:

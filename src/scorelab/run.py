@@ -19,7 +19,7 @@ from scorelab.data.sources import data_part
 from scorelab.errors import CheckpointError, require_positive_int
 from scorelab.likelihood import log_prob
 from scorelab.models import MODELS, build_model
-from scorelab.processes import NoiseProcess
+from scorelab.processes import NoiseProcess, clipped_denoiser
 from scorelab.registry import same_settings
 from scorelab.sampling import SAMPLERS, Callback
 from scorelab.score import call_score
@@ -134,11 +134,16 @@ class TrainedRun:
         # inference_mode rather than no_grad: less bookkeeping per operation (BENCHMARKS.md "sampler_loop"),
         # except for a model whose score is itself a gradient (the energy model).
         needs_autograd = getattr(self.model, "differentiates_to_score", False)
+        score = self.model
+        if self.audio:  # a waveform's samples lie in [-1, 1], so does every step's estimate (waveforms are only scaled)
+            bound = 1.0 / self.normalisation.scale.flatten()[0].item()
+            score = clipped_denoiser(self.model, -bound, bound)
         with torch.no_grad() if needs_autograd else torch.inference_mode():
-            samples = SAMPLERS[name].sample(self.model, self.process, settings, start, generator, callback, cond)
-        if self.images or self.audio:  # pixels and samples live in [-1, 1] in model space, as DDPM clips its x_0
+            samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond)
+        if self.images:  # pixels live in [-1, 1] in model space, as DDPM clips its x_0
             samples = samples.clamp(-1.0, 1.0)
-        return self.normalisation.to_data(samples.cpu(), any_shape=shape is not None)
+        samples = self.normalisation.to_data(samples.cpu(), any_shape=shape is not None)
+        return samples.clamp(-1.0, 1.0) if self.audio else samples
 
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:
         """Exact log-density in nats (data coordinates) of the run's probability-flow ODE model.

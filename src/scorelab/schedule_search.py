@@ -35,7 +35,7 @@ SCHEDULES_FILE = "noise_schedules.json"
 SEARCHED_STEPS = (6, 25, 50)
 # Ends of the geometric candidates: the first β sets the last level's noise, the last how far from the data x_N starts.
 FIRST_BETAS, LAST_BETAS = (1e-6, 1e-5, 1e-4, 1e-3), (0.1, 0.3, 0.5, 0.8)
-VALIDATION_SEGMENTS, VALIDATION_FRAMES = 4, 64
+VALIDATION_SEGMENTS, VALIDATION_FRAMES = 2, 32
 
 
 def geometric_betas(first: float, last: float, n_steps: int) -> list[float]:

@@ -71,6 +71,11 @@ class Normalisation:
         return cls(x.mean(0), x.std(0).clamp_min(1e-12))
 
     @classmethod
+    def of_scale(cls, scale: float, shape: tuple[int, ...]) -> Normalisation:
+        """x_model = x/scale for every entry."""
+        return cls(torch.zeros(shape), torch.full(shape, scale))
+
+    @classmethod
     def of_range(cls, low: float, high: float, shape: tuple[int, ...]) -> Normalisation:
         """The map of [low, high] onto [-1, 1], the model space of images."""
         return cls(torch.full(shape, (low + high) / 2), torch.full(shape, (high - low) / 2))
@@ -106,13 +111,22 @@ def training_data(config: Config) -> Tensor:
 
 
 def data_normalisation(config: Config, raw: Tensor) -> Normalisation:
-    """Images: their units' range onto [-1, 1]; waveforms: identity (they are in [-1, 1]); other data:
-    identity, or per-coordinate standardising."""
+    """Images: their units' range onto [-1, 1]; waveforms: divided by their standard deviation; other data:
+    identity, or per-coordinate standardising.
+
+    Waveforms are scaled rather than left in [-1, 1] because speech has a standard deviation near 0.1: in its
+    own units, nearly every level of WaveGrad's chain (σ from 0.001 to 12) would bury it far below the noise,
+    and a network trained for minutes would learn little of the levels near σ_data where a waveform's detail
+    is decided (Karras et al. 2022, Sec. 5, on scaling to unit variance; Chen 2023, "On the importance of noise
+    scheduling", on a chain's signal-to-noise ratio against the data's scale).
+    """
     part = data_part(config.data.name)
     if part.images is not None:
         image_set = part.images(config.data.name, config.data.settings)
         return Normalisation.of_range(image_set.low, image_set.high, tuple(raw.shape[1:]))
-    return Normalisation.fit(raw, part.audio is None and config.data.standardize)
+    if part.audio is not None:
+        return Normalisation.of_scale(float(raw.std()), tuple(raw.shape[1:]))
+    return Normalisation.fit(raw, config.data.standardize)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -76,7 +76,6 @@ def ddpm(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     cond: Any = None,
-    clip: float | None = None,
 ) -> Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), in VE coordinates.
 
@@ -92,18 +91,13 @@ def ddpm(
         sigmas: the chain's noise levels, largest first (``VP(...).grid(n_steps)``).
         variance: ``"beta"`` or ``"posterior"``.
         scale: the process's a(σ), for ``"beta"`` (VP by default).
-        clip: if given, D is clamped to [−clip, clip] at every step, as Ho et al.'s code clips its x̂_0 to the
-            data's range; it keeps a poor denoiser's errors from growing along the chain.
     """
     if variance not in DDPM_VARIANCES:
         raise ConfigError(f"unknown DDPM variance {variance!r}; use one of: {', '.join(DDPM_VARIANCES)}")
     for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         sigma_vec = per_sample(sigma, x)
         grad = call_score(score, x, sigma_vec, cond)
-        denoised = denoised_from_score(x, grad, sigma_vec)
-        if clip is not None:
-            denoised = denoised.clamp(-clip, clip)
-        x = posterior_mean(x, denoised, sigma, sigma_next)
+        x = posterior_mean(x, denoised_from_score(x, grad, sigma_vec), sigma, sigma_next)
         if sigma_next > 0:
             x = x + step_variance(sigma, sigma_next, variance, scale) ** 0.5 * randn_like(x, generator)
         if callback is not None:

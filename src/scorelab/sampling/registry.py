@@ -229,16 +229,13 @@ def _wavegrad(score, process, settings, start, generator, callback, cond):
 
     Trained on a continuum of noise levels, the network serves any chain, so a few-step one only needs its
     own start: the caller's prior draw is rescaled from the training chain's σ_T to this chain's σ_N.
-    Each step's estimate of the waveform is clamped to [−1, 1], the range of audio samples (Ho et al.'s code
-    clips its x̂_0; lmnt-com/wavegrad clamps its waveform at each step), so that a few coarse steps of an
-    imperfect network cannot grow without bound.
     """
     if not isinstance(process, VP):
         raise ConfigError("sampler 'wavegrad' walks a chain of the variance-preserving process; use --process vp")
     sigmas = (sigmas_of_betas(parse_betas(settings.betas)) if settings.betas else process.grid(settings.sample_steps))
     start = start * math.sqrt(1 + sigmas[0].item() ** 2) / process.prior_std
     return ddpm(score, start, sigmas.to(start.device), variance="posterior", generator=generator, callback=callback,
-                cond=cond, clip=1.0)
+                cond=cond)
 
 
 def _ddim(score, process, settings, start, generator, callback, cond):
