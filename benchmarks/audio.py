@@ -107,7 +107,7 @@ def main() -> None:
             + "\n\nSchedule search (log-mel L1 on validation segments of the train split):\n\n```\n"
             + json.dumps({k: {"chosen": v["name"], "error": round(v["log_mel_error"], 4),
                               "respaced": round(v["candidates"]["respaced"], 4)} for k, v in schedules.items()},
-                         indent=1)
+                         indent=1, ensure_ascii=False)
             + "\n```\n\n![speech spectrograms](docs/images/speech_spectrograms.png)")
     write_section("audio", "Speech: WaveGrad against Griffin-Lim from the same mel spectrogram", body)
 

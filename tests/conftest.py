@@ -30,8 +30,11 @@ def tiny_config(**changes) -> sl.Config:
 
 
 def run_cli(capsys, *argv):
-    """Run the CLI in this process: its exit code, stdout and stderr."""
-    code = main([str(a) for a in argv])
+    """Run the CLI in this process: its exit code (argparse's too), stdout and stderr."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -13,6 +13,7 @@ from scorelab.processes import (
     PROCESSES,
     VE,
     VP,
+    clipped_denoiser,
     denoised_from_score,
     eps_from_score,
     score_from_denoised,
@@ -125,6 +126,18 @@ def test_the_views_of_a_score_are_tweedie_and_its_inverse():
     torch.testing.assert_close(denoised, expected)
     torch.testing.assert_close(score_from_denoised(y, denoised, sigma), score)
     torch.testing.assert_close(eps_from_score(score, sigma), (y - denoised) / sigma[:, None])
+
+
+def test_a_clipped_denoiser_is_the_exact_one_clamped_to_its_box():
+    gm = sl.data.GaussianMixture([[0.0, 1.0]], 0.5)
+    y = 3 * torch.randn(64, 2, generator=seeded(6), dtype=torch.float64)
+    sigma = torch.logspace(-2, 1, 64, dtype=torch.float64)
+    clipped = clipped_denoiser(gm, -0.8, 0.8)
+    exact = denoised_from_score(y, gm(y, sigma), sigma)
+    torch.testing.assert_close(denoised_from_score(y, clipped(y, sigma), sigma), exact.clamp(-0.8, 0.8))
+    inside = (exact.abs() < 0.8).all(dim=1)
+    assert 0 < inside.sum() < len(y)  # both cases are seen
+    torch.testing.assert_close(clipped(y, sigma)[inside], gm(y, sigma)[inside])
 
 
 def test_the_ve_part_resolves_its_settings_from_the_data():

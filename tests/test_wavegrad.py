@@ -165,12 +165,18 @@ def test_the_wavegrad_model_brings_its_family():
         build_model("wavegrad", config.model.settings, shape=(2,), process=VP())
 
 
-def test_a_tiny_wavegrad_on_tones_lowers_its_loss(tmp_path):
-    result = sl.train(Config(**{**TINY_WAVEGRAD, "steps": 60, "checkpoint_every": 60}), tmp_path / "run",
-                      progress=False)
+def test_a_tiny_wavegrad_on_tones_lowers_its_loss_on_waveforms_scaled_to_unit_variance(tmp_path):
+    from scorelab.run import TrainedRun
+    from scorelab.training import training_data
+
+    config = Config(**{**TINY_WAVEGRAD, "steps": 60, "checkpoint_every": 60})
+    result = sl.train(config, tmp_path / "run", progress=False)
     rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()[1:]
     losses = [float(row.split(",")[1]) for row in rows]
     assert result.steps == 60 and losses[-1] < 0.9 * losses[0]
+    normalisation = TrainedRun.load(tmp_path / "run", "cpu").normalisation
+    assert normalisation.shift.abs().max() == 0
+    assert normalisation.scale.unique().tolist() == pytest.approx([training_data(config).std().item()])
     assert OBJECTIVES["eps"].make({"eps_norm": "l1"}).eps_norm == "l1"
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from scorelab.argcache import add_cached_arguments
 from scorelab.errors import ConfigError, ScorelabError, one_line, require_positive_int
@@ -395,11 +396,18 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, as every other error is (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"scorelab: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser: every command listed, and the arguments of ``command`` (of every command when None)."""
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--device", default=argparse.SUPPRESS, help="auto | cpu | cuda[:N] (default: auto)")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scorelab",
         description="Score-based generative modelling: train score networks and diffusion models, "
         "sample with Langevin dynamics, DDPM, DDIM or the probability-flow ODE, and measure quality "

@@ -6,8 +6,8 @@ App. B) choose a short chain by a grid search scored on held-out audio; here the
 steps are
 
 - ``respaced``: the training chain at N evenly spaced steps (what sampling does without a search);
-- ``geometric β_1→β_N``: β_n = β_1·(β_N/β_1)^((n−1)/(N−1)), over a small grid of ends, the shape
-  of the paper's 6-iteration schedule (each β about ten times the last);
+- ``geometric β_1→β_N``: β_n = β_1·(β_N/β_1)^((n−1)/(N−1)), each β a fixed multiple of the last, over a
+  small grid of ends;
 
 each scored by the mean log-mel L1 distance (:func:`scorelab.metrics.audio.log_mel_distance`)
 between validation segments, held out of the train split (:attr:`scorelab.data.audio.AudioSet.validation`),

@@ -1,0 +1,171 @@
+"""The fault table: bad inputs through the real CLI, across loaders, commands, configs, checkpoints and flags.
+
+Every row must end with exit code 2 and one ``scorelab: error:`` line naming the problem, no traceback,
+and leave every file that existed before it byte for byte as it was (a trained run directory among them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scorelab as sl
+
+from conftest import assert_clean_error, run_cli, tiny_config
+
+Setup = Callable[[Path, Path], list]  # (a scratch directory, a trained run) -> the CLI's arguments
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("fault") / "run"
+    sl.train(tiny_config(), run_dir, progress=False)
+    return run_dir
+
+
+def _write(path: Path, content: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def _npy(path: Path, array) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, array, allow_pickle=True)
+    return path
+
+
+def _wav(path: Path, data: np.ndarray, rate: int = 22_050) -> Path:
+    from scipy.io import wavfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(path, rate, data)
+    return path
+
+
+def _tone(seconds: float = 0.5) -> np.ndarray:
+    return (0.4 * np.sin(2 * np.pi * 220 * np.arange(round(seconds * 22_050)) / 22_050)).astype(np.float32)
+
+
+def _train(data: Path | str, tmp: Path, *flags) -> list:
+    return ["train", "--dataset", data, "--out", tmp / "new_run", "--steps", 2, "--no-progress", *flags]
+
+
+def _wav_folder(tmp: Path, second: np.ndarray | bytes) -> Path:
+    _wav(tmp / "wavs" / "a.wav", _tone())
+    if isinstance(second, bytes):
+        _write(tmp / "wavs" / "b.wav", second)
+    else:
+        _wav(tmp / "wavs" / "b.wav", second)
+    return tmp / "wavs"
+
+
+def _config(tmp: Path, text: str) -> list:
+    return ["train", "--config", _write(tmp / "config.toml", text), "--out", tmp / "new_run", "--no-progress"]
+
+
+def _copy_run(run: Path, tmp: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp / "copied_run"))
+
+
+def _broken_checkpoint(run: Path, tmp: Path, content: bytes) -> Path:
+    copy = _copy_run(run, tmp)
+    (copy / "model.safetensors").write_bytes(content)
+    return copy
+
+
+ROWS: dict[str, tuple[Setup, str]] = {
+    # 2-D data files
+    "csv with text": (lambda t, r: _train(_write(t / "d.csv", "x,y\n1,a\n2,3\n"), t), "d.csv"),
+    "csv ragged": (lambda t, r: _train(_write(t / "d.csv", "1,2\n3\n4,5\n"), t), "d.csv"),
+    "csv empty": (lambda t, r: _train(_write(t / "d.csv", ""), t), "d.csv"),
+    "csv header only": (lambda t, r: _train(_write(t / "d.csv", "x,y\n"), t), "d.csv"),
+    "csv with nan": (lambda t, r: _train(_write(t / "d.csv", "1,2\nnan,3\n4,5\n"), t), "NaN or infinite"),
+    "npy 3-D of a few rows": (lambda t, r: _train(_npy(t / "d.npy", np.zeros((2, 2, 2, 2, 2))), t), "d.npy"),
+    "npy pickled objects": (lambda t, r: _train(_npy(t / "d.npy", np.array([{"a": 1}], dtype=object)), t),
+                            "not a readable .npy array"),
+    "npy that is text": (lambda t, r: _train(_write(t / "d.npy", "1,2\n3,4\n"), t), "d.npy"),
+    "npy with inf": (lambda t, r: _train(_npy(t / "d.npy", np.array([[1.0, np.inf], [2.0, 3.0]])), t),
+                     "NaN or infinite"),
+    "missing data file": (lambda t, r: _train(t / "absent.csv", t), "absent.csv"),
+    "unknown dataset": (lambda t, r: _train("no_such_set", t), "unknown dataset"),
+    "pickle disguised as npy": (lambda t, r: _train(_write(t / "d.npy", pickle.dumps([[1, 2]])), t), "d.npy"),
+    # images
+    "image folder with a text file": (lambda t, r: _train(_write(t / "imgs" / "a.png", "not a png"), t), "a.png"),
+    "image npy with nan": (lambda t, r: _train(_npy(t / "i.npy", np.full((4, 8, 8), np.nan)), t),
+                           "NaN or infinite"),
+    # audio
+    "wav stereo": (lambda t, r: _train(_wav_folder(t, np.stack([_tone(), _tone()], 1)), t), "2 channels"),
+    "wav silent": (lambda t, r: _train(_wav_folder(t, np.zeros(22_050, np.float32)), t), "no sound"),
+    "wav not a wav": (lambda t, r: _train(_wav_folder(t, b"RIFF but nothing else"), t), "b.wav"),
+    "wav too short": (lambda t, r: _train(_wav_folder(t, _tone(0.02)), t, "--segment-frames", 8),
+                      "shorter than one training segment"),
+    "wav float too loud": (lambda t, r: _train(_wav_folder(t, 3 * _tone()), t), "must lie in [-1, 1]"),
+    # configs
+    "config not toml": (lambda t, r: _config(t, "this is = = not toml"), "config.toml"),
+    "config unknown key": (lambda t, r: _config(t, "[optim]\nsteps = 10\nwarp = 3\n"), "warp"),
+    "config wrong type": (lambda t, r: _config(t, "[optim]\nsteps = \"many\"\n"), "steps"),
+    "config unknown section": (lambda t, r: _config(t, "[engine]\nsteps = 10\n"), "engine"),
+    "config unknown model": (lambda t, r: _config(t, "[model]\nname = \"transformer\"\n"), "transformer"),
+    "config missing": (lambda t, r: ["train", "--config", t / "absent.toml", "--out", t / "new_run"], "absent.toml"),
+    # checkpoints and run directories
+    "checkpoint is a pickle": (lambda t, r: ["sample", _broken_checkpoint(r, t, pickle.dumps({"w": 1})), "--n", 4,
+                                             "--out", t / "s.npy"], "model.safetensors"),
+    "checkpoint truncated": (lambda t, r: ["sample", _broken_checkpoint(r, t, (r / "model.safetensors").read_bytes()
+                                                                          [:100]), "--n", 4, "--out", t / "s.npy"],
+                             "model.safetensors"),
+    "checkpoint empty": (lambda t, r: ["sample", _broken_checkpoint(r, t, b""), "--n", 4, "--out", t / "s.npy"],
+                         "model.safetensors"),
+    "run directory missing": (lambda t, r: ["sample", t / "nowhere", "--out", t / "s.npy"], "nowhere"),
+    "run directory without a model": (lambda t, r: ["evaluate", _write(t / "empty" / "notes.txt", "x").parent],
+                                      "empty"),
+    "config.toml of a run unreadable on resume": (lambda t, r: ["train", "--resume", "--no-progress", "--out",
+                                                                _write(_copy_run(r, t) / "config.toml", "[[[").parent],
+                                                  "config.toml"),
+    "train into a run without --resume": (lambda t, r: ["train", "--out", r, "--no-progress"], "--resume"),
+    # flags
+    "sample n zero": (lambda t, r: ["sample", r, "--n", 0, "--out", t / "s.npy"], "--n"),
+    "sample bad suffix": (lambda t, r: ["sample", r, "--n", 4, "--out", t / "s.txt"], "--out must end in"),
+    "sample steps zero": (lambda t, r: ["sample", r, "--sampler", "dpmpp_2m", "--steps", 0, "--n", 4,
+                                        "--out", t / "s.npy"], "sample_steps"),
+    "unknown sampler": (lambda t, r: ["sample", r, "--sampler", "teleport", "--out", t / "s.npy"], "teleport"),
+    "unknown flag": (lambda t, r: ["sample", r, "--frobnicate", "--out", t / "s.npy"], "--frobnicate"),
+    "flag without its value": (lambda t, r: ["sample", r, "--out"], "--out"),
+    "negative learning rate": (lambda t, r: _train("moons", t, "--lr", -1), "lr"),
+    "unknown objective": (lambda t, r: _train("moons", t, "--objective", "guesswork"), "guesswork"),
+    "evaluate repeats zero": (lambda t, r: ["evaluate", r, "--repeats", 0], "--repeats"),
+    "vocode a 2-D run": (lambda t, r: ["vocode", r, "--input", _wav(t / "in.wav", _tone()), "--out", t / "o.wav"],
+                         "not waveforms"),
+    "vocode out not wav": (lambda t, r: ["vocode", r, "--input", _wav(t / "in.wav", _tone()), "--out", t / "o.mp3"],
+                           "--out must end in .wav"),
+    "evaluate vocoder steps zero": (lambda t, r: ["evaluate", r, "--vocoder-steps", 0], "--vocoder-steps"),
+    "unknown device": (lambda t, r: ["sample", r, "--device", "tpu", "--out", t / "s.npy"], "tpu"),
+}
+
+
+def _hashes(*roots: Path) -> dict[Path, str]:
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest()
+            for root in roots for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_the_table_has_at_least_forty_rows():
+    assert len(ROWS) >= 40
+
+
+@pytest.mark.parametrize("case", sorted(ROWS))
+def test_a_bad_input_is_one_line_exit_code_2_and_changes_no_file(case, trained, tmp_path, capsys):
+    setup, message = ROWS[case]
+    argv = setup(tmp_path, trained)
+    before = _hashes(tmp_path, trained)
+    code, _, err = run_cli(capsys, *argv)
+    assert_clean_error(code, err, message)
+    after = _hashes(tmp_path, trained)
+    assert {path: after.get(path) for path in before} == before
+    assert not (tmp_path / "new_run" / "model.safetensors").exists()
