@@ -1,6 +1,6 @@
 """WaveGrad on speech measured against Griffin-Lim: the default run trained on 2 cores, then vocoded.
 
-    python benchmarks/audio.py [--runs DIR] [--n 4] [--n-long 1]
+    python benchmarks/audio.py [--runs DIR] [--n 4] [--n-long 1] [--repeats 3]
 
 Trains the default ``speech`` run (``scorelab train --dataset speech``; reused from ``--runs`` when
 it is there, its training seconds read from its ``train_log.csv``), which ends with the schedule
@@ -8,8 +8,9 @@ search for 6, 25 and 50 steps. Then, on the first ``--n`` test utterances (sente
 in training), WaveGrad at 6, 25 and 50 steps and Griffin-Lim at 32 and 100 iterations from the same
 log-mel spectrogram are scored by :func:`scorelab.audio_quality.evaluate_audio`: log-mel L1,
 multi-resolution STFT distance and the real-time factor on this machine's threads. The 1000-step
-chain costs about 170 times the 6-step one, so it is measured on the first ``--n-long`` utterances
-only (its row says how many).
+chain costs 1000/6 times the network evaluations of the 6-step one, so it is measured on the first ``--n-long`` utterances
+only (its row says how many). Every method is timed ``--repeats`` times; the real-time factor quoted
+is the median.
 
 Writes the ``audio`` section of BENCHMARKS.md and ``docs/images/speech_spectrograms.png``
 (reference, WaveGrad at each schedule and Griffin-Lim for the first test utterance).
@@ -72,12 +73,15 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("bench-runs/audio"), help="run directories (reused)")
     parser.add_argument("--n", type=int, default=4, help="test utterances for the few-step rows and Griffin-Lim")
     parser.add_argument("--n-long", type=int, default=1, help="test utterances for the 1000-step row")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed repetitions; the real-time factor is their median")
     args = parser.parse_args()
     torch.set_num_threads(2)
     run_dir = args.runs / "speech"
     run = trained(run_dir)
-    short = evaluate_audio(run, n=args.n, wavegrad_steps=SHORT_STEPS, griffin_lim=GRIFFIN_LIM)
-    long = evaluate_audio(run, n=args.n_long, wavegrad_steps=LONG_STEPS, griffin_lim=())
+    short = evaluate_audio(run, n=args.n, wavegrad_steps=SHORT_STEPS, griffin_lim=GRIFFIN_LIM,
+                           timing_repeats=args.repeats)
+    long = evaluate_audio(run, n=args.n_long, wavegrad_steps=LONG_STEPS, griffin_lim=(), timing_repeats=args.repeats)
     examples = listening_examples(run)  # the first utterance of the last evaluation, every method
     plot_spectrograms(examples, IMAGES / "speech_spectrograms.png",
                       f"speech, test utterance 1: {short['utterances'][0]!r}")
@@ -92,7 +96,8 @@ def main() -> None:
               f"{row['mr_stft']:.3f}", f"{row['real_time_factor']:.3f}", "every level of the training chain"]
              for row in long["rows"]]
     settings = run.config
-    body = (f"`python benchmarks/audio.py --n {args.n} --n-long {args.n_long}`: the default speech run "
+    body = (f"`python benchmarks/audio.py --n {args.n} --n-long {args.n_long} --repeats {args.repeats}`: the default "
+            "speech run "
             f"(WaveGrad width {settings.model.settings.width:g}, {parameter_count(run.model):,} parameters, "
             f"{settings.optim.steps} steps of batch {settings.optim.batch_size} × "
             f"{settings.data.settings.segment_frames} frames) trained in **{minutes:.1f} min** on "
@@ -100,7 +105,8 @@ def main() -> None:
             f"(train {sum(map(len, corpus.train)) / corpus.sample_rate / 60:.2f}, "
             f"test {sum(map(len, corpus.test)) / corpus.sample_rate / 60:.2f}). Each test utterance is vocoded "
             "whole from its log-mel spectrogram; distances to the reference are means over utterances; the "
-            "real-time factor is compute seconds per audio second (seed 1).\n\n"
+            f"real-time factor is compute seconds per audio second, the median of {args.repeats} timed repetitions "
+            "(seed 1).\n\n"
             + markdown_table(["method", "utterances (audio)", "log-mel L1", "MR-STFT", "real-time factor",
                               "schedule"], rows)
             + "\n\nTargets (issue 16):\n\n" + "\n".join(verdicts(short["rows"], minutes))

@@ -16,6 +16,7 @@ examples (``RUN_DIR/audio/*.wav``).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 from scorelab.data.sources import data_part
-from scorelab.errors import DataError
+from scorelab.errors import DataError, require_positive_int
 from scorelab.mel import MelSettings
 from scorelab.run import TrainedRun
 from scorelab.vocoding import Vocoded, griffin_lim_vocode, require_waveform_run, vocode, write_wav
@@ -82,28 +83,36 @@ def _scores(out: Tensor, reference: Tensor) -> tuple[float, float]:
 
 
 def evaluate_audio(run: TrainedRun, *, n: int | None = 4, wavegrad_steps: tuple[int, ...] = WAVEGRAD_STEPS,
-                   griffin_lim: tuple[int, ...] = GRIFFIN_LIM_ITERATIONS, seed: int = 1) -> dict:
+                   griffin_lim: tuple[int, ...] = GRIFFIN_LIM_ITERATIONS, seed: int = 1,
+                   timing_repeats: int = 1) -> dict:
     """The table of the module docstring for the first ``n`` test utterances; writes the first one's
-    reference and reconstructions to ``RUN_DIR/audio``."""
+    reference and reconstructions to ``RUN_DIR/audio``. With ``timing_repeats`` > 1 every method vocodes
+    the utterances that many times (the same seeds, so the same waveforms) and the real-time factor is the
+    median of the repeats, for a machine whose speed varies."""
     require_waveform_run(run)
+    require_positive_int("timing_repeats", timing_repeats)
     waves, names = test_utterances(run, n)
     seconds_of_audio = sum(len(wave) for wave in waves) / MEL.sample_rate
     examples = Path(run.run_dir) / EXAMPLES_DIR
     write_wav(examples / "reference.wav", waves[0])
     rows = []
     for method in methods(wavegrad_steps, griffin_lim):
-        log_mel, stft, compute = [], [], 0.0
-        for index, wave in enumerate(waves):
-            out = method.run(run, wave, seed + index)
-            compute += out.seconds
-            scores = _scores(out.wave, wave)
-            log_mel.append(scores[0])
-            stft.append(scores[1])
-            if index == 0:
-                write_wav(examples / method.file_name, out.wave)
+        log_mel, stft, factors = [], [], []
+        for repeat in range(timing_repeats):
+            compute = 0.0
+            for index, wave in enumerate(waves):
+                out = method.run(run, wave, seed + index)
+                compute += out.seconds
+                if repeat == 0:
+                    scores = _scores(out.wave, wave)
+                    log_mel.append(scores[0])
+                    stft.append(scores[1])
+                if repeat == 0 and index == 0:
+                    write_wav(examples / method.file_name, out.wave)
+            factors.append(compute / seconds_of_audio)
         rows.append({"method": method.label, "kind": method.kind, "steps": method.steps,
                      "log_mel_l1": sum(log_mel) / len(log_mel), "mr_stft": sum(stft) / len(stft),
-                     "real_time_factor": compute / seconds_of_audio})
+                     "real_time_factor": statistics.median(factors), "timing_repeats": timing_repeats})
     return {"utterances": names, "seconds_of_audio": seconds_of_audio, "threads": torch.get_num_threads(),
             "rows": rows}
 
