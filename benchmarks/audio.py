@@ -8,9 +8,9 @@ search for 6, 25 and 50 steps. Then, on the first ``--n`` test utterances (sente
 in training), WaveGrad at 6, 25 and 50 steps and Griffin-Lim at 32 and 100 iterations from the same
 log-mel spectrogram are scored by :func:`scorelab.audio_quality.evaluate_audio`: log-mel L1,
 multi-resolution STFT distance and the real-time factor on this machine's threads. The 1000-step
-chain costs 1000/6 times the network evaluations of the 6-step one, so it is measured on the first ``--n-long`` utterances
-only (its row says how many). Every method is timed ``--repeats`` times; the real-time factor quoted
-is the median.
+chain costs 1000/6 times the network evaluations of the 6-step one, so it is measured on the first
+``--n-long`` utterances only (its row says how many). Every method is timed ``--repeats`` times; the
+real-time factor quoted is the median.
 
 Writes the ``audio`` section of BENCHMARKS.md and ``docs/images/speech_spectrograms.png``
 (reference, WaveGrad at each schedule and Griffin-Lim for the first test utterance).

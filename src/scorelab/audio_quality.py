@@ -103,11 +103,12 @@ def evaluate_audio(run: TrainedRun, *, n: int | None = 4, wavegrad_steps: tuple[
             for index, wave in enumerate(waves):
                 out = method.run(run, wave, seed + index)
                 compute += out.seconds
-                if repeat == 0:
-                    scores = _scores(out.wave, wave)
-                    log_mel.append(scores[0])
-                    stft.append(scores[1])
-                if repeat == 0 and index == 0:
+                if repeat > 0:  # the same waveform again: only its time is new
+                    continue
+                scores = _scores(out.wave, wave)
+                log_mel.append(scores[0])
+                stft.append(scores[1])
+                if index == 0:
                     write_wav(examples / method.file_name, out.wave)
             factors.append(compute / seconds_of_audio)
         rows.append({"method": method.label, "kind": method.kind, "steps": method.steps,

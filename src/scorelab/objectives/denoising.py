@@ -141,7 +141,7 @@ def eps_loss_at(score: Score, x: Tensor, sigma: Tensor, *, norm: str = "l2", gen
                 cond: Any = None) -> Tensor:
     """:func:`eps_loss` with the levels σ [B] already drawn (by a noise process).
 
-    ``norm = "l1"`` is WaveGrad's loss, E‖ε − ε̂‖₁ (Chen et al. 2020, eq. 6 and Sec. 3.2, where
+    ``norm = "l1"`` is WaveGrad's loss, E‖ε − ε̂‖₁ (Chen et al. 2020, Sec. 3, where
     it trained more stably than L2 on waveforms); ``"l2"`` is DDPM's L_simple.
     """
     if norm not in EPS_NORMS:
