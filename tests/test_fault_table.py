@@ -108,6 +108,10 @@ ROWS: dict[str, tuple[Setup, str]] = {
     "wav too short": (lambda t, r: _train(_wav_folder(t, _tone(0.02)), t, "--segment-frames", 8),
                       "shorter than one training segment"),
     "wav float too loud": (lambda t, r: _train(_wav_folder(t, 3 * _tone()), t), "must lie in [-1, 1]"),
+    "wav with nan": (lambda t, r: _train(_wav_folder(t, np.where(np.arange(11_025) == 7, np.nan, _tone())
+                                                    .astype(np.float32)), t), "NaN or infinite"),
+    "wav folder of one file": (lambda t, r: _train(_wav(t / "one" / "a.wav", _tone()).parent, t),
+                               "at least 2 .wav files"),
     # configs
     "config not toml": (lambda t, r: _config(t, "this is = = not toml"), "config.toml"),
     "config unknown key": (lambda t, r: _config(t, "[optim]\nsteps = 10\nwarp = 3\n"), "warp"),
