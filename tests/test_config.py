@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
+from pathlib import Path
 
 import pytest
+import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,3 +123,24 @@ def test_only_samplers_that_respace_the_process_are_limited_to_its_steps():
     with pytest.raises(ConfigError, match="timesteps = 100"):
         sl.Config(model="ddpm", timesteps=100, sampler="ddim", sample_steps=101)
     assert sl.Config(model="ddpm", timesteps=100, sampler="heun", sample_steps=101).sampler.sample_steps == 101
+
+
+TABLES = st.dictionaries(st.sampled_from([*CHOICE_SECTIONS, "optim", "seed", "hidden", "network"]),
+                         st.one_of(SCALARS.filter(lambda value: value == value),  # TOML has nan, but not nan == nan
+                                   st.dictionaries(KEYS, SCALARS, max_size=4)), max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=120),  # any bytes: not UTF-8, not TOML
+    st.tuples(TABLES, st.floats(0, 1)).map(  # a config.toml cut short anywhere, as a killed write leaves it
+        lambda cut: (lambda text: text[:round(len(text) * cut[1])])(tomli_w.dumps(cut[0]).encode()))))
+def test_any_config_toml_file_is_a_config_or_one_config_error(content):
+    """The hypothesis fuzz of config.toml files of the reliability issue: never a traceback."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.toml"
+        path.write_bytes(content)
+        try:
+            sl.Config.from_toml(path)
+        except ScorelabError as error:
+            assert "\n" not in str(error)
