@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import importlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -69,26 +70,41 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
         assert [int(r["step"]) for r in csv.DictReader(handle)] == [10, 20, 30, 40]
 
 
-def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
-    """Kill a real `scorelab train` process mid-run, resume it, compare with an uninterrupted run."""
+def _steps_and_losses(run_dir):
+    with open(run_dir / "train_log.csv") as handle:
+        return [(row["step"], row["loss"]) for row in csv.DictReader(handle)]
+
+
+def test_resume_after_sigkills_at_seeded_random_moments_equals_uninterrupted(tmp_path):
+    """Kill a real `scorelab train` process three times at seeded random moments (a checkpoint write may be
+    among them), resume it each time, and compare with an uninterrupted run: the same weights, the same steps
+    and losses in the log, and no temporary file left behind."""
+    moments = random.Random(27)
     flags = ["--n-data", "512", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--n-levels", "4",
              "--seed", "5", "--device", "cpu", "--steps", "1000", "--checkpoint-every", "25", "--no-progress"]
-    command = [sys.executable, "-m", "scorelab.cli", "train", *flags]
+    command = [sys.executable, "-m", "scorelab.cli", "train", *flags, "--out", str(tmp_path / "killed")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.Popen([*command, "--out", str(tmp_path / "killed")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = tmp_path / "killed" / "model.safetensors"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    step_at_kill = sl.load_run(tmp_path / "killed").step
-    assert 0 < step_at_kill < 1000, "the kill must land mid-run for this test to mean anything"
-    subprocess.run([*command, "--out", str(tmp_path / "killed"), "--resume"], env=env, check=True,
-                   capture_output=True)
-    subprocess.run([*command, "--out", str(tmp_path / "full")], env=env, check=True, capture_output=True)
+    steps_at_kills = []
+    for kill in range(3):
+        written = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+        process = subprocess.Popen([*command, *(["--resume"] if kill else [])], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        # Wait for this process's first checkpoint, so that the kill lands while it trains, then a seeded moment.
+        while (not checkpoint.exists() or checkpoint.stat().st_mtime_ns == written) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(moments.uniform(0.0, 0.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        steps_at_kills.append(sl.load_run(tmp_path / "killed").step)
+    assert all(0 < step < 1000 for step in steps_at_kills), f"a kill did not land mid-run: {steps_at_kills}"
+    subprocess.run([*command, "--resume"], env=env, check=True, capture_output=True)
+    full = [arg if arg != str(tmp_path / "killed") else str(tmp_path / "full") for arg in command]
+    subprocess.run(full, env=env, check=True, capture_output=True)
     assert_same_weights(tmp_path / "full", tmp_path / "killed")
+    assert _steps_and_losses(tmp_path / "killed") == _steps_and_losses(tmp_path / "full")
+    assert not list((tmp_path / "killed").glob("*.tmp"))
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ One file, ``model.safetensors``, holds everything a run needs:
 - ``ema.*``: the EMA weights, used for sampling;
 - ``model.*``, ``optim.*``, ``rng.*``: the raw weights, Adam state and random
   state that make ``--resume`` bit-identical to an uninterrupted run;
+- ``log.window``: the losses since the last row of ``train_log.csv``, so that a resumed run
+  logs the same mean loss as an uninterrupted one;
 - metadata: the format tag, the step, the resolved config as JSON and the model's parameter count.
 
 Weights only ever load through safetensors, which cannot run code: nothing a

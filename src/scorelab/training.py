@@ -282,7 +282,8 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
     condition = data_part(config.data.name).condition  # e.g. each waveform segment's log-mel spectrogram
     extra_rows = objective.extra_rows(config.objective.settings)
     begin = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
-    window: list[float] = []
+    # The losses since the last log row: a resume between rows carries them on (older checkpoints lack them).
+    window: list[float] = checkpoint.group("log").get("window", torch.zeros(0)).tolist() if checkpoint else []
     loss_value = math.nan
     bar = tqdm(total=optim.steps, initial=start, disable=not progress, dynamic_ncols=True,
                desc=f"train {config.model.name} ({parameter_count(model):,} parameters)")
@@ -314,7 +315,7 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
         if step % optim.checkpoint_every == 0 or step == optim.steps:
             # Log first: on resume, rows past the checkpoint's step are dropped, rows missing are not recoverable.
             _write_log(log_path, log_rows)
-            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation)
+            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation, window)
     bar.close()
     return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(model), start,
                        changes)
@@ -342,7 +343,8 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
 
 
 def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Module,
-          optimizer: torch.optim.Optimizer, generator: torch.Generator, normalisation: Normalisation) -> None:
+          optimizer: torch.optim.Optimizer, generator: torch.Generator, normalisation: Normalisation,
+          window: list[float]) -> None:
     tensors = {f"ema.{k}": v for k, v in ema.state_dict().items()}
     tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
@@ -350,6 +352,7 @@ def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Mo
     tensors["rng.train"] = generator.get_state()
     tensors["data.shift"] = normalisation.shift
     tensors["data.scale"] = normalisation.scale
+    tensors["log.window"] = torch.tensor(window, dtype=torch.float64)
     save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(model)))
 
 
