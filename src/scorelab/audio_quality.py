@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from scorelab.data.audio import AudioSet
 from scorelab.data.sources import data_part
 from scorelab.errors import DataError, require_positive_int
 from scorelab.mel import MelSettings
@@ -62,10 +63,15 @@ def methods(wavegrad_steps: tuple[int, ...] = WAVEGRAD_STEPS,
     return [*(Method("wavegrad", k) for k in wavegrad_steps), *(Method("griffin_lim", k) for k in griffin_lim)]
 
 
+def audio_set_of(run: TrainedRun) -> AudioSet:
+    """The utterances of a waveform run's data set, split as it was trained."""
+    data = run.config.data
+    return data_part(data.name).audio(data.name, data.settings)
+
+
 def test_utterances(run: TrainedRun, n: int | None = None) -> tuple[list[Tensor], list[str]]:
     """The run's first ``n`` test utterances (all when None) and their names."""
-    data = run.config.data
-    audio = data_part(data.name).audio(data.name, data.settings)
+    audio = audio_set_of(run)
     count = len(audio.test) if n is None else min(n, len(audio.test))
     return audio.test[:count], audio.test_names[:count]
 

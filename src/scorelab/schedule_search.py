@@ -28,7 +28,7 @@ from torch import Tensor
 
 from scorelab.atomic import write_atomic
 from scorelab.errors import CheckpointError
-from scorelab.mel import MelSettings, log_mel
+from scorelab.mel import log_mel
 from scorelab.noise import alphas_cumprod, spaced_timesteps
 
 SCHEDULES_FILE = "noise_schedules.json"
@@ -81,14 +81,12 @@ def search(error: Callable[[list[float]], float], schedules: dict[str, list[floa
 def validation_segments(run: Any, count: int = VALIDATION_SEGMENTS, frames: int = VALIDATION_FRAMES) -> Tensor:
     """Up to ``count`` segments of ``frames`` mel frames from the run's validation utterances, [K, 1, L]
     (shorter where the utterances are short)."""
-    from scorelab.data.audio import segments
-    from scorelab.data.sources import data_part
+    from scorelab.audio_quality import audio_set_of
+    from scorelab.data.audio import HOP, segments
 
-    data = run.config.data
-    validation = data_part(data.name).audio(data.name, data.settings).validation
-    hop = MelSettings().hop
-    length = min(frames * hop, max(len(wave) for wave in validation) // hop * hop)
-    return segments(validation, length, hop)[:count]
+    validation = audio_set_of(run).validation
+    length = min(frames * HOP, max(len(wave) for wave in validation) // HOP * HOP)
+    return segments(validation, length, HOP)[:count]
 
 
 def reconstruction_error(run: Any, waves: Tensor, betas: list[float], seed: int = 0) -> float:
