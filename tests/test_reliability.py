@@ -12,14 +12,16 @@ from conftest import assert_clean_error, run_cli
 import scorelab as sl
 from scorelab.atomic import remove_temporaries, write_atomic
 from scorelab.errors import ScorelabError
-from scorelab.run_lock import RunDirectoryBusy, run_lock
+from scorelab.run_lock import LOCK_NAME, RunDirectoryBusy, run_lock
 
 FLAGS = ["--n-data", "512", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--n-levels", "4",
          "--seed", "5", "--device", "cpu", "--no-progress"]
 
 
 def hashes(directory):
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in directory.iterdir() if path.is_file()}
+    """Every file's hash but the lock's, which holds the pid of its last holder."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in directory.iterdir()
+            if path.is_file() and path.name != LOCK_NAME}
 
 
 def test_a_second_writer_is_refused_with_one_line_naming_the_holder(tiny_run, capsys):
@@ -82,7 +84,7 @@ def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path, capsys):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
-def test_a_write_past_the_file_size_limit_keeps_the_checkpoint_and_names_the_file(tiny_run):
+def test_a_write_past_the_file_size_limit_keeps_every_file_of_the_run_and_names_the_file(tiny_run):
     """RLIMIT_FSIZE below the checkpoint's size in a child process, as a full disk would be."""
     import resource
 
@@ -99,12 +101,18 @@ def test_a_write_past_the_file_size_limit_keeps_the_checkpoint_and_names_the_fil
     lines = child.stderr.strip().splitlines()
     assert child.returncode == 2 and len(lines) == 1, child.stderr
     assert str(tiny_run / "model.safetensors") in lines[0] and "File too large" in lines[0]
-    after = hashes(tiny_run)
-    assert after["model.safetensors"] == before["model.safetensors"]
-    assert set(after) == set(before)  # no temporaries left
+    assert hashes(tiny_run) == before  # every file as it was (config.toml and the log too), no temporaries
     assert sl.load_run(tiny_run).step == 40  # and the run still loads and resumes from its checkpoint
-    sl.train(sl.Config.from_toml(tiny_run / "config.toml"), tiny_run, resume=True, progress=False)
+    sl.train(sl.Config.from_toml(tiny_run / "config.toml").replace(steps=60), tiny_run, resume=True, progress=False)
     assert sl.load_run(tiny_run).step == 60
+
+
+def test_the_checkpoint_carries_the_log_so_a_log_file_left_behind_by_a_failed_write_is_rewritten(tiny_run):
+    """The checkpoint is written before the log beside it: a log write that then fails loses no row."""
+    log = tiny_run / "train_log.csv"
+    log.write_text(log.read_text().splitlines()[0] + "\n")  # the header alone: the old log of a failed write
+    sl.train(sl.Config.from_toml(tiny_run / "config.toml").replace(steps=60), tiny_run, resume=True, progress=False)
+    assert [int(row["step"]) for row in log_rows(tiny_run) if not row["note"]] == [10, 20, 30, 40, 50, 60]
 
 
 def test_write_atomic_names_the_file_when_the_write_fails(tmp_path, monkeypatch):

@@ -6,7 +6,9 @@ One file, ``model.safetensors``, holds everything a run needs:
   state that make ``--resume`` bit-identical to an uninterrupted run;
 - ``log.window``: the losses since the last row of ``train_log.csv``, so that a resumed run
   logs the same mean loss as an uninterrupted one;
-- metadata: the format tag, the step, the resolved config as JSON and the model's parameter count.
+- metadata: the format tag, the step, the resolved config as JSON, the model's parameter count and
+  the text of ``train_log.csv`` up to the step (the checkpoint is the run's record; the log and
+  ``config.toml`` beside it are rewritten from it, so a write of theirs that fails loses nothing).
 
 Weights only ever load through safetensors, which cannot run code: nothing a
 user hands us is unpickled. Checkpoints of scorelab 0.1.0 (format
@@ -43,6 +45,7 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor]
     legacy: bool = False  # written by scorelab 0.1.0
     parameters: int | None = None  # trainable parameters of the model (None: not recorded, as in 0.1.0)
+    train_log: str | None = None  # train_log.csv as it stood at ``step`` (None: not recorded in older checkpoints)
 
     def group(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors under ``prefix.``, with the prefix removed."""
@@ -55,6 +58,8 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
     metadata = {"format": FORMAT, "step": str(checkpoint.step), "config": json.dumps(checkpoint.config.to_dict())}
     if checkpoint.parameters is not None:
         metadata["parameters"] = str(checkpoint.parameters)
+    if checkpoint.train_log is not None:
+        metadata["train_log"] = checkpoint.train_log
     tensors = {key: value.detach().cpu().contiguous() for key, value in checkpoint.tensors.items()}
     path = Path(run_dir) / CHECKPOINT_NAME
     write_atomic(path, save(tensors, metadata=metadata))
@@ -89,4 +94,4 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
                    for key, value in upgrade(Checkpoint(step, config, tensors).group(group)).items()}
         rest = {key: value for key, value in tensors.items() if not key.startswith(("ema.", "model."))}
         return Checkpoint(step, config, weights | rest, legacy=True)
-    return Checkpoint(step, config, tensors, parameters=parameters)
+    return Checkpoint(step, config, tensors, parameters=parameters, train_log=metadata.get("train_log"))

@@ -7,6 +7,11 @@
 - ``train_log.csv``: step, mean loss since the last row, elapsed seconds, and a
   note on the row of a resume that changed settings.
 
+The checkpoint is the run's record: it carries the config and the log too, and is
+written first, then ``train_log.csv``, then ``config.toml``. A write that fails (a full
+disk) therefore leaves every file as it was, or a checkpoint newer than the two text
+files, which the next resume rewrites from it.
+
 Resuming from a checkpoint restores weights, Adam moments, the EMA and the
 random state, so the final weights equal those of an uninterrupted run. A resume
 may change only the :data:`RESUMABLE` settings and the sampler's; each change is
@@ -174,19 +179,22 @@ def resume_changes(saved: Config, asked: Config) -> dict[str, tuple[Any, Any]]:
     return changes
 
 
-def _read_log(path: Path, up_to_step: int) -> list[dict]:
-    if not path.is_file():
+def _logged_rows(checkpoint: Checkpoint, log_path: Path) -> list[dict]:
+    """The log rows up to the checkpoint's step: those it carries, or (older checkpoints) the log file's."""
+    if checkpoint.train_log is not None:
+        return list(csv.DictReader(io.StringIO(checkpoint.train_log)))
+    if not log_path.is_file():
         return []
-    with path.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+    with log_path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["step"]) <= checkpoint.step]
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
+def _log_text(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(path, buffer.getvalue().encode())
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -267,12 +275,14 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
     optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr)
     generator = torch.Generator().manual_seed(config.seed)
     start = 0
-    write_atomic(run_dir / "config.toml", config.to_toml().encode())
+    if not (run_dir / CHECKPOINT_NAME).exists():  # a new run shows its config at once; others keep theirs till a save
+        write_atomic(run_dir / "config.toml", config.to_toml().encode())
+    log_path = run_dir / "train_log.csv"
+    log_rows: list[dict] = []
     if checkpoint is not None:
         start = checkpoint.step
         _restore(checkpoint, model, ema, optimizer, generator, shape)
-    log_path = run_dir / "train_log.csv"
-    log_rows = _read_log(log_path, start) if resume else []
+        log_rows = _logged_rows(checkpoint, log_path)
     if changes:
         note = "; ".join(f"{key} {before} -> {after}" for key, (before, after) in changes.items())
         log_rows.append({"step": start, "loss": "", "seconds": log_rows[-1]["seconds"] if log_rows else "0",
@@ -313,10 +323,10 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
             bar.set_postfix(loss=f"{sum(window) / len(window):.4g}")
             window = []
         if step % optim.checkpoint_every == 0 or step == optim.steps:
-            # Log first: on resume, rows past the checkpoint's step are dropped, rows missing are not recoverable.
-            _write_log(log_path, log_rows)
-            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation, window)
+            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation, window, log_rows)
     bar.close()
+    if changes and start == optim.steps:  # nothing left to train, but the run's record takes the new settings
+        _save(run_dir, start, config, model, ema, optimizer, generator, normalisation, window, log_rows)
     return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(model), start,
                        changes)
 
@@ -344,7 +354,8 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
 
 def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Module,
           optimizer: torch.optim.Optimizer, generator: torch.Generator, normalisation: Normalisation,
-          window: list[float]) -> None:
+          window: list[float], log_rows: list[dict]) -> None:
+    """Write the checkpoint, then the log and the config beside it (see the module's docstring for why)."""
     tensors = {f"ema.{k}": v for k, v in ema.state_dict().items()}
     tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
@@ -353,7 +364,10 @@ def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Mo
     tensors["data.shift"] = normalisation.shift
     tensors["data.scale"] = normalisation.scale
     tensors["log.window"] = torch.tensor(window, dtype=torch.float64)
-    save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(model)))
+    log = _log_text(log_rows)
+    save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(model), train_log=log))
+    write_atomic(run_dir / "train_log.csv", log.encode())
+    write_atomic(run_dir / "config.toml", config.to_toml().encode())
 
 
 def _restore(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
