@@ -137,6 +137,10 @@ ROWS: dict[str, tuple[Setup, str]] = {
     # flags
     "sample n zero": (lambda t, r: ["sample", r, "--n", 0, "--out", t / "s.npy"], "--n"),
     "sample bad suffix": (lambda t, r: ["sample", r, "--n", 4, "--out", t / "s.txt"], "--out must end in"),
+    "sample larger than the disk": (lambda t, r: ["sample", r, "--n", 10**13, "--out", t / "s.npy"], "free"),
+    "sample batch size zero": (lambda t, r: ["sample", r, "--batch-size", 0, "--out", t / "s.npy"], "--batch-size"),
+    "evaluate more points than memory": (lambda t, r: ["evaluate", r, "--n", 10**12, "--repeats", 1],
+                                         "out of memory"),
     "sample steps zero": (lambda t, r: ["sample", r, "--sampler", "dpmpp_2m", "--steps", 0, "--n", 4,
                                         "--out", t / "s.npy"], "sample_steps"),
     "unknown sampler": (lambda t, r: ["sample", r, "--sampler", "teleport", "--out", t / "s.npy"], "teleport"),

@@ -6,7 +6,9 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from scorelab.errors import ScorelabError
 
@@ -17,14 +19,17 @@ def _umask() -> int:
     return current
 
 
-def write_atomic(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so readers see the old file or the new one, never half.
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to write whose bytes replace ``path`` when the ``with`` block ends without an
+    error; readers see the old file or the new one, never half.
 
     The bytes go to a temporary file ``.<name>.XXXXXXXX.tmp`` in the same directory,
     are flushed to disk, and then renamed over ``path`` (``os.replace`` is atomic on
     POSIX and Windows); on POSIX the directory is synced too, so that the rename
     survives a power cut (as SQLite does). A write that fails (a full disk, a file
-    size limit) leaves the old file and raises one line naming ``path`` and the cause.
+    size limit) or a block that raises leaves the old file and no temporary; an
+    ``OSError`` becomes one line naming ``path`` and the cause.
     """
     path = Path(path)
     try:
@@ -35,7 +40,7 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
     try:
         os.fchmod(handle, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         with os.fdopen(handle, "wb") as file:
-            file.write(payload)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -45,6 +50,13 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
             raise ScorelabError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     _sync_directory(path.parent)
+
+
+def write_atomic(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so readers see the old file or the new one, never half
+    (:func:`atomic_file`)."""
+    with atomic_file(path) as file:
+        file.write(payload)
 
 
 def _sync_directory(directory: Path) -> None:

@@ -11,7 +11,9 @@ without loading torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -129,6 +131,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                         "steps, lr, lr_schedule, checkpoint_every, log_every, device and the sampler may change")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes of this machine (data-parallel, through torchrun); the batch is "
+                        "split over them")
     _add_config_flags(p)
 
 
@@ -139,7 +144,10 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=5000, help="number of samples (default: 5000)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE",
                    help="output file: .npy, .csv (rows of numbers) or .png (a grid of images)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed (default: 0); sample i depends on (seed, i) alone, whatever the batch size")
+    p.add_argument("--batch-size", type=int, metavar="B",
+                   help="samples drawn at once (default: 256 images or 10000 points); the samples do not change")
     p.add_argument("--sampler", choices=list(SAMPLERS), help="sampler (default: the run's)")
     _add_sampler_flags(p)
 
@@ -190,12 +198,17 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="grid figure, data vs samples (default: OUT/toy_suite.png)")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int | None:
+    if args.nproc is not None:
+        return _launch(args)
+    from scorelab.distributed import World
     from scorelab.sampling import SAMPLERS
     from scorelab.training import saved_config, train
 
     result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress)
+    if not World.from_environment().main:
+        return None
     sampler = SAMPLERS[saved_config(args.out).sampler.name]
     if sampler.prepare is not None and result.resumed_from < result.steps:
         print(f"preparing the {sampler.name} sampler: {sampler.help} ...", flush=True)
@@ -211,21 +224,55 @@ def cmd_train(args: argparse.Namespace) -> None:
           f"{result.parameters:,} parameters; run directory: {result.run_dir}")
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """``train --nproc N``: the same command without the flag, on N processes started by torchrun."""
+    from scorelab.distributed import launch
+
+    require_positive_int("--nproc", args.nproc)
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc starts its own processes; under torchrun, leave it out")
+    argv = list(args.argv)
+    at = next(i for i, arg in enumerate(argv) if arg == "--nproc" or arg.startswith("--nproc="))
+    del argv[at:at + (1 if "=" in argv[at] else 2)]
+    return launch(args.nproc, argv)
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     import torch
+    from tqdm.auto import tqdm
 
+    from scorelab.distributed import World, batches_in_order, process_group
     from scorelab.run import TrainedRun
-    from scorelab.sample_io import check_sample_path, save_samples
+    from scorelab.sample_io import SampleWriter
+    from scorelab.training import resolve_device
 
     require_positive_int("--n", args.n)
-    run = TrainedRun.load(args.run_dir, _device(args))
+    if args.batch_size is not None:
+        require_positive_int("--batch-size", args.batch_size)
+    world = World.from_environment()
+    run = TrainedRun.load(args.run_dir, str(world.device(resolve_device(_device(args)))))
     options = {name: getattr(args, name) for name in _sampler_settings()}
     if run.audio:
         _vocode_test_utterances(run, args, options)
         return
-    check_sample_path(args.out)
-    samples = run.sample(args.n, sampler=args.sampler, generator=torch.Generator().manual_seed(args.seed), **options)
-    save_samples(samples, args.out, value_range=run.value_range)
+    batch_size = args.batch_size or run.sample_batch_size
+
+    def make(first: int, count: int):
+        return next(run.sample_batches(count, seed=args.seed, first=first, batch_size=count, sampler=args.sampler,
+                                       **options))
+
+    # Under torchrun the ranks share the batches out and rank 0 writes them; samples travel on the CPU (gloo).
+    with process_group(torch.device("cpu")) as world:
+        batches = batches_in_order(make, args.n, batch_size, run.shape, world)
+        if not world.main:
+            for _ in batches:
+                pass
+            return
+        with SampleWriter(args.out, args.n, run.shape, value_range=run.value_range) as out, \
+                tqdm(total=args.n, unit="sample", desc="sample", disable=None, dynamic_ncols=True) as bar:
+            for batch in batches:
+                out.write(batch)
+                bar.update(len(batch))
     print(f"wrote {args.n} samples to {args.out}")
 
 
@@ -352,7 +399,7 @@ class Command:
     """A subcommand: its one-line help, its description, how to add its arguments, and what it runs."""
 
     def __init__(self, help: str, description: str, arguments: Callable[[argparse.ArgumentParser], None],
-                 run: Callable[[argparse.Namespace], None]) -> None:
+                 run: Callable[[argparse.Namespace], int | None]) -> None:
         self.help, self.description, self.arguments, self.run = help, description, arguments, run
 
 
@@ -421,23 +468,50 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's CPU allocator or CUDA (torch.OutOfMemoryError)."""
+    message = str(error)
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in message or "out of memory" in message.lower())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else ""  # "": no command's arguments are needed
     args = build_parser(command).parse_args(argv)
+    args.argv = argv
     try:
-        COMMANDS[args.command].run(args)
+        return COMMANDS[args.command].run(args) or 0
     except ScorelabError as error:
-        print(f"scorelab: error: {one_line(error)}", file=sys.stderr)
+        if type(error).__name__ in ("TrainingDiverged", "PeerLost") and _rank() > 0:
+            return 2  # every rank saw the same NaN, or the rank that failed says why: rank 0 speaks for the rest
+        print(f"scorelab: error: {_rank_prefix()}{one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"scorelab: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        print(f"scorelab: error: out of memory ({one_line(error) or 'MemoryError'}); ask for less at once "
+              "(a smaller --n or --batch-size)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # On its own line: a progress bar may have been cut off mid-line.
         print("\nscorelab: interrupted; the last checkpoint written is intact", file=sys.stderr)
         return 130
+
+
+def _rank() -> int:
+    """This process's rank in a torchrun job (0 outside one)."""
+    with contextlib.suppress(ValueError):
+        return int(os.environ.get("RANK", "0"))
     return 0
+
+
+def _rank_prefix() -> str:
+    """``rank R: `` in the errors of a rank other than 0, whose lines would otherwise look like rank 0's."""
+    return f"rank {_rank()}: " if _rank() > 0 else ""
 
 
 if __name__ == "__main__":

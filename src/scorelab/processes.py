@@ -46,7 +46,7 @@ from scorelab.noise import (
     vp_sigmas,
 )
 from scorelab.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting
-from scorelab.rng import rand, randint
+from scorelab.rng import AnyGenerator, rand, randint, randn
 from scorelab.score import Score, call_score
 from scorelab.shapes import append_dims, batch_sum
 
@@ -121,14 +121,13 @@ class NoiseProcess(ABC):
         """y = x_t/a(σ): the process's coordinates to the VE ones in which scores are defined."""
         return x_t / append_dims(self.scale(sigma), x_t.ndim)
 
-    def prior(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+    def prior(self, shape: tuple[int, ...], *, generator: AnyGenerator | None = None,
               device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """Draws of the prior N(0, prior_std²·I), shape ``shape`` = (n, *sample shape), on ``device``.
 
         The numbers are drawn on the generator's device and then moved, so one seed gives one start everywhere.
         """
-        draw_on = generator.device if generator is not None else device
-        return (torch.randn(shape, generator=generator, device=draw_on, dtype=dtype) * self.prior_std).to(device)
+        return randn(shape, generator, device=device, dtype=dtype) * self.prior_std
 
     def prior_log_prob(self, y: Tensor) -> Tensor:
         """log N(y; 0, prior_std²·I) for each sample of ``y`` [B, *shape], in nats."""

@@ -2,12 +2,15 @@
 
     run = sl.load_run("runs/swiss")
     samples = run.sample(5000, generator=torch.Generator().manual_seed(0))
+    for batch in run.sample_batches(10**6, seed=0, batch_size=10_000):  # sample i depends on (0, i) alone
+        ...
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -22,7 +25,8 @@ from scorelab.models import MODELS, build_model
 from scorelab.processes import NoiseProcess, clipped_denoiser
 from scorelab.registry import same_settings
 from scorelab.sampling import SAMPLERS, Callback
-from scorelab.score import call_score
+from scorelab.rng import AnyGenerator, PerSampleGenerator
+from scorelab.score import batch_invariant, call_score
 from scorelab.training import Normalisation, build_process, resolve_device
 
 
@@ -81,6 +85,12 @@ class TrainedRun:
         return shift - scale, shift + scale
 
     @property
+    def sample_batch_size(self) -> int:
+        """The default number of samples drawn at once: 256 images (a U-Net's activations at batch 256 fit in
+        a few GB at 28×28), or 10 000 points."""
+        return 256 if self.images else 10_000
+
+    @property
     def noise_conditional(self) -> bool:
         """Whether the model is a score s(x, σ) rather than an unconditional s(x)."""
         return MODELS[self.config.model.name].noise_conditional
@@ -110,7 +120,7 @@ class TrainedRun:
         n: int,
         *,
         sampler: str | None = None,
-        generator: torch.Generator | None = None,
+        generator: AnyGenerator | None = None,
         callback: Callback | None = None,
         cond: Any = None,
         shape: tuple[int, ...] | None = None,
@@ -121,7 +131,8 @@ class TrainedRun:
         Args:
             n: number of samples.
             sampler: a name in :data:`scorelab.sampling.SAMPLERS`; defaults to the run's.
-            generator: the source of randomness; the same seed gives the same samples.
+            generator: the source of randomness; the same seed gives the same samples. A
+                :class:`~scorelab.rng.PerSampleGenerator` makes each sample depend on its own seed alone.
             callback: receives a :class:`~scorelab.sampling.StepInfo` per step (model coordinates).
             cond: a condition per sample, passed to the model.
             shape: the shape of one sample, for a model that is not tied to its training shape (a waveform as
@@ -134,16 +145,34 @@ class TrainedRun:
         # inference_mode rather than no_grad: less bookkeeping per operation (BENCHMARKS.md "sampler_loop"),
         # except for a model whose score is itself a gradient (the energy model).
         needs_autograd = getattr(self.model, "differentiates_to_score", False)
-        score = self.model
+        # Per-sample seeds promise a sample that does not depend on its batch: make the model keep it too.
+        score = batch_invariant(self.model) if isinstance(generator, PerSampleGenerator) else self.model
         if self.audio:  # a waveform's samples lie in [-1, 1], so does every step's estimate (waveforms are only scaled)
             bound = 1.0 / self.normalisation.scale.flatten()[0].item()
-            score = clipped_denoiser(self.model, -bound, bound)
+            score = clipped_denoiser(score, -bound, bound)
         with torch.no_grad() if needs_autograd else torch.inference_mode():
             samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond)
         if self.images:  # pixels live in [-1, 1] in model space, as DDPM clips its x_0
             samples = samples.clamp(-1.0, 1.0)
         samples = self.normalisation.to_data(samples.cpu(), any_shape=shape is not None)
         return samples.clamp(-1.0, 1.0) if self.audio else samples
+
+    def sample_batches(self, n: int, *, seed: int, batch_size: int | None = None, first: int = 0,
+                       sampler: str | None = None, **options: Any) -> Iterator[Tensor]:
+        """Samples ``first`` … ``first + n − 1`` of the set seeded by ``seed``, in batches of at most
+        ``batch_size`` (default: :attr:`sample_batch_size`).
+
+        Sample i depends on (seed, i) alone (:class:`~scorelab.rng.PerSampleGenerator`), so the first
+        1000 of ``n = 5000`` are the samples of ``n = 1000``, for any batch size, and a shard
+        ``first, n`` drawn by one process is that part of the whole set. ``sampler`` and ``options`` are
+        as for :meth:`sample`.
+        """
+        require_positive_int("n", n)
+        batch_size = batch_size or self.sample_batch_size
+        require_positive_int("batch_size", batch_size)
+        for start in range(first, first + n, batch_size):
+            indices = range(start, min(start + batch_size, first + n))
+            yield self.sample(len(indices), sampler=sampler, generator=PerSampleGenerator(seed, indices), **options)
 
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:
         """Exact log-density in nats (data coordinates) of the run's probability-flow ODE model.

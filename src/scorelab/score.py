@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 Score = Callable[..., Tensor]
@@ -23,3 +24,31 @@ def call_score(score: Score, x: Tensor, sigma: Tensor | None = None, cond: Any =
     if sigma is None:
         return score(x) if cond is None else score(x, cond=cond)
     return score(x, sigma) if cond is None else score(x, sigma, cond=cond)
+
+
+def batch_invariant(score: Score, rows: int = 16) -> Score:
+    """``score`` evaluated on its batch padded to a multiple of ``rows`` rows (copies of the first), the
+    padding dropped from the result.
+
+    Why: on the CPU, how a row is computed can depend on the batch around it. MKL's matrix product
+    computes the rows of a ragged last block with other kernels than those of full blocks, and PyTorch
+    runs a 1×1 convolution of fewer than 16 images on one thread as a matrix product, but through
+    oneDNN otherwise. Either would change one sample's score in its last bits with the batch it is
+    computed in. Padded to whole blocks of 16, each row is computed the same way in any batch, and a
+    sample drawn with a :class:`~scorelab.rng.PerSampleGenerator` is the same bit for bit
+    (``tests/test_sample_batches.py`` checks it for the MLP and the U-Net).
+    """
+
+    def padded(x: Tensor, sigma: Tensor | None = None, cond: Any = None) -> Tensor:
+        batch, extra = x.shape[0], -x.shape[0] % rows
+        if extra == 0:
+            return call_score(score, x, sigma, cond)
+
+        def pad(value: Any) -> Any:
+            if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] != batch:
+                return value
+            return torch.cat([value, value[:1].expand(extra, *value.shape[1:])])
+
+        return call_score(score, pad(x), pad(sigma), pad(cond))[:batch]
+
+    return padded

@@ -40,10 +40,12 @@ from scorelab.checkpoint import (
 )
 from scorelab.config import NAME_KEYS, Config, OptimSettings, flat_fields
 from scorelab.data.sources import data_part
+from scorelab.distributed import World, collective, gather_to_all, mean_over_ranks, process_group, wait_for_main
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
 from scorelab.models import build_model
 from scorelab.objectives import OBJECTIVES
 from scorelab.processes import PROCESSES, NoiseProcess
+from scorelab.rng import derived_seed
 from scorelab.run_lock import run_lock
 
 # "note": a resumed run's changed settings, on a row of its own at the step it resumed from.
@@ -231,11 +233,16 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             directory: :func:`scorelab.run_lock.run_lock`).
     """
     run_dir = Path(run_dir)
-    with run_lock(run_dir):
-        return _train(config, run_dir, resume, overwrite, progress)
+    with process_group(resolve_device(config.device)) as world, collective(world):  # DDP's collectives too
+        if not world.main:
+            wait_for_main(world)  # rank 0 checks the run first; if it fails, its message is the one to read
+            return _train(config, run_dir, resume, overwrite, progress, world)
+        with run_lock(run_dir):
+            return _train(config, run_dir, resume, overwrite, progress, world)
 
 
-def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
+def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progress: bool,
+           world: World) -> TrainResult:
     from tqdm.auto import tqdm
 
     checkpoint, asked = None, config
@@ -247,7 +254,7 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
         config = checkpoint.config
     elif (run_dir / CHECKPOINT_NAME).exists() and not overwrite:
         raise CheckpointError(f"{run_dir} already holds a trained model; use --resume, --overwrite or another --out")
-    device = resolve_device(asked.device)
+    device = world.device(resolve_device(asked.device))
     raw = training_data(config)
     normalisation = data_normalisation(config, raw)
     data = normalisation.to_model(raw).to(device)
@@ -260,6 +267,12 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
             raise ConfigError(f"steps = {asked.optim.steps} is below the checkpoint's step {checkpoint.step}; "
                               "a run cannot be shortened")
         config = asked
+    optim = config.optim
+    if optim.batch_size % world.size:
+        raise ConfigError(f"batch_size = {optim.batch_size} does not split over {world.size} processes; "
+                          f"use a multiple of {world.size}")
+    if world.main:
+        wait_for_main(world)  # the run checks out: the other ranks may set up too
     process = build_process(config)
     shape = normalisation.shape
 
@@ -271,18 +284,23 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
     ema = new_model()
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    optim = config.optim
     optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(rank_seed(config.seed, world.rank))
     start = 0
-    if not (run_dir / CHECKPOINT_NAME).exists():  # a new run shows its config at once; others keep theirs till a save
+    if world.main and not (run_dir / CHECKPOINT_NAME).exists():  # a new run shows its config at once
         write_atomic(run_dir / "config.toml", config.to_toml().encode())
     log_path = run_dir / "train_log.csv"
     log_rows: list[dict] = []
     if checkpoint is not None:
         start = checkpoint.step
-        _restore(checkpoint, model, ema, optimizer, generator, shape)
+        _restore(checkpoint, model, ema, optimizer, shape)
+        saved_world = _restore_generator(checkpoint, generator, world)
+        if saved_world != world.size:
+            changes["world_size"] = (saved_world, world.size)
         log_rows = _logged_rows(checkpoint, log_path)
+    # DDP averages the gradients over the ranks; the EMA and the checkpoint read the module inside.
+    net = model if world.size == 1 else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     if changes:
         note = "; ".join(f"{key} {before} -> {after}" for key, (before, after) in changes.items())
         log_rows.append({"step": start, "loss": "", "seconds": log_rows[-1]["seconds"] if log_rows else "0",
@@ -295,14 +313,14 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
     # The losses since the last log row: a resume between rows carries them on (older checkpoints lack them).
     window: list[float] = checkpoint.group("log").get("window", torch.zeros(0)).tolist() if checkpoint else []
     loss_value = math.nan
-    bar = tqdm(total=optim.steps, initial=start, disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=optim.steps, initial=start, disable=not (progress and world.main), dynamic_ncols=True,
                desc=f"train {config.model.name} ({parameter_count(model):,} parameters)")
+    rows_per_rank = optim.batch_size // world.size + extra_rows
     for step in range(start + 1, optim.steps + 1):
-        rows = torch.randint(len(data), (optim.batch_size + extra_rows,), generator=generator)
-        batch = data[rows.to(device)]
+        batch = data[minibatch_rows(len(data), rows_per_rank, generator).to(device)]
         cond = None if condition is None else condition(normalisation.to_data(batch))
-        loss = objective.loss(model, batch, cond, process, config.objective.settings, generator)
-        loss_value = loss.item()
+        loss = objective.loss(net, batch, cond, process, config.objective.settings, generator)
+        loss_value = mean_over_ranks(loss.detach(), world).item()  # every rank sees a NaN on any of them
         if not math.isfinite(loss_value):
             bar.close()
             kept = f"the last good checkpoint ({run_dir / CHECKPOINT_NAME}) is kept" if (
@@ -323,12 +341,23 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
             bar.set_postfix(loss=f"{sum(window) / len(window):.4g}")
             window = []
         if step % optim.checkpoint_every == 0 or step == optim.steps:
-            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation, window, log_rows)
+            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation, window, log_rows, world)
     bar.close()
     if changes and start == optim.steps:  # nothing left to train, but the run's record takes the new settings
-        _save(run_dir, start, config, model, ema, optimizer, generator, normalisation, window, log_rows)
+        _save(run_dir, start, config, model, ema, optimizer, generator, normalisation, window, log_rows, world)
     return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(model), start,
                        changes)
+
+
+def minibatch_rows(n_data: int, count: int, generator: torch.Generator) -> Tensor:
+    """The rows of one rank's minibatch: ``count`` uniform draws from [0, n_data), with replacement."""
+    return torch.randint(n_data, (count,), generator=generator)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s rows and noise: the run's own for rank 0 (so a run of one process is
+    what it always was), :func:`~scorelab.rng.derived_seed` (seed, rank) for the others."""
+    return seed if rank == 0 else derived_seed(seed, "rank", rank)
 
 
 def learning_rate(optim: OptimSettings, step: int) -> float:
@@ -354,13 +383,17 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
 
 def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Module,
           optimizer: torch.optim.Optimizer, generator: torch.Generator, normalisation: Normalisation,
-          window: list[float], log_rows: list[dict]) -> None:
-    """Write the checkpoint, then the log and the config beside it (see the module's docstring for why)."""
+          window: list[float], log_rows: list[dict], world: World) -> None:
+    """Write the checkpoint, then the log and the config beside it (see the module's docstring for why);
+    rank 0 writes, with every rank's random state."""
+    states = gather_to_all(generator.get_state(), world)
+    if not world.main:
+        return
     tensors = {f"ema.{k}": v for k, v in ema.state_dict().items()}
     tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
         tensors |= {f"optim.{index}.{k}": torch.as_tensor(v) for k, v in state.items()}
-    tensors["rng.train"] = generator.get_state()
+    tensors |= {_rng_key(rank): state for rank, state in enumerate(states)}
     tensors["data.shift"] = normalisation.shift
     tensors["data.scale"] = normalisation.scale
     tensors["log.window"] = torch.tensor(window, dtype=torch.float64)
@@ -370,8 +403,25 @@ def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Mo
     write_atomic(run_dir / "config.toml", config.to_toml().encode())
 
 
+def _rng_key(rank: int) -> str:
+    return "rng.train" if rank == 0 else f"rng.train.{rank}"
+
+
+def _restore_generator(checkpoint: Checkpoint, generator: torch.Generator, world: World) -> int:
+    """Give this rank's generator its saved state and return the world size the checkpoint was written by.
+
+    Under another world size the ranks draw other rows than they would have, so each starts a stream of
+    its own, named by the step it resumes from: the run goes on, with other minibatches from there."""
+    saved_world = 1 + sum(key.startswith("rng.train.") for key in checkpoint.tensors)
+    if saved_world == world.size:
+        generator.set_state(checkpoint.tensors[_rng_key(world.rank)])
+    else:
+        generator.manual_seed(derived_seed(checkpoint.config.seed, "resume", checkpoint.step, "rank", world.rank))
+    return saved_world
+
+
 def _restore(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
-             generator: torch.Generator, shape: tuple[int, ...]) -> None:
+             shape: tuple[int, ...]) -> None:
     """Load the full training state, or raise :class:`CheckpointError` if it does not fit."""
     try:
         model.load_state_dict(checkpoint.group("model"))
@@ -381,6 +431,5 @@ def _restore(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer
             index, name = key.split(".", 1)
             state.setdefault(int(index), {})[name] = value
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-        generator.set_state(checkpoint.tensors["rng.train"])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"checkpoint does not match its config or data (shape {shape}): {exc}") from None

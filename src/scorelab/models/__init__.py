@@ -237,8 +237,15 @@ MODELS.register(ModelPart(
 MODELS.register(ModelPart(
     "energy", UnconditionalSettings, "an energy MLP E(x) with s = −∇E, density exp(−E)", noise_conditional=False,
     implies={"objective": "sliced", "sampler": "langevin"},
-    build=lambda s, shape, process, sigma_data: EnergyScore(mlp_stack(_dim(shape), s.hidden, s.depth, 1, nn.Softplus),
-                                                          flatten_input=True)))
+    build=lambda s, shape, process, sigma_data: _energy(s, shape)))
+
+
+def _energy(settings: UnconditionalSettings, shape: tuple[int, ...]) -> EnergyScore:
+    net = mlp_stack(_dim(shape), settings.hidden, settings.depth, 1, nn.Softplus)
+    # E's last bias is a constant offset: s = −∇E does not depend on it, so no objective gives it a gradient.
+    # Frozen, it is not a parameter that DistributedDataParallel waits for in vain (and never averages).
+    net[-1].bias.requires_grad_(False)
+    return EnergyScore(net, flatten_input=True)
 
 
 def build_model(name: str, settings: object, *, shape: tuple[int, ...], process: NoiseProcess,
