@@ -7,8 +7,9 @@ For each model size (the 2-D default NCSN, the digits U-Net, WaveGrad at its def
 and two data-parallel processes of one thread each (``--nproc 2``, gloo) with the same global batch.
 Steps per second come from the run's own log (the seconds between its first and last rows), so
 start-up is left out. Sampling throughput is that of ``scorelab sample`` (2-D and digits; one process
-against ``torchrun --nproc-per-node 2``), start-up taken out by subtracting a run of 16 samples.
-Medians over ``--repeats`` runs taken in turns. Writes the ``scaling`` section of BENCHMARKS.md.
+against ``torchrun --nproc-per-node 2``), start-up taken out by subtracting a run of 16 samples. Then the time of one gloo all-reduce of each
+model's gradient, the part of a DDP step that one process does not have. Medians over ``--repeats``
+runs taken in turns. Writes the ``scaling`` section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -60,10 +61,45 @@ def scorelab(*argv: str, processes: int) -> list[str]:
             "-m", "scorelab", "--", *argv]
 
 
+def probe_all_reduce(numbers: int) -> None:
+    """Under torchrun: the median milliseconds of an all-reduce of ``numbers`` float32s, printed by rank 0."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    tensor, times = torch.zeros(numbers), []
+    for _ in range(200):
+        begin = time.perf_counter()
+        dist.all_reduce(tensor)
+        times.append(time.perf_counter() - begin)
+    if dist.get_rank() == 0:
+        print(f"{1000 * statistics.median(times[20:]):.3f}")
+    dist.destroy_process_group()
+
+
+def all_reduce_milliseconds(numbers: int) -> float:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__,
+               "--probe", str(numbers)]
+    result = subprocess.run(command, check=True, capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return float(result.stdout.split()[-1])
+
+
+def parameters(run_dir: Path) -> int:
+    from scorelab.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir).parameters
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--probe", type=int, help=argparse.SUPPRESS)  # the all-reduce probe's own ranks
     args = parser.parse_args()
+    if args.probe is not None:
+        probe_all_reduce(args.probe)
+        return
+    sizes: dict[str, int] = {}
     train_rates: dict[tuple[str, str], list[float]] = {}
     sample_rates: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -75,6 +111,7 @@ def main() -> None:
                                  str(log_every), "--checkpoint-every", str(steps), "--device", "cpu",
                                  "--no-progress", processes=processes), threads)
                     train_rates.setdefault((model, layout), []).append(steps_per_second(run_dir))
+                    sizes[model] = parameters(run_dir)
                     if sample_flags is None or threads != 1:
                         continue
                     out = str(run_dir / "s.npy")
@@ -84,6 +121,9 @@ def main() -> None:
                                         processes=processes), threads)
                     n = int(sample_flags[sample_flags.index("--n") + 1])
                     sample_rates.setdefault((model, layout), []).append((n - 16) / (full - small))
+    reduce_rows = [[model, f"{sizes[model]:,}", f"{all_reduce_milliseconds(sizes[model]):.2f}",
+                    f"{1000 / statistics.median(train_rates[(model, '2 processes × 1 thread (DDP, gloo)')]):.1f}"]
+                   for model in MODELS]
     rows = []
     for model in MODELS:
         base = statistics.median(train_rates[(model, "1 process × 1 thread")])
@@ -97,7 +137,11 @@ def main() -> None:
             "it; the ratio is to one process of one thread in the same run. Samples per second of "
             "`scorelab sample` with one thread per process, start-up taken out by subtracting a run of 16 "
             f"samples. Medians of {args.repeats} runs taken in turns.\n\n"
-            + markdown_table(["model", "layout", "train steps/s", "/ 1 process × 1 thread", "samples/s"], rows))
+            + markdown_table(["model", "layout", "train steps/s", "/ 1 process × 1 thread", "samples/s"], rows)
+            + "\n\nWhere the time of two processes goes: one gloo all-reduce of the model's gradient (float32, "
+            "between the 2 processes of this machine, median of 180), beside the whole DDP step it is part of. "
+            "Each step all-reduces the gradient once and the loss once.\n\n"
+            + markdown_table(["model", "parameters", "all-reduce ms", "DDP step ms"], reduce_rows))
     write_section("scaling", "Scaling out: 1 and 2 processes on the CPU", body)
 
 
