@@ -216,6 +216,11 @@ def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     page = (run_dir / "listen.html").read_text()
     assert page.count("<audio") == 4 and "data:audio/wav;base64," in page
     assert (run_dir / "spectrograms.png").is_file() and (run_dir / "waveforms.png").is_file()
+    code, out, err = run_cli(capsys, "report", run_dir)  # the run's page plays the same examples
+    assert code == 0, err
+    report = (run_dir / "report.html").read_text()
+    assert report.count("<audio") == len(list((run_dir / "audio").glob("*.wav"))) >= 4
+    assert "spectrograms.png" in report and "WaveGrad-6" in report
 
     code, out, err = run_cli(capsys, "vocode", run_dir, "--input", tmp_path / "missing.wav",
                              "--out", tmp_path / "o.wav")

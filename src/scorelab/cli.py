@@ -367,6 +367,16 @@ def cmd_plot(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from scorelab.run_report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from scorelab import demo
     from scorelab.evaluate import format_report
@@ -431,6 +441,11 @@ COMMANDS = {
         "draw the data, score fields, samples and trajectories",
         "Without flags: data.png, score_field.png, samples.png and trajectories.png. With flags: only the figures "
         "asked for.", _plot_arguments, cmd_plot),
+    "report": Command(
+        "write RUN_DIR/report.html, one page of the run",
+        "One self-contained HTML page (figures and audio embedded): the run's parts, provenance, training curve, "
+        "metrics with their floors (from `scorelab evaluate`), the figures `scorelab plot` drew, and the config.",
+        _report_arguments, cmd_report),
     "demo": Command(
         "the seed tutorial's swiss-roll NCSN, done right",
         "Train the default NCSN on the swiss roll, sample, evaluate and plot; prints train time, sample time, W2 and "

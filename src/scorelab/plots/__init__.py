@@ -18,6 +18,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -25,7 +28,7 @@ from scorelab.atomic import write_atomic  # noqa: E402
 from scorelab.errors import ConfigError, require_positive_int  # noqa: E402
 from scorelab.models import EnergyScore  # noqa: E402
 from scorelab.run import TrainedRun  # noqa: E402
-from scorelab.sampling import StepInfo  # noqa: E402
+from scorelab.sampling import SAMPLERS, StepInfo  # noqa: E402
 from scorelab.training import training_data  # noqa: E402
 
 Bounds = tuple[float, float, float, float]
@@ -55,24 +58,37 @@ def _lattice(bounds: Bounds, grid: int) -> tuple[Tensor, Tensor, Tensor]:
     return mesh_x, mesh_y, torch.stack([mesh_x.reshape(-1), mesh_y.reshape(-1)], dim=1)
 
 
-def draw_score_field(axes: plt.Axes, score: Callable[[Tensor], Tensor], bounds: Bounds, grid: int = 32) -> None:
-    """Quiver plot of a 2-D score on a ``grid``×``grid`` lattice.
-
-    Arrows are rescaled from length ‖s‖ to log1p(‖s‖), as in the seed tutorial,
-    so the field stays readable where the score is large.
-    """
+def score_on_lattice(score: Callable[[Tensor], Tensor], bounds: Bounds, grid: int = 32) -> tuple[Tensor, Tensor]:
+    """The lattice points [grid², 2] of ``bounds`` and the 2-D score at each of them."""
     _, _, points = _lattice(bounds, grid)
     with torch.no_grad():
-        field = score(points).cpu()
-    norm = field.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    field = field / norm * torch.log1p(norm)
-    # The longest arrow spans one grid cell, whatever the score's scale at this σ.
-    cell = (bounds[1] - bounds[0]) / (grid - 1)
-    axes.quiver(points[:, 0], points[:, 1], field[:, 0], field[:, 1], color="tab:blue", width=0.003,
-                angles="xy", scale_units="xy", scale=field.norm(dim=1).max().item() / cell)
+        return points, score(points).cpu()
+
+
+def draw_score_field(axes: plt.Axes, points: Tensor, field: Tensor, bounds: Bounds, grid: int,
+                     magnitude: Normalize | None = None) -> ScalarMappable | None:
+    """Quiver plot of a score on the lattice of :func:`score_on_lattice`: unit arrows for its direction,
+    coloured by log₁₀ ‖s‖ on the scale ``magnitude`` (light grey without one); returns the arrows to give
+    a colour bar.
+
+    The magnitude spans orders of magnitude (near data at noise level σ the score grows as 1/σ²), so
+    arrow lengths could show it only squashed (the seed drew log(1 + ‖s‖)); one colour scale shared by the
+    panels of a figure shows it whole.
+    """
+    norm = field.norm(dim=1).clamp_min(1e-12)
+    direction = field / norm[:, None]
+    cell = (bounds[1] - bounds[0]) / (grid - 1)  # each arrow spans 0.8 of a grid cell
+    style = {"width": 0.005, "angles": "xy", "scale_units": "xy", "scale": 1 / (0.8 * cell)}
+    if magnitude is None:
+        axes.quiver(points[:, 0], points[:, 1], direction[:, 0], direction[:, 1], color="0.75", **style)
+        arrows = None
+    else:
+        arrows = axes.quiver(points[:, 0], points[:, 1], direction[:, 0], direction[:, 1], norm.log10(),
+                             cmap="viridis", norm=magnitude, **style)
     axes.set_xlim(bounds[0], bounds[1])
     axes.set_ylim(bounds[2], bounds[3])
     axes.set_aspect("equal")
+    return arrows
 
 
 def draw_log_density(axes: plt.Axes, log_density: Callable[[Tensor], Tensor], bounds: Bounds,
@@ -91,6 +107,18 @@ def _panels(n: int, size: float = 4.0, columns: int = 5) -> tuple[plt.Figure, li
     for spare in axes.flat[n:]:
         spare.set_visible(False)
     return figure, list(axes.flat[:n])
+
+
+def plot_training_curve(steps: Sequence[int], losses: Sequence[float], path: str | Path) -> Path:
+    """The logged training loss against the step (on a log scale where it is positive and spans a decade)."""
+    figure, axes = plt.subplots(figsize=(7.0, 3.5))
+    axes.plot(steps, losses, color="tab:blue", linewidth=1.2)
+    if min(losses) > 0 and max(losses) > 10 * min(losses):
+        axes.set_yscale("log")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss (mean over each logged interval)")
+    axes.grid(alpha=0.3)
+    return save_figure(figure, path)
 
 
 def plot_data(x: Tensor, path: str | Path, title: str = "data") -> Path:
@@ -115,17 +143,21 @@ def plot_score_fields(run: TrainedRun, x: Tensor, path: str | Path, max_panels: 
     picks = sorted({round(i * (len(sigmas) - 1) / max(max_panels - 1, 1)) for i in range(max_panels)})
     bounds = data_bounds(x)
     energy = isinstance(run.model, EnergyScore)  # an energy model also has a density to show
+    fields = [score_on_lattice(lambda p, s=sigmas[index]: run.score(p.to(run.device), torch.full((len(p),), s)),
+                               bounds, grid=20) for index in picks]
+    magnitudes = torch.cat([field.norm(dim=1) for _, field in fields]).clamp_min(1e-12).log10()
+    shared = Normalize(magnitudes.min().item(), magnitudes.max().item())  # one scale: the growth as σ falls shows
     figure, axes_list = _panels(len(picks), size=3.2)
-    for axes, index in zip(axes_list, picks):
+    for axes, index, (points, field) in zip(axes_list, picks, fields):
         sigma = sigmas[index]
         if energy:
             draw_log_density(axes, lambda p: run.model.log_density(run.normalisation.to_model(p).to(run.device)),
                              bounds)
-        draw_score_field(axes, lambda p, s=sigma: run.score(p.to(run.device), torch.full((len(p),), s)), bounds,
-                         grid=20)
+        arrows = draw_score_field(axes, points, field, bounds, grid=20, magnitude=shared)
         axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
         axes.set_title(f"learned score, σ = {sigma:.3g}" if conditional else
-                       "learned score and density exp(−E)" if energy else "learned score")
+                       "learned score and density exp(−E)" if energy else "learned score", fontsize=10)
+    figure.colorbar(arrows, ax=axes_list, shrink=0.8, label="log₁₀ ‖s‖ (arrows: the score's direction)")
     return save_figure(figure, path)
 
 
@@ -190,16 +222,26 @@ def plot_trajectories(run: TrainedRun, x: Tensor, path: str | Path, n: int = 8,
     paths = states[[*level_ends[::stride], len(states) - 1]]
     # The data's box, not the paths': ODE starts sit at σ_max (hundreds for a DDPM chain).
     bounds = data_bounds(x, margin=0.5)
-    figure, (axes,) = _panels(1, size=6.0)
+    path_sigmas = torch.tensor([sigmas[i] for i in [*level_ends[::stride], len(states) - 1]])
+    figure, (axes,) = _panels(1, size=7.0)
     sigma_min = run.sigmas[-1].item()
-    draw_score_field(axes, lambda p: run.score(p.to(run.device), torch.full((len(p),), sigma_min)), bounds, grid=24)
+    points, field = score_on_lattice(lambda p: run.score(p.to(run.device), torch.full((len(p),), sigma_min)),
+                                     bounds, grid=24)
+    draw_score_field(axes, points, field, bounds, grid=24)
     axes.scatter(x[:2000, 0], x[:2000, 1], color="tab:gray", **POINT_STYLE)
-    for k in range(n):
-        axes.plot(paths[:, k, 0], paths[:, k, 1], color="tab:orange", linewidth=0.6, alpha=0.8)
-    axes.scatter(paths[0, :, 0], paths[0, :, 1], color="black", s=10, label="start")
-    axes.scatter(paths[-1, :, 0], paths[-1, :, 1], color="tab:red", s=14, label="end")
-    axes.legend(loc="upper right")
-    axes.set_title(f"{run.config.sampler.name} trajectories of {n} points")
+    # Each segment coloured by the noise level of its start, so the eye follows a path from noise to data.
+    levels = path_sigmas.clamp_min(1e-12).log10()[:-1]
+    segments = torch.stack([paths[:-1], paths[1:]], dim=2).transpose(0, 1).reshape(-1, 2, 2)  # [n·steps, 2, 2]
+    lines = LineCollection(segments.numpy(), array=levels.repeat(n).numpy(), cmap="plasma", linewidths=1.0)
+    axes.add_collection(lines)
+    figure.colorbar(lines, ax=axes, shrink=0.6, label="log₁₀ σ of the sampler's step")
+    axes.scatter(paths[0, :, 0], paths[0, :, 1], color="black", s=10, label="start, drawn from the prior")
+    axes.scatter(paths[-1, :, 0], paths[-1, :, 1], color="tab:red", s=14, label="end: a sample")
+    axes.legend(loc="upper left", bbox_to_anchor=(0.0, -0.06), ncol=2, frameon=False, fontsize=8)
+    sampler = run.config.sampler.name
+    axes.set_title(f"{n} paths from noise to data through the {sampler} sampler\n({SAMPLERS[sampler].help});\n"
+                   f"grey arrows: the learned score's direction at the smallest level, σ = {sigma_min:.3g}",
+                   fontsize=9)
     return save_figure(figure, path)
 
 
