@@ -102,3 +102,10 @@ def test_training_and_sampling_on_cuda_follow_the_cpu(tmp_path, kind):
     if kind != "energy":
         x = sl.data.load("swiss_roll", 32, generator=torch.Generator().manual_seed(4))
         torch.testing.assert_close(on_cuda.log_prob(x), on_cpu.log_prob(x), atol=1e-3, rtol=0)
+
+
+def test_per_sample_seeds_give_the_same_samples_on_cpu_and_cuda(tiny_run):
+    """The per-sample streams are drawn on the CPU and moved, so the GPU sees the CPU's noise."""
+    on = {device: torch.cat(list(sl.load_run(tiny_run, device).sample_batches(20, seed=0, batch_size=7)))
+          for device in ("cpu", "cuda")}
+    torch.testing.assert_close(on["cuda"], on["cpu"], rtol=1e-4, atol=1e-4)
