@@ -294,7 +294,7 @@ def test_exact_mixture_eps_reaches_w2_ratio_1_2(name):
     def sample_model(n: int, generator: torch.Generator) -> torch.Tensor:
         return MIXTURE_SAMPLERS[name](PROCESS.prior((n, 2), generator=generator), generator)
 
-    report = sl.metrics.w2_ratio(sample_model, MIXTURE.sample, n=5000, repeats=3)
+    report = sl.metrics.w2_ratio(sample_model, MIXTURE.sample, n=2000, repeats=2)
     assert report.ratio <= 1.2, report
 
 

@@ -71,7 +71,7 @@ def test_annealed_langevin_with_ncsnv2_settings_reaches_w2_ratio_on_8gaussians()
         return sl.sampling.annealed_langevin(EIGHT_GAUSSIANS, start, sigmas, n_steps_each=50,
                                              step_size=step_size, generator=generator)
 
-    report = sl.metrics.w2_ratio(sample_model, EIGHT_GAUSSIANS.sample, n=5000, repeats=3)
+    report = sl.metrics.w2_ratio(sample_model, EIGHT_GAUSSIANS.sample, n=3000, repeats=2)
     print(f"W2 model {report.model_mean:.4f} ± {report.model_std:.4f}, "
           f"floor {report.floor_mean:.4f} ± {report.floor_std:.4f}, ratio {report.ratio:.3f}")
     assert report.ratio <= 1.1
