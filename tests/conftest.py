@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+
 import pytest
 import torch
 
@@ -68,3 +72,46 @@ def tiny_run(tmp_path):
     run_dir = tmp_path / "run"
     sl.train(tiny_config(), run_dir, progress=False)
     return run_dir
+
+
+# --- a page in a real browser ----------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# Put first in <head>, so that it sees every error from the first element on; once the page and every
+# audio element's metadata have loaded (or failed), it writes what it found into the page.
+BROWSER_CHECK = """<script>
+window.scorelabErrors = [];
+window.addEventListener("error", e => scorelabErrors.push(String(e.message || e.target.tagName)), true);
+const consoleError = console.error;
+console.error = (...args) => { scorelabErrors.push(args.join(" ")); consoleError(...args); };
+window.addEventListener("load", async () => {
+  const broken = [...document.images].filter(image => !image.complete || image.naturalWidth === 0);
+  const sounds = await Promise.all([...document.querySelectorAll("audio")].map(audio => audio.readyState >= 1 ?
+    true : new Promise(done => { audio.addEventListener("loadedmetadata", () => done(true));
+                                 audio.addEventListener("error", () => done(false)); audio.load(); })));
+  const verdict = document.createElement("pre");
+  verdict.id = "verdict";
+  verdict.textContent = JSON.stringify({images: document.images.length, broken: broken.length,
+                                        audio: sounds.length, silent: sounds.filter(ok => !ok).length,
+                                        errors: scorelabErrors.map(error => error.slice(0, 200))});
+  document.body.append(verdict);
+});
+</script>"""
+
+
+def render_in_chromium(page, *flags):
+    """Headless Chromium on the file ``page``, with ``flags`` (a screenshot, a DOM dump)."""
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--autoplay-policy=no-user-gesture-required", *flags, page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+
+
+def browser_verdict(page, scratch):
+    """What :data:`BROWSER_CHECK` found in ``page`` rendered by Chromium: counts of images and broken ones,
+    audio elements and silent ones (no metadata loaded), and the errors reported."""
+    checked = scratch / f"checked_{page.name}"
+    checked.write_text(page.read_text().replace("<head>", "<head>" + BROWSER_CHECK, 1))
+    dom = render_in_chromium(checked, "--virtual-time-budget=15000", "--dump-dom").stdout
+    assert '<pre id="verdict">' in dom, "the page's check never ran"
+    return json.loads(dom.split('<pre id="verdict">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))

@@ -3,13 +3,11 @@
 import base64
 import io
 import json
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from conftest import assert_clean_error, run_cli
+from conftest import CHROMIUM, assert_clean_error, browser_verdict, render_in_chromium, run_cli
 from PIL import Image
 
 
@@ -74,40 +72,10 @@ def test_a_report_of_no_run_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "nowhere").exists()
 
 
-# In the browser: every image decodes and nothing reports an error. The check runs in the page itself, put
-# first in <head>, so it sees every error from the first element on; --dump-dom prints what it found.
-CHECK = """<script>
-window.scorelabErrors = [];
-window.addEventListener("error", e => scorelabErrors.push(String(e.message || e.target.src || e.target.tagName)),
-                        true);
-const consoleError = console.error;
-console.error = (...args) => { scorelabErrors.push(args.join(" ")); consoleError(...args); };
-window.addEventListener("load", () => {
-  const broken = [...document.images].filter(image => !image.complete || image.naturalWidth === 0);
-  const verdict = document.createElement("pre");
-  verdict.id = "verdict";
-  verdict.textContent = JSON.stringify({images: document.images.length, broken: broken.length,
-                                        errors: scorelabErrors});
-  document.body.append(verdict);
-});
-</script>"""
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def render(page, *flags):
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                           *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian's chromium package; .ci/run installs it)")
 def test_the_report_renders_in_chromium_with_every_image_loaded_and_no_error(reported, tmp_path):
-    checked = tmp_path / "checked.html"
-    checked.write_text(reported.read_text().replace("<head>", "<head>" + CHECK, 1))
-    dom = render(checked, "--virtual-time-budget=10000", "--dump-dom").stdout
-    verdict = json.loads(dom.split('<pre id="verdict">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
-    assert verdict == {"images": 5, "broken": 0, "errors": []}
+    assert browser_verdict(reported, tmp_path) == {"images": 5, "broken": 0, "audio": 0, "silent": 0, "errors": []}
     screenshot = tmp_path / "report.png"
-    render(reported, "--window-size=1200,1800", f"--screenshot={screenshot}")
+    render_in_chromium(reported, "--window-size=1200,1800", f"--screenshot={screenshot}")
     with Image.open(screenshot) as image:
         assert image.size == (1200, 1800) and len(np.unique(np.asarray(image.convert("L")))) > 16  # not blank

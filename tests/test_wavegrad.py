@@ -19,7 +19,7 @@ from scorelab.processes import VP
 from scorelab.sampling import SAMPLERS
 from scorelab.schedule_search import candidates, geometric_betas, respaced_betas, search
 
-from conftest import assert_clean_error, run_cli
+from conftest import CHROMIUM, assert_clean_error, browser_verdict, run_cli
 
 pytest.importorskip("librosa")
 
@@ -221,6 +221,10 @@ def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     report = (run_dir / "report.html").read_text()
     assert report.count("<audio") == len(list((run_dir / "audio").glob("*.wav"))) >= 4
     assert "spectrograms.png" in report and "WaveGrad-6" in report
+    if CHROMIUM is not None:  # and in a browser every player has its sound
+        verdict = browser_verdict(run_dir / "report.html", tmp_path)
+        assert verdict["audio"] == report.count("<audio") and verdict["silent"] == verdict["broken"] == 0, verdict
+        assert verdict["errors"] == [], verdict
 
     code, out, err = run_cli(capsys, "vocode", run_dir, "--input", tmp_path / "missing.wav",
                              "--out", tmp_path / "o.wav")
