@@ -23,16 +23,22 @@ from scorelab.atomic import write_atomic
 TITLE = "# Benchmarks\n\nEvery table below was written by the script named in its section.\n"
 
 
-def provenance(repo: str | Path = ".") -> str:
-    """One line: command, machine (cores), date and the git commit of ``repo``."""
+def git_commit(repo: str | Path) -> str | None:
+    """The short commit of the git checkout ``repo`` lies in, with ``+uncommitted changes`` when its tracked
+    files have some; None outside a checkout (an installed wheel) or without git."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                                 text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
                                capture_output=True, text=True).stdout.strip()
-        commit += "+uncommitted changes" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+        return None
+    return commit + ("+uncommitted changes" if dirty else "")
+
+
+def provenance(repo: str | Path = ".") -> str:
+    """One line: command, machine (cores), date and the git commit of ``repo``."""
+    commit = git_commit(repo) or "unknown"
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     machine = (f"{platform.machine()}{_processor()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads")

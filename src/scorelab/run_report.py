@@ -15,7 +15,6 @@ import csv
 import datetime
 import html
 import json
-import subprocess
 from pathlib import Path
 
 from scorelab.atomic import write_atomic
@@ -43,20 +42,6 @@ CAPTIONS = {
 def data_uri(path: Path) -> str:
     """The file as a ``data:`` URI of its media type (by suffix: PNG, GIF or WAV)."""
     return f"data:{MEDIA_TYPES[path.suffix]};base64,{base64.b64encode(path.read_bytes()).decode()}"
-
-
-def commit() -> str | None:
-    """The git commit scorelab's source lies in, with ``+changes`` when it has uncommitted ones; None outside
-    a checkout (an installed wheel)."""
-    source = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=source, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
-                               capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+changes" if dirty else "")
 
 
 def flat_metrics(value: object, prefix: str = "") -> list[tuple[str, object]]:
@@ -103,6 +88,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     from scorelab import __version__
     from scorelab.audio_quality import EXAMPLES_DIR
+    from scorelab.report import git_commit
 
     run_dir = Path(run_dir)
     checkpoint = load_checkpoint(run_dir)
@@ -112,7 +98,7 @@ def write_report(run_dir: str | Path) -> Path:
                   ("parameters", f"{checkpoint.parameters:,}" if checkpoint.parameters is not None else "unknown"),
                   ("scorelab", __version__), ("torch", torch.__version__),
                   ("report written", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-                  ("commit", commit() or "unknown (not run from a git checkout)")]
+                  ("commit", git_commit(Path(__file__).resolve().parent) or "unknown (not run from a git checkout)")]
     curve = _training_curve(run_dir)
     figures = [run_dir / name for name in CAPTIONS if name != CURVE and (run_dir / name).is_file()]
     figures += sorted(path for path in run_dir.glob("*.gif"))  # the animation, named after the sampler
