@@ -132,7 +132,7 @@ def main() -> None:
             sampled = sample_rates.get((model, layout))
             rows.append([model, layout, f"{rate:.1f}", f"{rate / base:.2f}",
                          f"{statistics.median(sampled):.0f}" if sampled else "–"])
-    body = ("Measured with nothing else running on the machine (check `uptime` before and after). "
+    body = ("To be run with nothing else on the machine (check `uptime` before and after). "
             f"CPU only ({CORES} cores; no GPU was lent to this task). Steps per second of `scorelab train` from its "
             "own log (start-up left out), with the global batch fixed, so two processes each compute half of "
             "it; the ratio is to one process of one thread in the same run. Samples per second of "
