@@ -252,8 +252,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
     world = World.from_environment()
     run = TrainedRun.load(args.run_dir, str(world.device(resolve_device(_device(args)))))
     options = {name: getattr(args, name) for name in _sampler_settings()}
-    if run.audio:
-        _vocode_test_utterances(run, args, options)
+    if run.audio:  # one utterance at a time: under torchrun, rank 0 vocodes them all
+        if world.main:
+            _vocode_test_utterances(run, args, options)
         return
     batch_size = args.batch_size or run.sample_batch_size
 
