@@ -241,7 +241,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     import torch
     from tqdm.auto import tqdm
 
-    from scorelab.distributed import World, batches_in_order, process_group
+    from scorelab.distributed import World, batches_in_order, collective, process_group
     from scorelab.run import TrainedRun
     from scorelab.sample_io import SampleWriter
     from scorelab.training import resolve_device
@@ -259,11 +259,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     batch_size = args.batch_size or run.sample_batch_size
 
     def make(first: int, count: int):
-        return next(run.sample_batches(count, seed=args.seed, first=first, batch_size=count, sampler=args.sampler,
-                                       **options))
+        return run.sample_rows(first, count, seed=args.seed, sampler=args.sampler, **options)
 
     # Under torchrun the ranks share the batches out and rank 0 writes them; samples travel on the CPU (gloo).
-    with process_group(torch.device("cpu")) as world:
+    with process_group(torch.device("cpu")) as world, collective(world):
         batches = batches_in_order(make, args.n, batch_size, run.shape, world)
         if not world.main:
             for _ in batches:

@@ -97,7 +97,8 @@ PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pi
 @contextlib.contextmanager
 def collective(world: World) -> Iterator[None]:
     """Within the block, turn the error of a collective whose peer died (the rank's own ones, and DDP's)
-    into :class:`PeerLost`: one line, not a traceback. Any other error passes unchanged."""
+    into :class:`PeerLost`: one line, not a traceback. Any other error passes unchanged. The entry points
+    that talk to other ranks (``train``, ``scorelab sample``) hold it around all of their work."""
     try:
         yield
     except RuntimeError as exc:  # gloo and NCCL raise RuntimeError and its subclass DistError
@@ -117,8 +118,7 @@ def mean_over_ranks(value: Tensor, world: World) -> Tensor:
     import torch.distributed as dist
 
     total = value.detach().clone()
-    with collective(world):
-        dist.all_reduce(total)
+    dist.all_reduce(total)
     return total / world.size
 
 
@@ -129,8 +129,7 @@ def gather_to_all(value: Tensor, world: World) -> list[Tensor]:
     import torch.distributed as dist
 
     parts = [torch.empty_like(value) for _ in range(world.size)]
-    with collective(world):
-        dist.all_gather(parts, value.contiguous())
+    dist.all_gather(parts, value.contiguous())
     return parts
 
 
@@ -141,8 +140,7 @@ def wait_for_main(world: World) -> None:
         return
     import torch.distributed as dist
 
-    with collective(world):
-        dist.barrier()
+    dist.barrier()
 
 
 def batches_in_order(make: Callable[[int, int], Tensor], n: int, batch_size: int, shape: tuple[int, ...],
@@ -162,12 +160,10 @@ def batches_in_order(make: Callable[[int, int], Tensor], n: int, batch_size: int
             yield make(first, count)
         elif world.main:
             batch = torch.empty(count, *shape, dtype=torch.float32)
-            with collective(world):
-                dist.recv(batch, src=maker)
+            dist.recv(batch, src=maker)
             yield batch
         elif maker == world.rank:
-            with collective(world):
-                dist.send(make(first, count).to(torch.float32).contiguous(), dst=0)
+            dist.send(make(first, count).to(torch.float32).contiguous(), dst=0)
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:

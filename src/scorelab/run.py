@@ -171,8 +171,14 @@ class TrainedRun:
         batch_size = batch_size or self.sample_batch_size
         require_positive_int("batch_size", batch_size)
         for start in range(first, first + n, batch_size):
-            indices = range(start, min(start + batch_size, first + n))
-            yield self.sample(len(indices), sampler=sampler, generator=PerSampleGenerator(seed, indices), **options)
+            yield self.sample_rows(start, min(batch_size, first + n - start), seed=seed, sampler=sampler, **options)
+
+    def sample_rows(self, first: int, count: int, *, seed: int, sampler: str | None = None,
+                    **options: Any) -> Tensor:
+        """Samples ``first`` … ``first + count − 1`` of the set seeded by ``seed``, in one batch (see
+        :meth:`sample_batches`)."""
+        return self.sample(count, sampler=sampler, generator=PerSampleGenerator(seed, range(first, first + count)),
+                           **options)
 
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:
         """Exact log-density in nats (data coordinates) of the run's probability-flow ODE model.
