@@ -29,7 +29,7 @@ from safetensors.torch import save
 from scorelab.atomic import write_atomic
 from scorelab.config import Config
 from scorelab.errors import CheckpointError, ConfigError
-from scorelab.legacy import V010_CHECKPOINT
+from scorelab.legacy import V010_CHECKPOINT, saved_run_values
 from scorelab.models import MODELS
 
 FORMAT = "scorelab-checkpoint-2"
@@ -83,7 +83,7 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
     if metadata.get("format") not in (FORMAT, V010_CHECKPOINT):
         raise CheckpointError(f"{path}: not a scorelab checkpoint (format {metadata.get('format')!r})")
     try:
-        config = Config.from_dict(json.loads(metadata["config"]))
+        config = Config.from_dict(saved_run_values(json.loads(metadata["config"])))
         step = int(metadata["step"])
         parameters = int(metadata["parameters"]) if "parameters" in metadata else None
     except (KeyError, ValueError, TypeError, ConfigError) as exc:

@@ -20,6 +20,13 @@ V010_KEYS = frozenset((
 ))
 V010_CHECKPOINT = "scorelab-checkpoint-1"
 
+# Settings a part gained after runs were saved without them, by (section, part name), with the value
+# that rebuilds those runs. The ddpm MLP had no Fourier features until 0.2 (0.1.0's config carried a
+# fourier_features key that it did not use).
+ADDED_SETTINGS = {("model", "ddpm"): {"fourier_features": 0}}
+# The flat key under which 0.1.0 named each section's part.
+V010_NAME_KEYS = {"data": "dataset", "model": "model", "objective": "objective", "sampler": "sampler"}
+
 
 def is_v010(values: Mapping[str, Any]) -> bool:
     """True for a config that 0.1.0 wrote: flat, with exactly its keys."""
@@ -29,4 +36,19 @@ def is_v010(values: Mapping[str, Any]) -> bool:
 def v010_stated(values: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a 0.1.0 config with the noise process it implied made explicit."""
     is_ddpm = values["model"] == "ddpm" or values["objective"] == "eps"
-    return {**values, "process": "vp" if is_ddpm else "ve"}
+    added = {key: value for (section, name), settings in ADDED_SETTINGS.items()
+             if values[V010_NAME_KEYS[section]] == name for key, value in settings.items()}
+    return {**values, "process": "vp" if is_ddpm else "ve", **added}
+
+
+def saved_run_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's saved config (every setting resolved, in tables) with :data:`ADDED_SETTINGS` filled in
+    where the run was saved before they existed; a 0.1.0 config is returned as it is (see :func:`v010_stated`)."""
+    if is_v010(values):
+        return dict(values)
+    filled = {key: dict(table) if isinstance(table, Mapping) else table for key, table in values.items()}
+    for (section, name), settings in ADDED_SETTINGS.items():
+        table = filled.get(section)
+        if isinstance(table, dict) and table.get("name") == name:
+            filled[section] = {**settings, **table}
+    return filled

@@ -38,10 +38,11 @@ from scorelab.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from scorelab.config import NAME_KEYS, Config, OptimSettings, flat_fields
+from scorelab.config import NAME_KEYS, Config, OptimSettings, flat_fields, read_toml
 from scorelab.data.sources import data_part
 from scorelab.distributed import World, collective, gather_to_all, mean_over_ranks, process_group, wait_for_main
 from scorelab.errors import CheckpointError, ConfigError, TrainingDiverged
+from scorelab.legacy import saved_run_values
 from scorelab.models import build_model
 from scorelab.objectives import OBJECTIVES
 from scorelab.processes import PROCESSES, NoiseProcess
@@ -161,7 +162,9 @@ def saved_config(run_dir: str | Path) -> Config:
     edits included (:func:`resume_changes` applies or refuses them), or the checkpoint's where there is no
     such file."""
     path = Path(run_dir) / "config.toml"
-    return Config.from_toml(path) if path.is_file() else load_checkpoint(run_dir).config
+    if not path.is_file():
+        return load_checkpoint(run_dir).config
+    return Config.from_dict(saved_run_values(read_toml(path)))
 
 
 def resume_changes(saved: Config, asked: Config) -> dict[str, tuple[Any, Any]]:

@@ -82,13 +82,14 @@ def _dim(shape: tuple[int, ...]) -> int:
 _HIDDEN = "hidden units per layer"
 _DEPTH = "number of hidden layers"
 _PARAMETERISATION = "what the backbone predicts: " + " | ".join(PARAMETERISATIONS)
+_FOURIER = "random Fourier features of the input (0: none)"
 
 
 @dataclass(frozen=True)
 class NoiseConditionalSettings:
     hidden: int = setting(128, _HIDDEN, positive_int)
     depth: int = setting(3, _DEPTH, positive_int)
-    fourier_features: int = setting(32, "random Fourier features of the input (0: none)", at_least_zero("none"))
+    fourier_features: int = setting(32, _FOURIER, at_least_zero("none"))
     parameterisation: str = setting("ve", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
 
 
@@ -96,6 +97,8 @@ class NoiseConditionalSettings:
 class EpsMLPSettings:
     hidden: int = setting(128, _HIDDEN, positive_int)
     depth: int = setting(3, _DEPTH, positive_int)
+    # Without them the DDPM MLP blurs the thin arms of pinwheel and the rings (BENCHMARKS.md, sampler_table).
+    fourier_features: int = setting(32, _FOURIER, at_least_zero("none"))
     parameterisation: str = setting("edm", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
 
 
@@ -201,10 +204,11 @@ MODELS.register(ModelPart(
         s.parameterisation, sigma_data),
     upgrade=lambda state: _renamed(state, {"frequencies": "backbone.frequencies", "net.": "backbone.net."})))
 MODELS.register(ModelPart(
-    "ddpm", EpsMLPSettings, "MLP on [c_in·x, sinusoidal ln σ] under EDM's preconditioning, for DDPM",
+    "ddpm", EpsMLPSettings, "MLP on [c_in·x, sinusoidal ln σ, Fourier features] under EDM's preconditioning, for DDPM",
     implies={"process": "vp", "objective": "eps", "sampler": "ddpm"}, on_images="unet",
     build=lambda s, shape, process, sigma_data: Preconditioned(
-        ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal"), s.parameterisation, sigma_data),
+        ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal",
+                       fourier_features=s.fourier_features), s.parameterisation, sigma_data),
     upgrade=_upgrade_eps_mlp))
 MODELS.register(ModelPart(
     "unet", UNetSettings, "U-Net on c_in·x with a sinusoidal ln σ embedding, for images (their default: DDPM)",
