@@ -30,7 +30,8 @@ def test_the_toml_has_one_table_per_section_and_round_trips(tmp_path):
     text = config.to_toml()
     tables = tomllib.loads(text)
     assert set(tables) == {"seed", "device", *CHOICE_SECTIONS, "optim"}
-    assert tables["model"] == {"name": "ddpm", "hidden": 32, "depth": 3, "parameterisation": "edm"}
+    assert tables["model"] == {"name": "ddpm", "hidden": 32, "depth": 3, "fourier_features": 32,
+                               "parameterisation": "edm"}
     assert tables["process"] == {"name": "vp", "schedule": "linear", "timesteps": 200, "continuous": False}
     path = tmp_path / "c.toml"
     path.write_text(text)
