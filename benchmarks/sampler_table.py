@@ -1,6 +1,7 @@
 """Quality against network evaluations for every sampler, on trained default runs of the 2-D suite.
 
     python benchmarks/sampler_table.py [--runs DIR] [--repeats 5] [--floor-repeats 20]
+    python benchmarks/sampler_table.py --images RUNS [--image-dataset digits]
 
 For each density of the suite and each run family (NCSN: the default config, and with
 ``--continuous``; DDPM: ``--model ddpm``, and the same without its input's Fourier features),
@@ -20,6 +21,11 @@ How a budget B becomes settings (the largest NFE ≤ B each sampler can do):
 - stochastic_heun: as heun, with its default churn (S_churn = 40, S_noise = 1).
 
 Writes the ``sampler_table`` section of BENCHMARKS.md and ``benchmarks/sampler_table.png``.
+
+With ``--images``, the same cells for the two image families of ``images.py`` (the default U-Net
+DDPM and the U-Net NCSN, trained there or here into RUNS), measured by the FD ratio in the
+classifier's features of 1000 samples (seed 1) against the test split, as ``images.py`` measures;
+writes ``sampler_table_images``.
 """
 
 from __future__ import annotations
@@ -155,14 +161,49 @@ def plot(results: dict) -> None:
     figure.savefig(FIGURE, dpi=110)
 
 
+def image_table(runs: Path, dataset: str) -> None:
+    """The cells of every image family on ``dataset``, by FD ratio (see the module docstring)."""
+    from images import FAMILIES as IMAGE_FAMILIES
+    from images import timed_samples
+    from images import trained as trained_image_run
+
+    from scorelab.image_quality import feature_quality, image_set_of
+
+    results: dict = {}
+    for family in IMAGE_FAMILIES:
+        run = trained_image_run(runs, dataset, family)
+        image_set = image_set_of(run)
+        for row, sampler, label, options in cells(run):
+            samples, _, nfe = timed_samples(run, sampler, **options)
+            results[family, row, label] = (feature_quality(run, samples, image_set, seed=1)["fd"]["ratio"], nfe)
+            print(family, row, label, results[family, row, label], flush=True)
+    rows = []
+    for row, label in dict.fromkeys((r, lab) for (_, r, lab) in results):
+        found = [results.get((family, row, label)) for family in IMAGE_FAMILIES]
+        rows.append([row, label, *("–" if cell is None else f"{cell[0]:.2f} ({cell[1]})" for cell in found)])
+    body = (f"FD ratio in the classifier's features (1000 samples, seed 1, against the test split, as in "
+            f"\"image_samplers\") of the trained {dataset} runs of `images.py`, with the counted network "
+            "evaluations in brackets; the budgets and how each sampler spends them are those of the 2-D table "
+            "above. `ddpm`: the default U-Net DDPM (VP, T = 1000, ε-loss); `ncsn`: the same U-Net as an NCSN "
+            "(`--model noise_conditional`: VE, 20 levels, annealed DSM). The default row is each run's own "
+            "sampler, so it differs by family.\n\n"
+            + markdown_table(["sampler", "budget", *IMAGE_FAMILIES], rows))
+    write_section("sampler_table_images", f"Samplers on {dataset}: quality against network evaluations", body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("/tmp/sampler_table_runs"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--floor-repeats", type=int, default=20)
     parser.add_argument("--datasets", nargs="*", default=list(SUITE))
+    parser.add_argument("--images", type=Path, metavar="RUNS", help="instead: the image runs of images.py in RUNS")
+    parser.add_argument("--image-dataset", default="digits", help="with --images: the image set")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.images:
+        image_table(args.images, args.image_dataset)
+        return
     results: dict = {}
     for family in FAMILIES:
         for dataset in args.datasets:
