@@ -237,9 +237,10 @@ def main() -> None:
         body.append(f"\n### {family}\n\n" + markdown_table(["sampler", "budget", "nfe", *args.datasets, "worst"],
                                                              rows))
     body.append("\n![W2 ratio against network evaluations](sampler_table.png)\n")
-    plot(results)
+    # The section first: its provenance line reads the checkout's state, which the figure would make dirty.
     write_section("sampler_table", "Samplers: quality against network evaluations (trained default runs)",
                   "".join(body))
+    plot(results)
 
 
 if __name__ == "__main__":
