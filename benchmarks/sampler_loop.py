@@ -42,15 +42,22 @@ SETTINGS = {"ald": {"sample_steps": 49, "n_steps_each": 1}, "pc": {"sample_steps
             "dpmpp_2m": {"sample_steps": 50}}
 
 
+def synchronizer(device: torch.device):
+    """What waits for the device's queued work, so that a clock reads the work's end (nothing on a CPU)."""
+    return torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+
 class TimedScore:
     """The model, timed: the wall seconds spent inside its calls, and their number."""
 
-    def __init__(self, model) -> None:
-        self.model, self.seconds, self.count = model, 0.0, 0
+    def __init__(self, model, synchronize) -> None:
+        self.model, self.synchronize, self.seconds, self.count = model, synchronize, 0.0, 0
 
     def __call__(self, x, sigma, cond=None):
+        self.synchronize()
         begin = time.perf_counter()
         out = self.model(x, sigma, cond)
+        self.synchronize()
         self.seconds += time.perf_counter() - begin
         self.count += 1
         return out
@@ -59,17 +66,19 @@ class TimedScore:
 def rows_for(run: TrainedRun, family: str, start: torch.Tensor, cond, cases: dict, amount: float,
              repeats: int) -> list[list]:
     """A row per case (label: sampler options) from ``start`` with ``cond``; throughput is ``amount`` per second."""
-    rows = []
+    rows, synchronize = [], synchronizer(run.device)
     for label, options in cases.items():
         name = label.split()[0]
         _, settings = run.sampler_settings(name, **options)
         part = SAMPLERS[name]
         measured = []  # (whole call, time in the network, evaluations)
         for _ in range(repeats + 1):  # the first is a warm-up: allocator and thread pool
-            timed = TimedScore(run.model)
+            timed = TimedScore(run.model, synchronize)
+            synchronize()
             begin = time.perf_counter()
             with torch.inference_mode():  # as TrainedRun.sample
                 part.sample(timed, run.process, settings, start, torch.Generator().manual_seed(1), None, cond)
+            synchronize()
             measured.append((time.perf_counter() - begin, timed.seconds, timed.count))
         whole = statistics.median(m[0] for m in measured[1:])
         network = statistics.median(m[1] for m in measured[1:])
@@ -83,7 +92,7 @@ def rows_for(run: TrainedRun, family: str, start: torch.Tensor, cond, cases: dic
 
 
 def point_or_image_rows(run: TrainedRun, family: str, batch: int, repeats: int) -> list[list]:
-    start = run.process.prior((batch, *run.shape), generator=torch.Generator().manual_seed(0))
+    start = run.process.prior((batch, *run.shape), generator=torch.Generator().manual_seed(0), device=run.device)
     cases = {**SETTINGS, f"{run.config.sampler.name} (default)": {}}
     return rows_for(run, family, start, None, cases, batch, repeats)
 
@@ -94,9 +103,9 @@ def waveform_rows(run: TrainedRun, seconds: float, repeats: int) -> list[list]:
     from scorelab.vocoding import MEL, whole_frames
 
     wave = whole_frames(tone(torch.Generator().manual_seed(0), seconds))
-    start = run.process.prior((1, 1, len(wave)), generator=torch.Generator().manual_seed(0))
-    return rows_for(run, "wavegrad", start, log_mel(wave)[None], WAVEFORM_SETTINGS, len(wave) / MEL.sample_rate,
-                    repeats)
+    start = run.process.prior((1, 1, len(wave)), generator=torch.Generator().manual_seed(0), device=run.device)
+    mel = log_mel(wave)[None].to(run.device)
+    return rows_for(run, "wavegrad", start, mel, WAVEFORM_SETTINGS, len(wave) / MEL.sample_rate, repeats)
 
 
 HEADER = ["run", "sampler", "NFE", "forward ms", "ms / NFE", "overhead"]
@@ -112,33 +121,37 @@ def main() -> None:
                         help="instead: the digits U-Net runs of images.py in RUNS (digits_ncsn, digits_ddpm)")
     inputs.add_argument("--waveform", type=Path, metavar="RUN", help="instead: a WaveGrad run, vocoding one tone")
     parser.add_argument("--seconds", type=float, default=3.0, help="with --waveform: the tone's length")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda[:N]; a GPU's rows go to sections named *_cuda")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    on = "CPU" if args.device == "cpu" else torch.cuda.get_device_name(torch.device(args.device))
+    suffix = "" if args.device == "cpu" else "_cuda"
     timing = ("medians over {repeats} calls after one warm-up. `forward ms`: the time inside the run's network "
               "({network}, under `torch.inference_mode` as in `TrainedRun.sample`) per evaluation, measured during "
               "the sampling call; `ms / NFE`: the whole call per evaluation; their ratio is the loop's overhead "
               "(target ≤ 1.10). Throughput counts the whole call.\n\n")
     if args.waveform:
-        run = TrainedRun.load(args.waveform, "cpu")
+        run = TrainedRun.load(args.waveform, args.device)
         rows = waveform_rows(run, args.seconds, args.repeats)
-        body = (f"One {args.seconds:g}-second tone vocoded from its log-mel spectrogram (batch 1) on CPU by "
+        body = (f"One {args.seconds:g}-second tone vocoded from its log-mel spectrogram (batch 1) on {on} by "
                 f"`{args.waveform.name}` ({sum(p.numel() for p in run.model.parameters()):,} weights, width "
                 f"{run.config.model.width:g}), "
                 + timing.format(repeats=args.repeats, network="`wavegrad`")
                 + markdown_table([*HEADER, "audio s / s"], rows))
-        write_section("sampler_loop_waveform", "Sampler loop overhead and throughput (WaveGrad, CPU)", body)
+        write_section("sampler_loop_waveform" + suffix, f"Sampler loop overhead and throughput (WaveGrad, {on})", body)
         return
     rows = []
     for family in ("ncsn", "ddpm"):
         run_dir = args.images / f"digits_{family}" if args.images else args.runs / f"{family}-swiss_roll"
-        rows += point_or_image_rows(TrainedRun.load(run_dir, "cpu"), family, args.batch, args.repeats)
-    network = "`unet` on digits" if args.images else "`noise_conditional`, the 2-D default"
-    body = (f"Batch {args.batch} on CPU, " + timing.format(repeats=args.repeats, network=network)
+        rows += point_or_image_rows(TrainedRun.load(run_dir, args.device), family, args.batch, args.repeats)
+    network = "`unet` on digits" if args.images else "the NCSN's `noise_conditional` MLP and the DDPM's `ddpm` MLP"
+    body = (f"Batch {args.batch} on {on}, " + timing.format(repeats=args.repeats, network=network)
             + markdown_table([*HEADER, "samples / s"], rows))
     if args.images:
-        write_section("sampler_loop_images", "Sampler loop overhead and throughput (digits U-Net, CPU)", body)
+        write_section("sampler_loop_images" + suffix, f"Sampler loop overhead and throughput (digits U-Net, {on})",
+                      body)
     else:
-        write_section("sampler_loop", "Sampler loop overhead and throughput (2-D, CPU)", body)
+        write_section("sampler_loop" + suffix, f"Sampler loop overhead and throughput (2-D, {on})", body)
 
 
 if __name__ == "__main__":

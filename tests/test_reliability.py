@@ -158,8 +158,11 @@ def test_sigint_ends_with_130_one_line_and_a_resumable_run(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "scorelab.cli", "train", "--out", str(run_dir), "--steps", "3000",
                "--checkpoint-every", "25", *FLAGS]
+    # A shell's background job ignores SIGINT, and a child inherits that (Python then installs no
+    # handler): give the child the default disposition, whatever launched the suite.
     child = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (run_dir / "model.safetensors").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
