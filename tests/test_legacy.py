@@ -89,8 +89,8 @@ def _without_fourier_features(run_dir: Path) -> None:
     """Rewrite a ddpm run as it was saved before its model had the ``fourier_features`` setting."""
     import json
 
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     path = run_dir / "model.safetensors"
     with safe_open(path, framework="pt") as file:
