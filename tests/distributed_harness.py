@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sys
 from pathlib import Path
@@ -104,6 +105,10 @@ if __name__ == "__main__":
     if scenario == "gradients":
         dist.init_process_group("gloo")
         gradients()
+        # Free the DDP wrappers (their reducers hold the group) and wait for the peer before leaving: one
+        # fresh-clone run of 2026-12-03 saw rank 1 abort in C++ ("terminate called") as the job ended.
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
     elif scenario == "rows":
         rows(sys.argv[2], sys.argv[3])
