@@ -30,6 +30,7 @@ import torch
 
 from scorelab.run import TrainedRun
 from scorelab.sampling import SAMPLERS
+from scorelab.training import parameter_count
 
 from report import markdown_table, write_section  # benchmarks/report.py, beside this script
 
@@ -134,7 +135,7 @@ def main() -> None:
         run = TrainedRun.load(args.waveform, args.device)
         rows = waveform_rows(run, args.seconds, args.repeats)
         body = (f"One {args.seconds:g}-second tone vocoded from its log-mel spectrogram (batch 1) on {on} by "
-                f"`{args.waveform.name}` ({sum(p.numel() for p in run.model.parameters()):,} weights, width "
+                f"`{args.waveform.name}` ({parameter_count(run.model):,} weights, width "
                 f"{run.config.model.width:g}), "
                 + timing.format(repeats=args.repeats, network="`wavegrad`")
                 + markdown_table([*HEADER, "audio s / s"], rows))

@@ -24,8 +24,6 @@ V010_CHECKPOINT = "scorelab-checkpoint-1"
 # that rebuilds those runs. The ddpm MLP had no Fourier features until 0.2 (0.1.0's config carried a
 # fourier_features key that it did not use).
 ADDED_SETTINGS = {("model", "ddpm"): {"fourier_features": 0}}
-# The flat key under which 0.1.0 named each section's part.
-V010_NAME_KEYS = {"data": "dataset", "model": "model", "objective": "objective", "sampler": "sampler"}
 
 
 def is_v010(values: Mapping[str, Any]) -> bool:
@@ -35,9 +33,12 @@ def is_v010(values: Mapping[str, Any]) -> bool:
 
 def v010_stated(values: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a 0.1.0 config with the noise process it implied made explicit."""
+    from scorelab.config import NAME_KEYS  # config imports this module
+
+    flat_key = {section: key for key, section in NAME_KEYS.items()}  # 0.1.0 named parts as flat configs do
     is_ddpm = values["model"] == "ddpm" or values["objective"] == "eps"
     added = {key: value for (section, name), settings in ADDED_SETTINGS.items()
-             if values[V010_NAME_KEYS[section]] == name for key, value in settings.items()}
+             if values.get(flat_key[section]) == name for key, value in settings.items()}
     return {**values, "process": "vp" if is_ddpm else "ve", **added}
 
 
