@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 import torch
-from report import markdown_table, write_section  # benchmarks/report.py, beside this script
+from report import RUNS, markdown_table, write_section  # benchmarks/report.py, beside this script
 
 from scorelab.audio_quality import evaluate_audio
 from scorelab.cli import main as main_cli
@@ -70,7 +70,7 @@ def verdicts(rows: list[dict], minutes: float) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("bench-runs/audio"), help="run directories (reused)")
+    parser.add_argument("--runs", type=Path, default=RUNS / "audio", help="run directories (reused; default: $SCORELAB_BENCH_RUNS/audio)")
     parser.add_argument("--n", type=int, default=4, help="test utterances for the few-step rows and Griffin-Lim")
     parser.add_argument("--n-long", type=int, default=1, help="test utterances for the 1000-step row")
     parser.add_argument("--repeats", type=int, default=3,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from report import (  # benchmarks/report.py, beside this script
+    RUNS,
     markdown_table,
     write_section,
 )
@@ -126,7 +127,7 @@ def sampler_rows(family: str, run: TrainedRun) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("bench-runs/images"), help="run directories (reused)")
+    parser.add_argument("--runs", type=Path, default=RUNS / "images", help="run directories (reused; default: $SCORELAB_BENCH_RUNS/images)")
     parser.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"])
     parser.add_argument("--n-test-mnist", type=int, default=200, help="MNIST test images for bits/dim")
     args = parser.parse_args()

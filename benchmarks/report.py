@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from scorelab import report
 from scorelab.report import markdown_table
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+# Run directories the benchmarks train and reuse: outside the source tree, so that nothing they write is
+# committed by accident.
+RUNS = Path(os.environ.get("SCORELAB_BENCH_RUNS", Path.home() / ".cache" / "scorelab" / "bench-runs"))
 
-__all__ = ["BENCHMARKS_MD", "markdown_table", "write_section"]
+__all__ = ["BENCHMARKS_MD", "RUNS", "markdown_table", "write_section"]
 
 
 def write_section(name: str, title: str, body: str) -> None:

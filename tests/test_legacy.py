@@ -120,3 +120,24 @@ def test_a_ddpm_run_saved_before_its_fourier_features_loads_samples_and_resumes_
     assert sl.load_run(run_dir, device="cpu").step == 60
     # A new ddpm run has them unless told otherwise.
     assert sl.Config(model="ddpm").model.fourier_features == 32
+
+
+V020 = Path(__file__).parent / "fixtures" / "v0_2_0"
+# (run directory, n, options), as in fixtures/v0_2_0/README.md
+V020_CASES = [
+    ("moons", "stochastic_heun", 64, []),
+    ("moons", "ald", 64, ["--sampler", "ald", "--sample-steps", "4", "--n-steps-each", "5"]),
+    ("moons", "dpmpp_2m", 64, ["--sampler", "dpmpp_2m", "--sample-steps", "10"]),
+    ("digits", "ddpm", 4, ["--sample-steps", "20"]),
+    ("digits", "ddim", 4, ["--sampler", "ddim", "--sample-steps", "10"]),
+]
+
+
+@pytest.mark.parametrize("directory, sampler, n, options", V020_CASES)
+def test_a_run_saved_before_the_layout_change_samples_the_same_numbers_bit_for_bit(
+        directory, sampler, n, options, tmp_path, capsys):
+    out = tmp_path / "samples.npy"
+    code = main(["sample", str(V020 / directory), "--n", str(n), "--seed", "5", "--device", "cpu",
+                 "--out", str(out), *options])
+    assert code == 0, capsys.readouterr().err
+    assert np.array_equal(np.load(out), np.load(V020 / directory / f"samples_{sampler}.npy"))

@@ -20,7 +20,8 @@ from typing import Any
 
 __version__ = "0.2.0.dev0"
 
-_SUBMODULES = ("data", "errors", "likelihood", "metrics", "models", "noise", "objectives", "processes", "sampling")
+_SUBMODULES = ("data", "errors", "likelihood", "metrics", "models", "noise", "objectives", "processes", "sampling",
+               "score")
 _OBJECTS = {"Config": "scorelab.config", "TrainedRun": "scorelab.run", "load_run": "scorelab.run",
             "train": "scorelab.training"}
 
