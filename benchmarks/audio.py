@@ -6,7 +6,7 @@ Trains the default ``speech`` run (``scorelab train --dataset speech``; reused f
 it is there, its training seconds read from its ``train_log.csv``), which ends with the schedule
 search for 6, 25 and 50 steps. Then, on the first ``--n`` test utterances (sentences never heard
 in training), WaveGrad at 6, 25 and 50 steps and Griffin-Lim at 32 and 100 iterations from the same
-log-mel spectrogram are scored by :func:`scorelab.audio_quality.evaluate_audio`: log-mel L1,
+log-mel spectrogram are scored by :func:`scorelab.evaluation.audio.evaluate_audio`: log-mel L1,
 multi-resolution STFT distance and the real-time factor on this machine's threads. The 1000-step
 chain costs 1000/6 times the network evaluations of the 6-step one, so it is measured on the first
 ``--n-long`` utterances only (its row says how many). Every method is timed ``--repeats`` times; the
@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from report import RUNS, markdown_table, write_section  # benchmarks/report.py, beside this script
 
-from scorelab.audio_quality import evaluate_audio
-from scorelab.cli import main as main_cli
+from scorelab.app.cli import main as main_cli
 from scorelab.data.audio import speech_set
+from scorelab.evaluation.audio import evaluate_audio
+from scorelab.evaluation.schedule_search import saved_record
 from scorelab.plots.audio import listening_examples, plot_spectrograms
-from scorelab.run import TrainedRun
-from scorelab.schedule_search import saved_schedules
-from scorelab.training import parameter_count
+from scorelab.runs.trained import TrainedRun
+from scorelab.runs.training import parameter_count
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 SHORT_STEPS, LONG_STEPS, GRIFFIN_LIM = (6, 25, 50), (1000,), (32, 100)
@@ -87,7 +87,7 @@ def main() -> None:
                       f"speech, test utterance 1: {short['utterances'][0]!r}")
     minutes = train_seconds(run_dir) / 60
     corpus = speech_set(run.config.data.settings.test_sentences)
-    schedules = saved_schedules(run_dir)
+    schedules = saved_record(run_dir)
     rows = [[row["method"], f"{args.n} ({short['seconds_of_audio']:.1f} s)", f"{row['log_mel_l1']:.3f}",
              f"{row['mr_stft']:.3f}", f"{row['real_time_factor']:.3f}",
              schedules.get(str(row["steps"]), {}).get("name", "—") if row["kind"] == "wavegrad" else "—"]

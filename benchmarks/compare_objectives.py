@@ -42,6 +42,7 @@ def _methods(sl, torch):
     else:  # 0.1.0: the chain's ᾱ and the ε network wrapped as a score
         from scorelab.diffusion import eps_to_score, make_chain
         from scorelab.models.diffusion import EpsMLP
+
         from scorelab.objectives import diffusion_simple_loss
 
         chain = make_chain("linear", 100)

@@ -31,7 +31,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "demo"
             start = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "scorelab.cli", "demo", "--out", str(out)],
+            result = subprocess.run([sys.executable, "-m", "scorelab.app.cli", "demo", "--out", str(out)],
                                     capture_output=True, text=True, check=True,
                                     env={**os.environ, "SCORELAB_CACHE": cache.name})
             wall = time.perf_counter() - start
@@ -49,7 +49,7 @@ def main() -> None:
         f"R = 3 at n = 5000, and every figure); median over {args.repeats} runs: "
         f"**{statistics.median(walls):.1f} s**. Run 1 starts from an empty cache and computes the W2 floor "
         f"(3 exact W2s of data against data); the later runs read it from the cache "
-        f"(`scorelab.cache`), as a user's second demo does. The demo is seeded, so the W2 numbers repeat "
+        f"(`scorelab.core.cache`), as a user's second demo does. The demo is seeded, so the W2 numbers repeat "
         f"exactly.\n\n"
         + markdown_table(["run", "wall s", "train s", "sample s", "W2 model", "W2 floor", "W2 ratio"], rows)
     )

@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import torch
+from report import markdown_table, write_section  # benchmarks/report.py, beside this script
 
 import scorelab as sl
-from scorelab.likelihood import log_prob, variational_bound
-from scorelab.processes import VP
-from scorelab.run import TrainedRun
+from scorelab.core.processes import VP
+from scorelab.runs.trained import TrainedRun
 from scorelab.sampling import CountingScore, ddim, ddpm, probability_flow
-
-from report import markdown_table, write_section  # benchmarks/report.py, beside this script
+from scorelab.sampling.likelihood import log_prob, variational_bound
 
 FIGURE = Path(__file__).resolve().parent / "diffusion_steps.png"
 MIXTURE = sl.data.GaussianMixture([[1.0, 1.0], [-1.0, 1.0], [0.0, -1.0]], [0.3, 0.2, 0.4], [0.5, 0.3, 0.2])

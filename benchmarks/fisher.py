@@ -13,9 +13,9 @@ from __future__ import annotations
 import tempfile
 
 import torch
+from report import markdown_table, write_section
 
 import scorelab as sl
-from report import markdown_table, write_section
 
 
 def main() -> None:

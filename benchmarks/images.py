@@ -5,7 +5,7 @@
 For each data set and family (DDPM: the default config; NCSN: ``--model noise_conditional``; on
 mnist5k the default only) train the run (or reuse it from ``--runs``; its training seconds are read
 from its ``train_log.csv``), then with the run's default sampler draw 1000 samples (timed) and
-measure everything ``scorelab evaluate`` reports (:func:`scorelab.image_quality.evaluate_images`).
+measure everything ``scorelab evaluate`` reports (:func:`scorelab.evaluation.images.evaluate_images`).
 On digits, each family is also sampled with other samplers and step counts, 1000 samples each
 (timed; NFE counted), and scored by the classifier-feature Fréchet distance ratio, precision and
 recall, class coverage and the memorised fraction.
@@ -30,12 +30,12 @@ from report import (  # benchmarks/report.py, beside this script
 )
 
 import scorelab as sl
-from scorelab.image_quality import evaluate_images, feature_quality, image_set_of
+from scorelab.evaluation.images import evaluate_images, feature_quality, image_set_of
 from scorelab.metrics.features import memorisation
 from scorelab.plots.images import plot_image_grid
-from scorelab.run import TrainedRun
+from scorelab.runs.trained import TrainedRun
+from scorelab.runs.training import parameter_count
 from scorelab.sampling import SAMPLERS, CountingScore
-from scorelab.training import parameter_count
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 FAMILIES = {"ddpm": {}, "ncsn": {"model": "noise_conditional"}}

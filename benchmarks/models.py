@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import torch
+from report import markdown_table, write_section
 
 import scorelab as sl
-from report import markdown_table, write_section
 
 CANDIDATES = {
     "seed_conditional (the seed's CondLinear net, L = 4 as in the seed)": dict(model="seed_conditional", n_levels=4),

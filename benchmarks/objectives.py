@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 
 import torch
+from report import markdown_table, write_section
 from torch import Tensor, nn
 from torch.func import jvp, vmap
 
-from report import markdown_table, write_section
 from scorelab.models import MLP
 from scorelab.objectives import denoising_score_matching, exact_score_matching, sliced_score_matching
 

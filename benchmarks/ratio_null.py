@@ -25,9 +25,9 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from report import markdown_table, write_section
 
 import scorelab as sl
-from report import markdown_table, write_section
 
 DATASETS = ("gmm", "8gaussians", "swiss_roll", "moons")
 N, K = 5000, 60

@@ -1,12 +1,12 @@
-"""The benchmark scripts' access to BENCHMARKS.md: ``scorelab.report`` bound to this repository's file."""
+"""The benchmark scripts' access to BENCHMARKS.md: ``scorelab.app.benchmarks_md`` bound to this repository's file."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from scorelab import report
-from scorelab.report import markdown_table
+from scorelab.app import benchmarks_md as report
+from scorelab.app.benchmarks_md import markdown_table
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 # Run directories the benchmarks train and reuse: outside the source tree, so that nothing they write is

@@ -27,12 +27,11 @@ import time
 from pathlib import Path
 
 import torch
-
-from scorelab.run import TrainedRun
-from scorelab.sampling import SAMPLERS
-from scorelab.training import parameter_count
-
 from report import markdown_table, write_section  # benchmarks/report.py, beside this script
+
+from scorelab.runs.trained import TrainedRun
+from scorelab.runs.training import parameter_count
+from scorelab.sampling import SAMPLERS
 
 # Each sampler at about 50 evaluations (WaveGrad: its three searched lengths), and each family's default.
 WAVEFORM_SETTINGS = {"wavegrad": {"sample_steps": 6}, "wavegrad 25": {"sample_steps": 25},
@@ -100,8 +99,8 @@ def point_or_image_rows(run: TrainedRun, family: str, batch: int, repeats: int) 
 
 def waveform_rows(run: TrainedRun, seconds: float, repeats: int) -> list[list]:
     from scorelab.data.audio import tone
-    from scorelab.mel import log_mel
-    from scorelab.vocoding import MEL, whole_frames
+    from scorelab.data.mel import log_mel
+    from scorelab.evaluation.vocoding import MEL, whole_frames
 
     wave = whole_frames(tone(torch.Generator().manual_seed(0), seconds))
     start = run.process.prior((1, 1, len(wave)), generator=torch.Generator().manual_seed(0), device=run.device)

@@ -9,7 +9,7 @@ train the default run (or reuse it from ``--runs``), then draw samples (n = 2000
 with each sampler at a budget of 5, 10, 20, 50 and 100 network evaluations (NFE), and at the
 family's current default, and measure the W2 ratio. NFE are counted, not assumed. Every cell
 of one density uses the same data sets (seeded), so cells differ by their samplers alone.
-The floor (F repetitions) is computed once per density and cached (``scorelab.cache``).
+The floor (F repetitions) is computed once per density and cached (``scorelab.core.cache``).
 
 How a budget B becomes settings (the largest NFE ≤ B each sampler can do):
 - ald: m = max(1, round((B − 1)/L)) Langevin steps on each of (B − 1)//m geometric levels of
@@ -37,15 +37,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from report import markdown_table, write_section  # benchmarks/report.py, beside this script
 
 import scorelab as sl
-from scorelab.bench import SUITE
-from scorelab.evaluate import truth_key, truth_of
+from scorelab.app.bench import SUITE
+from scorelab.evaluation.evaluate import truth_key, truth_of
 from scorelab.metrics import w2_ratio
-from scorelab.run import TrainedRun
+from scorelab.runs.trained import TrainedRun
 from scorelab.sampling import SAMPLERS, CountingScore
-
-from report import markdown_table, write_section  # benchmarks/report.py, beside this script
 
 FIGURE = Path(__file__).resolve().parent / "sampler_table.png"
 # The two families' defaults, and the NCSN trained on a continuum of levels (log σ uniform), which
@@ -167,7 +166,7 @@ def image_table(runs: Path, dataset: str) -> None:
     from images import timed_samples
     from images import trained as trained_image_run
 
-    from scorelab.image_quality import feature_quality, image_set_of
+    from scorelab.evaluation.images import feature_quality, image_set_of
 
     results: dict = {}
     for family in IMAGE_FAMILIES:

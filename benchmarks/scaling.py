@@ -86,7 +86,7 @@ def all_reduce_milliseconds(numbers: int) -> float:
 
 
 def parameters(run_dir: Path) -> int:
-    from scorelab.checkpoint import load_checkpoint
+    from scorelab.runs.checkpoint import load_checkpoint
 
     return load_checkpoint(run_dir).parameters
 

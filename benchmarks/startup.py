@@ -56,7 +56,7 @@ def main() -> None:
             "heavier, and scikit-learn, POT, SciPy and torchdiffeq load where they are used. `scorelab --help` "
             "and a mistyped command build no command's arguments and load no torch. A command's own flags come "
             "from the registries, which load torch; their description is kept in the user's cache "
-            "(`scorelab.argcache`, keyed by the version and the sources' modification times), so from the "
+            "(`scorelab.app.argcache`, keyed by the version and the sources' modification times), so from the "
             "second run on a command's help and its bad flags load no torch either. The last row clears "
             "the cache before each run.\n\n"
             + markdown_table(["command", "median s", "range s", "/ import torch"], rows))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import scorelab as sl
-from scorelab.cli import main
-from scorelab.config import NAME_KEYS
+from scorelab.app.cli import main
+from scorelab.runs.config import NAME_KEYS
 
 # Two cores are shared by everything; one thread keeps timings stable and results identical.
 torch.set_num_threads(1)

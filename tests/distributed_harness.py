@@ -21,13 +21,13 @@ import torch
 import torch.distributed as dist
 
 import scorelab as sl
-import scorelab.training
-from scorelab.cli import main
-from scorelab.distributed import World
-from scorelab.errors import ScorelabError
+import scorelab.runs.training
+from scorelab.app.cli import main
+from scorelab.core.errors import ScorelabError
 from scorelab.models import build_model
 from scorelab.objectives import OBJECTIVES
-from scorelab.training import build_process, rank_seed, resolve_process
+from scorelab.runs.distributed import World
+from scorelab.runs.training import build_process, rank_seed, resolve_process
 
 torch.set_num_threads(1)
 
@@ -45,7 +45,7 @@ def feed_slices_of_global_rows(batch_size: int, world: World) -> None:
         assert count == batch_size // world.size
         return global_rows(next(steps), n_data, batch_size)[world.rank * count:(world.rank + 1) * count]
 
-    scorelab.training.minibatch_rows = rows
+    scorelab.runs.training.minibatch_rows = rows
 
 
 def rows(config_path: str, run_dir: str) -> None:
@@ -88,14 +88,14 @@ def gradients() -> None:
 
 
 def fail(run_dir: str) -> int:
-    world, real_rows, calls = World.from_environment(), scorelab.training.minibatch_rows, iter(range(1, 10**9))
+    world, real_rows, calls = World.from_environment(), scorelab.runs.training.minibatch_rows, iter(range(1, 10**9))
 
     def rows(n_data: int, count: int, generator: torch.Generator) -> torch.Tensor:
         if world.rank == 1 and next(calls) == 3:
             raise ScorelabError("an injected fault at step 3")
         return real_rows(n_data, count, generator)
 
-    scorelab.training.minibatch_rows = rows
+    scorelab.runs.training.minibatch_rows = rows
     return main(["train", "--out", run_dir, "--steps", "50", "--n-data", "256", "--hidden", "16", "--no-progress",
                  "--device", "cpu"])
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from scorelab.errors import DataError
-from scorelab.mel import LOG_FLOOR, MelSettings, griffin_lim, log_mel, magnitude
+from scorelab.core.errors import DataError
+from scorelab.data.mel import LOG_FLOOR, MelSettings, griffin_lim, log_mel, magnitude
 from scorelab.metrics.audio import log_mel_distance, multi_resolution_stft_distance, stft_distance
 
 librosa = pytest.importorskip("librosa")

@@ -10,7 +10,8 @@ import torch
 from conftest import assert_clean_error, run_cli
 
 import scorelab as sl
-from scorelab.cli import main
+from scorelab.app.cli import main
+from scorelab.runs.checkpoint import load_checkpoint, save_checkpoint
 
 COMMON = ["--steps", "30", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--device", "cpu", "--no-progress"]
 TINY = ["--n-data", "512", "--n-levels", "4", *COMMON]  # a toy set, VE, the default sampler
@@ -218,9 +219,9 @@ def test_corrupt_and_mismatched_checkpoints(tiny_run, tmp_path, capsys, good_fil
     assert_clean_error(code, err, "corrupt")
     # A checkpoint whose config promises a different network.
     checkpoint.write_bytes(original)
-    ckpt = sl.checkpoint.load_checkpoint(tiny_run)
+    ckpt = load_checkpoint(tiny_run)
     ckpt.config = ckpt.config.replace(hidden=64)
-    sl.checkpoint.save_checkpoint(tiny_run, ckpt)
+    save_checkpoint(tiny_run, ckpt)
     code, _, err = run_cli(capsys, "sample", tiny_run, "--out", good_file)
     assert_clean_error(code, err, "do not match")
     assert good_file.read_bytes() == b"precious"
@@ -248,7 +249,7 @@ def test_unwritable_output(tiny_run, tmp_path, capsys):
 
 
 def test_real_process_prints_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "scorelab.cli", "train", "--dataset", "nope",
+    result = subprocess.run([sys.executable, "-m", "scorelab.app.cli", "train", "--dataset", "nope",
                              "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -277,7 +278,7 @@ def test_trained_run_samples_with_the_solvers_from_the_command_line(tiny_run, tm
 
 
 def test_demo_trains_samples_evaluates_and_draws_every_figure(tmp_path, capsys, monkeypatch):
-    from scorelab import demo
+    from scorelab.app import demo
 
     monkeypatch.setattr(demo, "DEMO_SETTINGS", {**demo.DEMO_SETTINGS, "n_data": 600, "steps": 40, "hidden": 16,
                                                 "depth": 2, "checkpoint_every": 40})

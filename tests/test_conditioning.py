@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import scorelab as sl
+from scorelab.core.processes import VE, VP
 from scorelab.objectives import (
     annealed_denoising_score_matching,
     denoising_score_matching,
@@ -20,7 +21,6 @@ from scorelab.objectives import (
     exact_score_matching,
     sliced_score_matching,
 )
-from scorelab.processes import VE, VP
 from scorelab.sampling import (
     CountingScore,
     annealed_langevin,

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scorelab as sl
-from scorelab.cli import main
-from scorelab.config import CHOICE_SECTIONS, DEFAULTS, flat_fields, parts
-from scorelab.errors import ConfigError, ScorelabError
+from scorelab.app.cli import main
+from scorelab.core.errors import ConfigError, ScorelabError
+from scorelab.runs.config import CHOICE_SECTIONS, DEFAULTS, flat_fields, parts
 
 
 def test_flat_settings_and_tables_are_the_same_config():

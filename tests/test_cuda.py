@@ -15,6 +15,7 @@ import torch
 from conftest import tiny_config
 
 import scorelab as sl
+from scorelab.core.processes import VP
 from scorelab.models import MLP, ConditionalMLP, EnergyScore, NoiseConditionalMLP, Preconditioned
 from scorelab.models.mlp import mlp_stack
 from scorelab.objectives import (
@@ -24,7 +25,6 @@ from scorelab.objectives import (
     exact_score_matching,
     sliced_score_matching,
 )
-from scorelab.processes import VP
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

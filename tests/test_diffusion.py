@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import scorelab as sl
-from scorelab import noise
-from scorelab.errors import ConfigError
-from scorelab.likelihood import variational_bound
+from scorelab.core import noise
+from scorelab.core.errors import ConfigError
+from scorelab.core.processes import VP, denoised_from_score, eps_from_score
 from scorelab.models import ConditionalMLP, Preconditioned
 from scorelab.objectives import eps_loss
-from scorelab.processes import VP, denoised_from_score, eps_from_score
 from scorelab.sampling import CountingScore, ddim, ddpm, probability_flow
 from scorelab.sampling.ancestral import posterior_mean, step_variance
+from scorelab.sampling.likelihood import variational_bound
 
 MEAN = torch.tensor([0.5, -0.3], dtype=torch.float64)
 COV = torch.tensor([[0.8, 0.3], [0.3, 0.5]], dtype=torch.float64)

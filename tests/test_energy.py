@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 import scorelab as sl
-from scorelab.errors import ConfigError
+from scorelab.core.errors import ConfigError
 from scorelab.metrics import fisher_divergence
 from scorelab.models import EnergyScore
 from scorelab.objectives import exact_score_matching, sliced_score_matching

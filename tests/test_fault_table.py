@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_clean_error, run_cli, tiny_config
 
 import scorelab as sl
-
-from conftest import assert_clean_error, run_cli, tiny_config
 
 Setup = Callable[[Path, Path], list]  # (a scratch directory, a trained run) -> the CLI's arguments
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scorelab as sl
+from scorelab.core.errors import DataError
 from scorelab.data import load_file
-from scorelab.errors import DataError
 
 
 def write(directory: Path, name: str, content: str | bytes) -> Path:

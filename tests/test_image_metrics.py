@@ -10,15 +10,15 @@ import scipy.stats
 import torch
 from sklearn.datasets import load_digits
 
-from scorelab import classifier
-from scorelab.classifier import (
+from scorelab.core.errors import ConfigError, DataError
+from scorelab.metrics import classifier
+from scorelab.metrics.classifier import (
     DigitClassifier,
     accuracy,
     classifier_for,
     embed,
     train_classifier,
 )
-from scorelab.errors import ConfigError, DataError
 from scorelab.metrics.features import (
     class_coverage,
     frechet_distance,
@@ -273,7 +273,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def test_classifier_reaches_97_percent_on_digits(digits):
     train_x, train_y, test_x, test_y = digits
-    model = train_classifier(train_x, train_y, seed=0, augment=True)  # as scorelab.image_quality trains it
+    model = train_classifier(train_x, train_y, seed=0, augment=True)  # as scorelab.evaluation.images trains it
     assert accuracy(model, test_x, test_y) >= 0.97
     assert embed(model, test_x, batch_size=100).shape == (len(test_x), classifier.FEATURES)
 

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import scorelab as sl
-from scorelab.bits import bits_per_dim, dequantise, gaussian_bits, mixture_bits
+from scorelab.core.errors import ConfigError, DataError
+from scorelab.core.processes import VE
 from scorelab.data import images
 from scorelab.data.sources import IMAGE_FILES, data_part
-from scorelab.errors import ConfigError, DataError
-from scorelab.likelihood import log_prob
-from scorelab.processes import VE
-from scorelab.sample_io import image_grid
+from scorelab.metrics.bits import bits_per_dim, dequantise, gaussian_bits, mixture_bits
+from scorelab.runs.sample_io import image_grid
+from scorelab.sampling.likelihood import log_prob
 
 TINY_UNET = {"channels": 8, "levels": 2, "res_blocks": 1, "attention": True, "steps": 6, "batch_size": 32,
              "checkpoint_every": 3, "log_every": 3, "seed": 3, "device": "cpu"}

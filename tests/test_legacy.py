@@ -10,8 +10,8 @@ import torch
 
 import scorelab as sl
 import scorelab.sampling.ancestral as ancestral
-from scorelab.cli import main
-from scorelab.rng import randn_like
+from scorelab.app.cli import main
+from scorelab.core.rng import randn_like
 from scorelab.sampling import SAMPLERS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import scorelab as sl
-from scorelab.errors import ConfigError
-from scorelab.likelihood import log_prob
+from scorelab.core.errors import ConfigError
+from scorelab.core.processes import VE, VP
 from scorelab.models import ConditionalMLP, Preconditioned
-from scorelab.processes import VE, VP
+from scorelab.sampling.likelihood import log_prob
 
 COSINE = VP("cosine", 1000)
 LINEAR = VP("linear", 1000)

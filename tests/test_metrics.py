@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 
 from scorelab import metrics
-from scorelab.errors import ConfigError, DataError
+from scorelab.core.errors import ConfigError, DataError
 
 
 def normal(n: int, seed: int, shift=(0.0, 0.0)) -> torch.Tensor:

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from scorelab.core.errors import DataError
 from scorelab.data import GaussianMixture
-from scorelab.errors import DataError
 
 torch.set_default_dtype(torch.float32)
 

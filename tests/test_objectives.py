@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import tiny_config
 from torch import Tensor, nn
 
 import scorelab as sl
-from scorelab import divergence
-from scorelab.errors import ConfigError, DataError
+from scorelab.core import divergence
+from scorelab.core.errors import ConfigError, DataError
 from scorelab.metrics import fisher_divergence
 from scorelab.objectives import (
     OBJECTIVES,
@@ -28,7 +29,6 @@ from scorelab.objectives import (
     random_projections,
     sliced_score_matching,
 )
-from conftest import tiny_config
 
 SINGLE_LEVEL_OBJECTIVES = [part.name for part in OBJECTIVES.parts() if not part.noise_conditional]
 

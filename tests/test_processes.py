@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import scorelab as sl
-from scorelab.errors import ConfigError
-from scorelab.processes import (
+from scorelab.core.errors import ConfigError
+from scorelab.core.processes import (
     PROCESSES,
     VE,
     VP,

@@ -10,9 +10,9 @@ import pytest
 from conftest import assert_clean_error, run_cli
 
 import scorelab as sl
-from scorelab.atomic import remove_temporaries, write_atomic
-from scorelab.errors import ScorelabError
-from scorelab.run_lock import LOCK_NAME, RunDirectoryBusy, run_lock
+from scorelab.core.atomic import remove_temporaries, write_atomic
+from scorelab.core.errors import ScorelabError
+from scorelab.runs.lock import LOCK_NAME, RunDirectoryBusy, run_lock
 
 FLAGS = ["--n-data", "512", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--n-levels", "4",
          "--seed", "5", "--device", "cpu", "--no-progress"]
@@ -38,7 +38,7 @@ def test_a_second_writer_is_refused_with_one_line_naming_the_holder(tiny_run, ca
 
 def test_two_concurrent_trainings_into_one_directory_one_proceeds(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "scorelab.cli", "train", "--out", str(run_dir), "--steps", "800",
+    first = subprocess.Popen([sys.executable, "-m", "scorelab.app.cli", "train", "--out", str(run_dir), "--steps", "800",
                               "--checkpoint-every", "50", *FLAGS], env={**os.environ, "OMP_NUM_THREADS": "1"},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -95,7 +95,7 @@ def test_a_write_past_the_file_size_limit_keeps_every_file_of_the_run_and_names_
     def limit_file_size():
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
-    child = subprocess.run([sys.executable, "-m", "scorelab.cli", "train", "--out", str(tiny_run), "--resume",
+    child = subprocess.run([sys.executable, "-m", "scorelab.app.cli", "train", "--out", str(tiny_run), "--resume",
                             "--steps", "60", "--no-progress"], preexec_fn=limit_file_size, capture_output=True,
                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     lines = child.stderr.strip().splitlines()
@@ -156,7 +156,7 @@ def test_sigint_ends_with_130_one_line_and_a_resumable_run(tmp_path):
     import signal
 
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "scorelab.cli", "train", "--out", str(run_dir), "--steps", "3000",
+    command = [sys.executable, "-m", "scorelab.app.cli", "train", "--out", str(run_dir), "--steps", "3000",
                "--checkpoint-every", "25", *FLAGS]
     # A shell's background job ignores SIGINT, and a child inherits that (Python then installs no
     # handler): give the child the default disposition, whatever launched the suite.

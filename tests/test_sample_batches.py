@@ -6,9 +6,9 @@ import torch
 from conftest import assert_clean_error, run_cli
 
 import scorelab as sl
-from scorelab.rng import PerSampleGenerator, derived_seed, randn
-from scorelab.sample_io import SampleWriter, save_samples
-from scorelab.score import batch_invariant
+from scorelab.core.rng import PerSampleGenerator, derived_seed, randn
+from scorelab.core.score import batch_invariant
+from scorelab.runs.sample_io import SampleWriter, save_samples
 
 TINY_UNET = {"channels": 8, "levels": 2, "res_blocks": 1, "attention": True, "steps": 2, "batch_size": 8,
              "checkpoint_every": 2, "log_every": 2, "seed": 3, "device": "cpu"}
@@ -116,12 +116,12 @@ def test_a_write_cut_short_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_a_request_that_cannot_fit_on_the_disk_is_refused_before_any_work(tiny_run, tmp_path, capsys, monkeypatch):
-    import scorelab.run
+    import scorelab.runs.trained
 
     def never(*args, **kwargs):
         raise AssertionError("sampled although the file could not fit")
 
-    monkeypatch.setattr(scorelab.run.TrainedRun, "sample", never)
+    monkeypatch.setattr(scorelab.runs.trained.TrainedRun, "sample", never)
     for name, need in [("huge.npy", "need 80,000.0 GB"), ("huge.csv", "need up to 320,000.0 GB")]:
         code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 10**13, "--out", tmp_path / name)
         assert_clean_error(code, err, need)
@@ -135,12 +135,12 @@ def test_a_png_grid_of_more_images_than_it_can_show_is_refused():
 
 
 def test_an_allocation_that_fails_is_one_line(tiny_run, capsys, monkeypatch):
-    import scorelab.run
+    import scorelab.runs.trained
 
     def out_of_memory(*args, **kwargs):
         return torch.empty(2**62, dtype=torch.uint8)  # the CPU allocator refuses at once
 
-    monkeypatch.setattr(scorelab.run.TrainedRun, "sample", out_of_memory)
+    monkeypatch.setattr(scorelab.runs.trained.TrainedRun, "sample", out_of_memory)
     code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 10, "--out", tiny_run / "s.npy")
     assert_clean_error(code, err, "out of memory")
     assert "can't allocate memory" in err and "--batch-size" in err

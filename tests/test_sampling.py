@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import scorelab as sl
+from scorelab.core.errors import ConfigError
 from scorelab.data.toy import EIGHT_GAUSSIANS
-from scorelab.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # Mode weights: 0.8·N((5,5), I) + 0.2·N((−5,−5), I), the NCSN paper's Fig. 3 made quantitative.

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import scorelab as sl
-from scorelab import divergence
-from scorelab.likelihood import log_prob, variational_bound
+from scorelab.core import divergence
+from scorelab.core.processes import VE, VP
 from scorelab.models import MLP, ConditionalMLP, EnergyScore, Preconditioned, mlp_stack
 from scorelab.objectives import (
     annealed_denoising_score_matching,
@@ -23,7 +23,6 @@ from scorelab.objectives import (
     sliced_score_matching,
     stable_target,
 )
-from scorelab.processes import VE, VP
 from scorelab.sampling import (
     annealed_langevin,
     ddim,
@@ -33,6 +32,7 @@ from scorelab.sampling import (
     predictor_corrector,
     probability_flow,
 )
+from scorelab.sampling.likelihood import log_prob, variational_bound
 
 SHAPES = {"points": (16,), "image": (1, 4, 4), "waveform": (1, 16)}
 DIM = 16

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import scorelab as sl
-from scorelab.errors import ConfigError
-from scorelab.noise import karras_sigmas
-from scorelab.processes import VE, VP
+from scorelab.core.errors import ConfigError
+from scorelab.core.noise import karras_sigmas
+from scorelab.core.processes import VE, VP
 from scorelab.sampling import SAMPLERS, CountingScore, dpm_solver_2m, heun, probability_flow
 from scorelab.sampling.solvers import churn_gamma
 

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from scorelab.core.errors import DataError
 from scorelab.data import speech
-from scorelab.errors import DataError
 
 pytest.importorskip("espeakng_loader")
 

@@ -28,7 +28,7 @@ def test_importing_scorelab_and_its_core_loads_no_heavy_dependency():
 
 def test_help_and_a_mistyped_command_load_no_torch():
     for argv in (["--help"], ["frobnicate"]):
-        code = ("from scorelab.cli import main\ntry:\n    main(" + repr(argv) + ")\nexcept SystemExit:\n    pass")
+        code = ("from scorelab.app.cli import main\ntry:\n    main(" + repr(argv) + ")\nexcept SystemExit:\n    pass")
         assert "torch" not in imported_after(code), argv
 
 
@@ -42,7 +42,7 @@ def test_each_dependency_still_loads_where_it_is_used():
 
 
 def test_a_bad_flag_loads_no_torch_once_the_commands_arguments_are_described():
-    code = "from scorelab.cli import main\ntry:\n    main(['train', '--frobnicate'])\nexcept SystemExit:\n    pass"
+    code = "from scorelab.app.cli import main\ntry:\n    main(['train', '--frobnicate'])\nexcept SystemExit:\n    pass"
     imported_after(code)  # the first run describes train's arguments into the (test session's) cache
     assert "torch" not in imported_after(code)
 
@@ -68,7 +68,7 @@ ARGVS = {
 def test_arguments_rebuilt_from_their_description_parse_and_help_as_the_originals(monkeypatch, tmp_path):
     import argparse
 
-    from scorelab import argcache, cli
+    from scorelab.app import argcache, cli
 
     def uncached(parser, command, add_arguments):
         add_arguments(parser)

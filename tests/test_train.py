@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 import scorelab as sl
 from scorelab.objectives import OBJECTIVES
 
-# `sl.train` is the function; scorelab.training holds the loop and its internals.
-train_module = importlib.import_module("scorelab.training")
+# `sl.train` is the function; scorelab.runs.training holds the loop and its internals.
+train_module = importlib.import_module("scorelab.runs.training")
 
 
 def weights(run_dir):
@@ -85,7 +85,7 @@ def test_resume_after_sigkills_at_seeded_random_moments_equals_uninterrupted(tmp
     steps = 3000
     flags = ["--n-data", "512", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--n-levels", "4",
              "--seed", "5", "--device", "cpu", "--steps", str(steps), "--checkpoint-every", "25", "--no-progress"]
-    command = [sys.executable, "-m", "scorelab.cli", "train", *flags, "--out", str(tmp_path / "killed")]
+    command = [sys.executable, "-m", "scorelab.app.cli", "train", *flags, "--out", str(tmp_path / "killed")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     checkpoint = tmp_path / "killed" / "model.safetensors"
     steps_at_kills = []
@@ -158,7 +158,7 @@ def test_sigma_max_zero_takes_the_largest_pairwise_distance_and_saves_it(tiny_ru
 
 
 def test_learning_rate_schedules():
-    from scorelab.training import learning_rate
+    from scorelab.runs.training import learning_rate
 
     cosine = tiny_config(lr=0.01, steps=100).optim
     rates = [learning_rate(cosine, step) for step in range(1, 101)]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from scorelab.errors import ConfigError, DataError
+from scorelab.core.errors import ConfigError, DataError
 from scorelab.models.preconditioning import Preconditioned
 from scorelab.models.unet import SelfAttention, UNet, group_norm
 

@@ -8,18 +8,17 @@ import math
 
 import pytest
 import torch
+from conftest import CHROMIUM, assert_clean_error, browser_verdict, run_cli
 
 import scorelab as sl
-from scorelab.config import Config
+from scorelab.core.noise import alphas_cumprod, beta_schedule, sigmas_of_betas
+from scorelab.core.processes import VP
+from scorelab.evaluation.schedule_search import candidates, geometric_betas, respaced_betas, search
 from scorelab.models import build_model
 from scorelab.models.wavegrad import WaveGrad, noise_embedding
-from scorelab.noise import alphas_cumprod, beta_schedule, sigmas_of_betas
 from scorelab.objectives import OBJECTIVES, eps_loss_at
-from scorelab.processes import VP
+from scorelab.runs.config import Config
 from scorelab.sampling import SAMPLERS
-from scorelab.schedule_search import candidates, geometric_betas, respaced_betas, search
-
-from conftest import CHROMIUM, assert_clean_error, browser_verdict, run_cli
 
 pytest.importorskip("librosa")
 
@@ -166,8 +165,8 @@ def test_the_wavegrad_model_brings_its_family():
 
 
 def test_a_tiny_wavegrad_on_tones_lowers_its_loss_on_waveforms_scaled_to_unit_variance(tmp_path):
-    from scorelab.run import TrainedRun
-    from scorelab.training import training_data
+    from scorelab.runs.trained import TrainedRun
+    from scorelab.runs.training import training_data
 
     config = Config(**{**TINY_WAVEGRAD, "steps": 60, "checkpoint_every": 60})
     result = sl.train(config, tmp_path / "run", progress=False)
@@ -183,15 +182,18 @@ def test_a_tiny_wavegrad_on_tones_lowers_its_loss_on_waveforms_scaled_to_unit_va
 def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     """train (with the schedule search), vocode, sample, evaluate and plot on a tiny tones run."""
     from scorelab.data.audio import tone
-    from scorelab.vocoding import write_wav
+    from scorelab.evaluation.vocoding import write_wav
 
     run_dir = tmp_path / "run"
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in TINY_WAVEGRAD.items()]
     code, out, err = run_cli(capsys, "train", "--out", run_dir, "--no-progress", *flags)
     assert code == 0, err
-    schedules = json.loads((run_dir / "noise_schedules.json").read_text())
+    schedules = json.loads((run_dir / "schedule_search.json").read_text())
     assert set(schedules) == {"6", "25", "50"}
     assert schedules["6"]["log_mel_error"] <= schedules["6"]["candidates"]["respaced"]
+    # The chosen chains are the run's sampler settings, which sampling reads as they are.
+    run = sl.load_run(run_dir, device="cpu")
+    assert run.sampler_settings()[1].schedules.split(";")[0] == "6:" + ",".join(map(repr, schedules["6"]["betas"]))
 
     speech = tmp_path / "in.wav"
     write_wav(speech, tone(torch.Generator().manual_seed(5), 0.3))

@@ -33,7 +33,7 @@ from IPython.display import Image, display
 
 import scorelab as sl
 from scorelab import plots
-from scorelab.demo import DEMO_SETTINGS
+from scorelab.app.demo import DEMO_SETTINGS
 
 QUICK = os.environ.get("SCORELAB_TUTORIAL_QUICK") == "1"
 N = 1000 if QUICK else 5000  # points per W2 set
@@ -176,7 +176,7 @@ print(f"annealed Langevin: share in the major mode {(annealed.sum(1) > 0).float(
 # the exact 2-Wasserstein distance between model samples and fresh data, divided by that between
 # two fresh data sets (1.0: as close as a perfect sampler gets at this n). Each panel of the score
 # field holds one σ (the seed mixed a random σ into every arrow). The settings are the demo's
-# (`scorelab.demo.DEMO_SETTINGS`: 10 levels from σ = 1 to 0.01), sampled with 10 × 50 Langevin steps.
+# (`scorelab.app.demo.DEMO_SETTINGS`: 10 levels from σ = 1 to 0.01), sampled with 10 × 50 Langevin steps.
 
 # %%
 ncsn = train("ncsn", 3000, **{**DEMO_SETTINGS, **SMALL}, sampler="ald", n_steps_each=10 if QUICK else 50)

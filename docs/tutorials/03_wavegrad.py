@@ -39,11 +39,11 @@ import torch  # noqa: E402
 from IPython.display import Audio, Image, display  # noqa: E402
 
 import scorelab as sl  # noqa: E402
-from scorelab.audio_quality import test_utterances  # noqa: E402
 from scorelab.data.audio import SAMPLE_RATE  # noqa: E402
-from scorelab.mel import MelSettings, log_mel  # noqa: E402
-from scorelab.schedule_search import prepare  # noqa: E402
-from scorelab.vocoding import griffin_lim_vocode, vocode, whole_frames  # noqa: E402
+from scorelab.data.mel import MelSettings, log_mel  # noqa: E402
+from scorelab.evaluation.audio import test_utterances  # noqa: E402
+from scorelab.evaluation.schedule_search import prepare  # noqa: E402
+from scorelab.evaluation.vocoding import griffin_lim_vocode, vocode, whole_frames  # noqa: E402
 
 QUICK = os.environ.get("SCORELAB_TUTORIAL_QUICK") == "1"
 RUNS = Path(os.environ.get("SCORELAB_TUTORIAL_DIR", "tutorial_runs")) / "03"
@@ -60,7 +60,7 @@ def show(figure, name):
 # %% [markdown]
 # ## The mel features
 #
-# One definition serves training, vocoding and the metrics (`scorelab.mel`): an STFT of 1024
+# One definition serves training, vocoding and the metrics (`scorelab.data.mel`): an STFT of 1024
 # samples every 256 (`torch.stft`), its magnitude projected onto 80 mel bands (librosa's filter
 # bank), and the log. A pure tone lights the band around its frequency.
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from scorelab.cli import main
+from scorelab.app.cli import main
 
 sys.exit(main())

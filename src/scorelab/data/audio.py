@@ -2,7 +2,7 @@
 
 An :class:`AudioSet` holds whole utterances, split once into train and test, as 1-D float32
 waveforms in [-1, 1] at one sample rate (22 050 Hz, the rate of the mel features of
-:mod:`scorelab.mel`). Training sees fixed-length segments cut from the train utterances
+:mod:`scorelab.data.mel`). Training sees fixed-length segments cut from the train utterances
 (:func:`segments`), each with its log-mel spectrogram as the condition, except a few held out
 for validation (:attr:`AudioSet.validation`); evaluation vocodes the
 test utterances whole from their mel spectrograms.
@@ -13,7 +13,7 @@ test utterances whole from their mel spectrograms.
   (:mod:`scorelab.data.speech`), split by sentence, so no test sentence is heard in training.
 - a folder of ``.wav`` files: read with SciPy, resampled to 22 050 Hz (librosa's soxr resampler)
   where a file has another rate, split by file. Every problem is one
-  :class:`~scorelab.errors.DataError` line naming the file.
+  :class:`~scorelab.core.errors.DataError` line naming the file.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scorelab.errors import DataError
-from scorelab.mel import MelSettings
+from scorelab.core.errors import DataError
+from scorelab.data.mel import MelSettings
 
 SAMPLE_RATE, HOP = MelSettings().sample_rate, MelSettings().hop
 WAV_SUFFIX = ".wav"

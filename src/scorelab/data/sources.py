@@ -11,7 +11,7 @@ evaluation the test split.
 
 Audio sets (:mod:`scorelab.data.audio`: ``tones``, ``speech``, and a folder of WAV files) train
 on segments of their train utterances, each conditioned on its log-mel spectrogram
-(:func:`scorelab.mel.log_mel`); evaluation vocodes the test utterances.
+(:func:`scorelab.data.mel.log_mel`); evaluation vocodes the test utterances.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from scorelab.core.errors import DataError, require_positive_int
+from scorelab.core.registry import Part, Registry, positive_int, setting, within
 from scorelab.data import audio as audio_sets
 from scorelab.data import images as image_sets
 from scorelab.data.files import SUFFIXES, load_file
 from scorelab.data.toy import DATASETS
-from scorelab.errors import DataError, require_positive_int
-from scorelab.registry import Part, Registry, positive_int, setting, within
 
 # A sampler of fresh data, (n, generator) -> [n, *shape], or a finite data set.
 Truth = Callable[[int, torch.Generator], Tensor] | Tensor
@@ -117,7 +117,7 @@ class WavFolderSettings:
 
 def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_sets.AudioSet],
                 settings: type) -> DataPart:
-    from scorelab.mel import log_mel
+    from scorelab.data.mel import log_mel
 
     def load(source: str, settings, generator) -> Tensor:
         hop = audio_sets.HOP

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scorelab.atomic import write_atomic
-from scorelab.cache import cache_dir
-from scorelab.errors import ConfigError, DataError, ScorelabError
+from scorelab.core.atomic import write_atomic
+from scorelab.core.cache import cache_dir
+from scorelab.core.errors import ConfigError, DataError, ScorelabError
 
 SAMPLE_RATE = 22_050  # eSpeak NG's only output rate
 

@@ -1,6 +1,6 @@
 """Distances between a vocoded waveform and its reference, in the features a listener's ear weighs.
 
-- :func:`log_mel_distance`: the mean |log-mel(a) − log-mel(b)| of :func:`scorelab.mel.log_mel`, the
+- :func:`log_mel_distance`: the mean |log-mel(a) − log-mel(b)| of :func:`scorelab.data.mel.log_mel`, the
   features the vocoder was given (the mel-cepstral family of distances; HiFi-GAN reports it as "mel error").
 - :func:`multi_resolution_stft_distance`: spectral convergence plus log-magnitude distance, averaged over
   three STFT resolutions (Yamamoto et al. 2020, "Parallel WaveGAN", eqs. 3–5), which sees both the fine
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from scorelab.errors import DataError
-from scorelab.mel import LOG_FLOOR, MelSettings, log_mel, magnitude
+from scorelab.core.errors import DataError
+from scorelab.data.mel import LOG_FLOOR, MelSettings, log_mel, magnitude
 
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft = window, hop), Parallel WaveGAN's three
 

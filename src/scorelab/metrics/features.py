@@ -1,6 +1,6 @@
 """Metrics on feature arrays [n, d]: the Fréchet and kernel distances, precision and recall, memorisation.
 
-Features are a classifier's penultimate activations (:mod:`scorelab.classifier`) or raw
+Features are a classifier's penultimate activations (:mod:`scorelab.metrics.classifier`) or raw
 pixels, as torch Tensors or numpy arrays; every computation is in float64. Pairwise
 distances are computed in blocks with ``torch.cdist`` on the inputs' device, so sets of
 a few thousand points against tens of thousands stay fast and light on memory.
@@ -20,7 +20,7 @@ import scipy.stats
 import torch
 from torch import Tensor
 
-from scorelab.errors import ConfigError, DataError, require_positive_int
+from scorelab.core.errors import ConfigError, DataError, require_positive_int
 
 Array = Tensor | np.ndarray
 

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from scorelab import __version__
-from scorelab.cache import lookup, store
-from scorelab.errors import ConfigError, DataError, require_positive_int
-from scorelab.shapes import batch_sum, require_batch
+from scorelab.core.cache import lookup, store
+from scorelab.core.errors import ConfigError, DataError, require_positive_int
+from scorelab.core.shapes import batch_sum, require_batch
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 
@@ -340,7 +340,7 @@ def quality(
             dominate W2 (BENCHMARKS.md "ratio_null" measures it). Repetitions
             r < ``repeats`` use the same data for the model and the floor.
         floor_key: what identifies ``truth`` (e.g. the data set's name and settings). With it each
-            metric's floor values are kept in the user's cache (:mod:`scorelab.cache`), keyed by
+            metric's floor values are kept in the user's cache (:mod:`scorelab.core.cache`), keyed by
             it, the metric's name, n, the repetitions, the seed, the pool and the scorelab
             version, and read back instead of recomputed. The data are drawn all the same, so the
             model's values do not change. Only for the metrics of :func:`default_metrics`, which

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from scorelab.errors import ConfigError
+from scorelab.core.errors import ConfigError
+from scorelab.core.processes import NoiseProcess
+from scorelab.core.registry import (
+    Part,
+    Registry,
+    at_least_zero,
+    one_of,
+    positive_int,
+    setting,
+    within,
+)
 from scorelab.models.embedding import sinusoidal_embedding
 from scorelab.models.energy import EnergyScore
 from scorelab.models.mlp import (
@@ -25,16 +35,6 @@ from scorelab.models.mlp import (
 from scorelab.models.preconditioning import PARAMETERISATIONS, Preconditioned
 from scorelab.models.unet import UNet
 from scorelab.models.wavegrad import WaveGrad
-from scorelab.processes import NoiseProcess
-from scorelab.registry import (
-    Part,
-    Registry,
-    at_least_zero,
-    one_of,
-    positive_int,
-    setting,
-    within,
-)
 
 __all__ = [
     "MLP",
@@ -129,7 +129,7 @@ class WaveGradSettings:
 
 def _waveform_shape(shape: tuple[int, ...]) -> int:
     """The hop of the mel features, after checking that one sample is a waveform [1, L] of whole frames."""
-    from scorelab.mel import MelSettings
+    from scorelab.data.mel import MelSettings
 
     hop = MelSettings().hop
     if len(shape) != 2 or shape[0] != 1 or shape[1] % hop:
@@ -139,7 +139,7 @@ def _waveform_shape(shape: tuple[int, ...]) -> int:
 
 
 def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], sigma_data: float) -> Preconditioned:
-    from scorelab.mel import MelSettings
+    from scorelab.data.mel import MelSettings
 
     _waveform_shape(shape)
     # The UBlocks' factors multiply to the hop of 256 samples; coarse first, as the paper's 5, 5, 3, 2, 2 for 300.

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scorelab.divergence import differentiable
-from scorelab.errors import ConfigError
+from scorelab.core.divergence import differentiable
+from scorelab.core.errors import ConfigError
 from scorelab.models.mlp import no_condition
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scorelab.divergence import chain_trace
-from scorelab.errors import ConfigError
+from scorelab.core.divergence import chain_trace
+from scorelab.core.errors import ConfigError
 from scorelab.models.embedding import sinusoidal_embedding
 
 NOISE_INPUTS = ("log", "sinusoidal")
@@ -43,7 +43,7 @@ class MLP(nn.Module):
     Trained by exact, sliced or single-σ denoising score matching; ``sigma`` is accepted
     and ignored so that it plugs into every sampler. It knows its own Jacobian trace:
     called with ``with_trace=True`` it returns ``(s, tr ∇ₓs)`` in closed form
-    (:func:`scorelab.divergence.chain_trace`), which exact score matching uses. A subclass
+    (:func:`scorelab.core.divergence.chain_trace`), which exact score matching uses. A subclass
     that changes ``forward`` loses that shortcut.
     """
 

@@ -2,7 +2,7 @@
 
 Karras et al. 2022 ("Elucidating the design space", Sec. 5 and Table 1) write every
 denoiser as D(x, σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ)), in the VE
-coordinates of :mod:`scorelab.processes`. The parameterisations here, by what F predicts:
+coordinates of :mod:`scorelab.core.processes`. The parameterisations here, by what F predicts:
 
 | name    | F predicts      | c_skip               | c_out                   | c_in                 |
 |---------|-----------------|----------------------|-------------------------|----------------------|
@@ -16,7 +16,7 @@ output stay at unit scale at every σ; ``eps`` is Table 1's VP column (DDPM's ε
 ``edm`` is EDM's own. c_noise = ln σ for all of them: each backbone embeds it as it likes.
 σ_d, the data's standard deviation, is a buffer, so the value measured on the training
 data travels with the weights. The score, ε and denoiser views follow from
-:mod:`scorelab.processes`; the score is computed as a·x + F/d, without subtracting x from D.
+:mod:`scorelab.core.processes`; the score is computed as a·x + F/d, without subtracting x from D.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scorelab.errors import ConfigError
-from scorelab.processes import denoised_from_score, eps_from_score
-from scorelab.shapes import append_dims, per_sample
+from scorelab.core.errors import ConfigError
+from scorelab.core.processes import denoised_from_score, eps_from_score
+from scorelab.core.shapes import append_dims, per_sample
 
 PARAMETERISATIONS = ("score", "ve", "eps", "edm")
 

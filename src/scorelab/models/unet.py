@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scorelab.errors import ConfigError, DataError, require_positive_int
+from scorelab.core.errors import ConfigError, DataError, require_positive_int
 from scorelab.models.embedding import sinusoidal_embedding
 from scorelab.models.mlp import no_condition
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scorelab.errors import ConfigError, DataError
+from scorelab.core.errors import ConfigError, DataError
 
 # The paper's base widths; the last mel-side width is the one the output conv reads.
 INPUT_WIDTH, UBLOCK_WIDTHS = 768, (512, 512, 256, 128, 128)

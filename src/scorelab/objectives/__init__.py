@@ -17,6 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scorelab.core.processes import NoiseProcess
+from scorelab.core.registry import Part, Registry, at_least_zero, one_of, positive_int, setting
+from scorelab.core.score import Score
 from scorelab.objectives.denoising import (
     EPS_NORMS,
     annealed_denoising_score_matching,
@@ -33,9 +36,6 @@ from scorelab.objectives.score_matching import (
     random_projections,
     sliced_score_matching,
 )
-from scorelab.processes import NoiseProcess
-from scorelab.registry import Part, Registry, at_least_zero, one_of, positive_int, setting
-from scorelab.score import Score
 
 __all__ = ["EPS_NORMS", "OBJECTIVES", "PROJECTIONS", "TRACES", "ObjectivePart", "annealed_denoising_score_matching",
            "denoising_loss_at", "denoising_score_matching", "eps_loss", "eps_loss_at", "exact_score_matching",

@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.errors import ConfigError, require_positive
-from scorelab.noise import check_noise_levels
-from scorelab.rng import randint, randn_like
-from scorelab.score import Score, call_score
-from scorelab.shapes import append_dims, batch_sum, per_sample, require_batch
+from scorelab.core.errors import ConfigError, require_positive
+from scorelab.core.noise import check_noise_levels
+from scorelab.core.rng import randint, randn_like
+from scorelab.core.score import Score, call_score
+from scorelab.core.shapes import append_dims, batch_sum, per_sample, require_batch
 
 
 def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor) -> Tensor:

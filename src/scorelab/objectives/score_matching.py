@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.divergence import differentiable, hutchinson_trace, score_and_trace
-from scorelab.errors import ConfigError, require_positive_int
-from scorelab.rng import rademacher, randn_like
-from scorelab.score import Score, call_score
-from scorelab.shapes import batch_sum, require_batch
+from scorelab.core.divergence import differentiable, hutchinson_trace, score_and_trace
+from scorelab.core.errors import ConfigError, require_positive_int
+from scorelab.core.rng import rademacher, randn_like
+from scorelab.core.score import Score, call_score
+from scorelab.core.shapes import batch_sum, require_batch
 
 PROJECTIONS = ("rademacher", "gaussian", "sphere")
 TRACES = ("exact", "hutchinson")

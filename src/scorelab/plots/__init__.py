@@ -17,19 +17,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
-import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from scorelab.atomic import write_atomic  # noqa: E402
-from scorelab.errors import ConfigError, require_positive_int  # noqa: E402
+from scorelab.core.atomic import write_atomic  # noqa: E402
+from scorelab.core.errors import ConfigError, require_positive_int  # noqa: E402
 from scorelab.models import EnergyScore  # noqa: E402
-from scorelab.run import TrainedRun  # noqa: E402
+from scorelab.runs.trained import TrainedRun  # noqa: E402
+from scorelab.runs.training import training_data  # noqa: E402
 from scorelab.sampling import SAMPLERS, StepInfo  # noqa: E402
-from scorelab.training import training_data  # noqa: E402
 
 Bounds = tuple[float, float, float, float]
 POINT_STYLE = {"s": 2, "alpha": 0.4, "linewidths": 0}

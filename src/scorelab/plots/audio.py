@@ -16,13 +16,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from scorelab.atomic import write_atomic
-from scorelab.audio_quality import EXAMPLES_DIR, methods, test_utterances
+from scorelab.core.atomic import write_atomic
 from scorelab.data.audio import read_wav
-from scorelab.mel import MelSettings, log_mel
+from scorelab.data.mel import MelSettings, log_mel
+from scorelab.evaluation.audio import EXAMPLES_DIR, methods, test_utterances
+from scorelab.evaluation.vocoding import write_wav
 from scorelab.plots import save_figure
-from scorelab.run import TrainedRun
-from scorelab.vocoding import write_wav
+from scorelab.runs.trained import TrainedRun
 
 AUDIO_FIGURES = ("spectrograms", "waveforms", "listen")
 MEL = MelSettings()

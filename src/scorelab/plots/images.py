@@ -12,8 +12,8 @@ from torch import Tensor
 
 from scorelab.metrics.features import nearest_distances
 from scorelab.plots import record_trajectories, save_figure
-from scorelab.run import TrainedRun
-from scorelab.sample_io import image_grid
+from scorelab.runs.sample_io import image_grid
+from scorelab.runs.trained import TrainedRun
 
 IMAGE_FIGURES = ("data", "samples", "trajectories", "neighbours", "classes")
 
@@ -83,7 +83,7 @@ def plot_image_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = IMAG
                    n: int = 1000) -> list[Path]:
     """Write the ``figures`` named (see :data:`IMAGE_FIGURES`) for an image run into ``out_dir``;
     ``classes`` needs a labelled data set and is skipped for others."""
-    from scorelab.image_quality import classifier_of, image_set_of
+    from scorelab.evaluation.images import classifier_of, image_set_of
 
     image_set = image_set_of(run)
     generator = torch.Generator().manual_seed(seed)

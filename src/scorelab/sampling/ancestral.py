@@ -1,7 +1,7 @@
 """DDPM ancestral sampling and DDIM, on any decreasing grid of noise levels.
 
 Both walk σ_1 > … > σ_n and then σ = 0 in the VE coordinates y = x_t/√ᾱ_t of
-:mod:`scorelab.processes`, where the DDPM chain x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε reads
+:mod:`scorelab.core.processes`, where the DDPM chain x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε reads
 y_t = x_0 + σ_t ε with σ_t = √((1 − ᾱ_t)/ᾱ_t), and start from the process's prior
 (for DDPM, y_T = x_T·√(1 + σ_T²) with x_T ~ N(0, I)). In these coordinates one
 step from σ to σ' is fixed by the denoiser D = y + σ²s(y, σ) alone:
@@ -29,12 +29,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.errors import ConfigError
-from scorelab.processes import denoised_from_score, eps_from_score
-from scorelab.rng import randn_like
+from scorelab.core.errors import ConfigError
+from scorelab.core.processes import denoised_from_score, eps_from_score
+from scorelab.core.rng import randn_like
+from scorelab.core.score import Score, call_score
+from scorelab.core.shapes import per_sample
 from scorelab.sampling.steps import Callback, StepInfo, steps_to_zero
-from scorelab.score import Score, call_score
-from scorelab.shapes import per_sample
 
 DDPM_VARIANCES = ("beta", "posterior")
 

@@ -10,12 +10,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.errors import ConfigError, require_positive, require_positive_int
-from scorelab.noise import check_noise_levels
-from scorelab.rng import randn_like
+from scorelab.core.errors import ConfigError, require_positive, require_positive_int
+from scorelab.core.noise import check_noise_levels
+from scorelab.core.rng import randn_like
+from scorelab.core.score import Score, call_score
+from scorelab.core.shapes import per_sample
 from scorelab.sampling.steps import Callback, StepInfo, tweedie_denoise
-from scorelab.score import Score, call_score
-from scorelab.shapes import per_sample
 
 
 def _langevin_step(x: Tensor, grad: Tensor, step_size: float | Tensor, noise: Tensor) -> Tensor:

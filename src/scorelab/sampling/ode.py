@@ -7,7 +7,7 @@ For data perturbed by N(0, σ²I), the ODE
 moves samples of p_σ to samples of p_σ' for every σ, σ' (Song et al. 2021, eq. 13
 for the variance-exploding SDE; Karras et al. 2022, eq. 4 with σ(t) = t). It needs
 nothing but a score, so it serves NCSN and DDPM models alike: it runs in the VE
-coordinates of :mod:`scorelab.processes`, from the process's prior (for a DDPM chain,
+coordinates of :mod:`scorelab.core.processes`, from the process's prior (for a DDPM chain,
 x_T·√(1 + σ_T²) = x_T/√ᾱ_T) down its grid.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.errors import ConfigError, require_positive
-from scorelab.noise import check_noise_levels
+from scorelab.core.errors import ConfigError, require_positive
+from scorelab.core.noise import check_noise_levels
+from scorelab.core.score import Score, call_score
 from scorelab.sampling.steps import Callback, StepInfo, tweedie_denoise
-from scorelab.score import Score, call_score
 
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4")

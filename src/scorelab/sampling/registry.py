@@ -9,23 +9,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from scorelab.errors import ConfigError
-from scorelab.noise import karras_sigmas, ncsnv2_step_size_for, sigmas_of_betas
-from scorelab.processes import VP, NoiseProcess
-from scorelab.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting, within
+from scorelab.core.errors import ConfigError
+from scorelab.core.noise import karras_sigmas, ncsnv2_step_size_for, sigmas_of_betas
+from scorelab.core.processes import VP, NoiseProcess
+from scorelab.core.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting, within
+from scorelab.core.score import Score, call_score
+from scorelab.core.shapes import per_sample
 from scorelab.sampling.ancestral import DDPM_VARIANCES, ddim, ddpm
 from scorelab.sampling.langevin import annealed_langevin, langevin, predictor_corrector
 from scorelab.sampling.ode import probability_flow
 from scorelab.sampling.solvers import dpm_solver_2m, heun
 from scorelab.sampling.steps import Callback
-from scorelab.score import Score, call_score
-from scorelab.shapes import per_sample
 
 # sample(score, process, settings, start, generator, callback, cond) -> samples; ``start`` is
 # the prior draw, made by the caller so that it decides where and how the noise is drawn.
@@ -35,16 +34,12 @@ Draw = Callable[[Score, NoiseProcess, Any, Tensor, "torch.Generator | None", "Ca
 @dataclass(frozen=True)
 class SamplerPart(Part):
     """A registered sampler; ``respaces_process`` when its ``sample_steps`` picks levels of the
-    process's own grid (and so can be no more than a discrete process has). ``prepare(run_dir)``
-    is work a trained run does once for this sampler (WaveGrad's schedule search), and
-    ``from_run(run_dir, settings)`` the settings with what that work saved filled in."""
+    process's own grid (and so can be no more than a discrete process has)."""
 
     section = "sampler"
 
     sample: Draw = None  # type: ignore[assignment]
     respaces_process: bool = False
-    prepare: Callable[[Path], None] | None = None
-    from_run: Callable[[Path, Any], Any] = lambda run_dir, settings: settings
 
 
 _N_STEPS_EACH = "Langevin steps per level of the process's grid"
@@ -146,12 +141,29 @@ def _check_betas(name: str, value: str) -> None:
         parse_betas(value)
 
 
+def parse_schedules(text: str) -> dict[int, str]:
+    """Chains by their number of steps from ``N:β_1,…,β_N;M:…`` (empty: none), or a :class:`ConfigError`."""
+    schedules = {}
+    for item in filter(None, text.split(";")):
+        steps, _, betas = item.partition(":")
+        if not steps.strip().isdigit() or len(parse_betas(betas)) != int(steps):
+            raise ConfigError(f"schedules must read N:β_1,…,β_N;… with N β's each, got {item!r}")
+        schedules[int(steps)] = betas
+    return schedules
+
+
+def _check_schedules(name: str, value: str) -> None:
+    parse_schedules(value)
+
+
 @dataclass(frozen=True)
 class WaveGradSamplerSettings:
     sample_steps: int = setting(6, "refinement iterations N: a schedule the run searched (6, 25, 50), else the "
                                    "training chain's levels respaced (1000: every one)", positive_int)
-    betas: str = setting("", "the chain β_1,…,β_N to walk, comma-separated (empty: the run's searched schedule for "
+    betas: str = setting("", "the chain β_1,…,β_N to walk, comma-separated (empty: the searched schedule for "
                              "sample_steps)", _check_betas)
+    schedules: str = setting("", "searched chains by their number of steps, N:β_1,…,β_N;M:… (the schedule search "
+                                 "writes them into the run after training)", _check_schedules)
 
 
 def _grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
@@ -225,14 +237,16 @@ def _ddpm(score, process, settings, start, generator, callback, cond):
 
 def _wavegrad(score, process, settings, start, generator, callback, cond):
     """WaveGrad's sampling (Chen et al. 2020, Algorithm 2): the ancestral chain of ``betas`` with the posterior
-    variance, from x_N ~ N(0, I); or the training chain respaced to ``sample_steps`` levels.
+    variance, from x_N ~ N(0, I); else the searched chain of ``sample_steps`` steps in ``schedules``; else the
+    training chain respaced to ``sample_steps`` levels.
 
     Trained on a continuum of noise levels, the network serves any chain, so a few-step one only needs its
     own start: the caller's prior draw is rescaled from the training chain's σ_T to this chain's σ_N.
     """
     if not isinstance(process, VP):
         raise ConfigError("sampler 'wavegrad' walks a chain of the variance-preserving process; use --process vp")
-    sigmas = (sigmas_of_betas(parse_betas(settings.betas)) if settings.betas else process.grid(settings.sample_steps))
+    betas = settings.betas or parse_schedules(settings.schedules).get(settings.sample_steps)
+    sigmas = sigmas_of_betas(parse_betas(betas)) if betas else process.grid(settings.sample_steps)
     start = start * math.sqrt(1 + sigmas[0].item() ** 2) / process.prior_std
     return ddpm(score, start, sigmas.to(start.device), variance="posterior", generator=generator, callback=callback,
                 cond=cond)
@@ -254,12 +268,6 @@ def _ode(score, process, settings, start, generator, callback, cond):
                             callback=callback, cond=cond)
 
 
-def _schedule_search():
-    from scorelab import schedule_search  # it loads the run and its data, which the samplers never need
-
-    return schedule_search
-
-
 SAMPLERS: Registry[SamplerPart] = Registry("sampler")
 SAMPLERS.register(SamplerPart("ald", AnnealedLangevinSettings, "annealed Langevin dynamics (NCSN)",
                               sample=_annealed_langevin, respaces_process=True))
@@ -279,5 +287,4 @@ SAMPLERS.register(SamplerPart("dpmpp_2m", DPMSolverSettings, "DPM-Solver++(2M) o
                               sample=_dpm_solver_2m))
 SAMPLERS.register(SamplerPart(
     "wavegrad", WaveGradSamplerSettings, "WaveGrad's ancestral chain on a searched few-step schedule", sample=_wavegrad,
-    respaces_process=True, prepare=lambda run_dir: _schedule_search().prepare(run_dir),
-    from_run=lambda run_dir, settings: _schedule_search().settings_from_run(run_dir, settings)))
+    respaces_process=True))

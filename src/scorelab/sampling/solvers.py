@@ -1,11 +1,11 @@
 """Few-step solvers of the probability-flow ODE through the denoiser: EDM's Heun and DPM-Solver++(2M).
 
-In the VE coordinates of :mod:`scorelab.processes` the probability-flow ODE reads
+In the VE coordinates of :mod:`scorelab.core.processes` the probability-flow ODE reads
 
     dy/dσ = (y − D(y, σ))/σ,   D(y, σ) = y + σ²·s(y, σ)
 
 (Karras et al. 2022, eq. 4 with σ(t) = t). Both solvers walk a grid σ_1 > … > σ_K and then
-σ = 0, usually :func:`scorelab.noise.karras_sigmas`, from the process's prior, and call the
+σ = 0, usually :func:`scorelab.core.noise.karras_sigmas`, from the process's prior, and call the
 model only through its denoiser, so that they serve the VE and the VP families alike (a VP
 model in VE coordinates is the same ODE). Each step from σ to σ' is one of:
 
@@ -36,11 +36,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.errors import ConfigError
-from scorelab.rng import randn_like
+from scorelab.core.errors import ConfigError
+from scorelab.core.rng import randn_like
+from scorelab.core.score import Score
+from scorelab.core.shapes import per_sample
 from scorelab.sampling.steps import Callback, StepInfo, call_denoiser, steps_to_zero
-from scorelab.score import Score
-from scorelab.shapes import per_sample
 
 
 def churn_gamma(sigma: float, n_steps: int, churn: float, churn_min: float, churn_max: float) -> float:

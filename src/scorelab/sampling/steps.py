@@ -15,10 +15,10 @@ from typing import Any
 
 from torch import Tensor
 
-from scorelab.noise import check_noise_levels
-from scorelab.processes import denoised_from_score, score_from_denoised
-from scorelab.score import Score, call_score
-from scorelab.shapes import per_sample
+from scorelab.core.noise import check_noise_levels
+from scorelab.core.processes import denoised_from_score, score_from_denoised
+from scorelab.core.score import Score, call_score
+from scorelab.core.shapes import per_sample
 
 
 @dataclass(frozen=True)

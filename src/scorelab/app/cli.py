@@ -1,0 +1,532 @@
+"""The ``scorelab`` command line: it parses, calls the library and prints.
+
+Bad input prints one line, ``scorelab: error: ...``, to stderr and exits with
+status 2; no traceback, and no good file is overwritten.
+
+Only the command being run gets its arguments built, and each command imports
+what it needs when it runs, so ``scorelab --help`` and a mistyped command answer
+without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from scorelab.app.argcache import add_cached_arguments
+from scorelab.core.errors import ConfigError, ScorelabError, one_line, require_positive_int
+
+
+def _fields_named(name: str, all_parts) -> dict[str, dataclasses.Field]:
+    """The field ``name`` of each part that has it, by part name."""
+    found = {part.name: [f for f in dataclasses.fields(part.settings) if f.name == name] for part in all_parts}
+    return {part: fields[0] for part, fields in found.items() if fields}
+
+
+def _shared_help(fields: dict[str, dataclasses.Field]) -> str:
+    """The help line the parts share, or each part's own where they differ (``sample_steps``)."""
+    by_help: dict[str, list[str]] = {}
+    for part, spec in fields.items():
+        by_help.setdefault(spec.metadata.get("help", spec.name), []).append(part)
+    if len(by_help) == 1:
+        return next(iter(by_help))
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_help.items())
+
+
+def _setting_help(section: str, name: str, spec: dataclasses.Field) -> str:
+    """``[section: the parts that have it] help (default: ...)``, one default per part where they differ."""
+    from scorelab.runs.config import CHOICE_SECTIONS, parts
+
+    if section not in CHOICE_SECTIONS:
+        return f"[{section}] {spec.metadata.get('help', name)} (default: {spec.default})"
+    all_parts = parts(section)
+    fields = _fields_named(name, all_parts)
+    text = _shared_help(fields)
+    defaults = {part: spec.default for part, spec in fields.items()}
+    where = section if len(defaults) == len(all_parts) else f"{section}: {', '.join(defaults)}"
+    if len(set(map(repr, defaults.values()))) == 1:
+        return f"[{where}] {text} (default: {next(iter(defaults.values()))})"
+    return f"[{where}] {text} (default: " + ", ".join(f"{value} for {part}" for part, value in defaults.items()) + ")"
+
+
+def _add_setting_flag(parser: argparse.ArgumentParser, name: str, spec: dataclasses.Field, help_text: str,
+                      default: object, *aliases: str) -> None:
+    """A flag --name (and ``aliases``) for the setting ``name``, typed by its field."""
+    flags = [*aliases, "--" + name.replace("_", "-")]
+    if spec.type == "bool":
+        parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                            help=help_text)
+    else:
+        parser.add_argument(*flags, dest=name, type={"int": int, "float": float, "str": str}[spec.type],
+                            default=default, metavar=name.upper(), help=help_text)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per part name and per setting; SUPPRESS keeps unset flags out of the namespace."""
+    from scorelab.runs.config import NAME_KEYS, flat_fields, parts
+
+    for key, section in NAME_KEYS.items():
+        names = [part.name for part in parts(section) if part.name not in ("file", "images", "wav")]
+        extra = (", a .csv/.npy file of rows, images (a folder of PNG/JPEG or an .npy [N, (C,) H, W]) or a folder "
+                 "of .wav files") \
+            if section == "data" else ""
+        parser.add_argument("--" + key, default=argparse.SUPPRESS, metavar=key.upper(),
+                            help=f"{section}: {' | '.join(names)}{extra}")
+    for name, (section, spec) in flat_fields().items():
+        if name != "device":  # device is the shared --device flag
+            _add_setting_flag(parser, name, spec, _setting_help(section, name, spec), argparse.SUPPRESS)
+
+
+def _sampler_settings() -> dict[str, dataclasses.Field]:
+    """Every sampler setting by name, the first sampler's field for each."""
+    from scorelab.sampling import SAMPLERS
+
+    specs: dict[str, dataclasses.Field] = {}
+    for part in SAMPLERS.parts():
+        for spec in dataclasses.fields(part.settings):
+            specs.setdefault(spec.name, spec)
+    return specs
+
+
+def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per sampler setting, None when not given (the run's value then stands)."""
+    from scorelab.sampling import SAMPLERS
+
+    for name, spec in _sampler_settings().items():
+        aliases = ("--steps",) if name == "sample_steps" else ()
+        text = _shared_help(_fields_named(name, SAMPLERS.parts()))
+        _add_setting_flag(parser, name, spec, text + " (default: the run's)", None, *aliases)
+
+
+def _config_from_args(args: argparse.Namespace):
+    """Defaults, then the --config file, then explicit flags; then what those choices imply. With
+    --resume the run's own config.toml stands in for the defaults."""
+    from scorelab.runs.config import NAME_KEYS, Config, flat_fields, read_toml
+
+    known = set(flat_fields()) | set(NAME_KEYS)
+    flags = {key: value for key, value in vars(args).items() if key in known}
+    file = read_toml(args.config) if args.config else {}
+    if getattr(args, "resume", False):
+        from scorelab.runs.training import saved_config
+
+        return saved_config(args.out).replace(**file).replace(**flags)
+    return Config.from_layers(file, flags)
+
+
+def _device(args: argparse.Namespace) -> str:
+    return getattr(args, "device", "auto")
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="run directory to write")
+    p.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings, flat or in tables")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/model.safetensors with RUN_DIR/config.toml and these flags; only "
+                        "steps, lr, lr_schedule, checkpoint_every, log_every, device and the sampler may change")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in RUN_DIR")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes of this machine (data-parallel, through torchrun); the batch is "
+                        "split over them")
+    _add_config_flags(p)
+
+
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    from scorelab.sampling import SAMPLERS
+
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--n", type=int, default=5000, help="number of samples (default: 5000)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE",
+                   help="output file: .npy, .csv (rows of numbers) or .png (a grid of images)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed (default: 0); sample i depends on (seed, i) alone, whatever the batch size")
+    p.add_argument("--batch-size", type=int, metavar="B",
+                   help="samples drawn at once (default: 256 images or 10000 points); the samples do not change")
+    p.add_argument("--sampler", choices=list(SAMPLERS), help="sampler (default: the run's)")
+    _add_sampler_flags(p)
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--n", type=int, help="points per set (default: 5000), image samples (default: 1000), or test "
+                   "utterances of a waveform run (default: 4)")
+    p.add_argument("--repeats", type=int, default=3, help="repetitions R of the W2 ratio (default: 3)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--nll", action="store_true",
+                   help="also the test NLL in nats through the probability-flow ODE and the variational bound of "
+                   "the ancestral chain, beside the data's own NLL where it is known")
+    p.add_argument("--n-test", type=int, default=500,
+                   help="test points for --nll, or test images for an image run's bits/dim (default: 500)")
+    p.add_argument("--vocoder-steps", type=int, nargs="+", metavar="K",
+                   help="waveform runs: WaveGrad's numbers of steps to measure (default: 6 25 50 1000)")
+
+
+def _plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--trajectories", action="store_true",
+                   help="sampler trajectories over the score field (trajectories.png)")
+    p.add_argument("--animate", action="store_true",
+                   help="a GIF of the run's sampler carrying points from noise to data (SAMPLER.gif, e.g. stochastic_heun.gif)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="figure directory (default: RUN_DIR)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("scorelab-demo"), metavar="DIR",
+                   help="run directory (default: ./scorelab-demo)")
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="a reduced smoke run (2 densities, few steps)")
+    p.add_argument("--datasets", nargs="+", metavar="NAME", help="only these densities (default: the suite)")
+    p.add_argument("--out", type=Path, default=Path("bench_runs"), metavar="DIR",
+                   help="where the run directories go (default: ./bench_runs)")
+    p.add_argument("--repeats", type=int, default=None, metavar="R",
+                   help="repetitions behind each mean (default: 10, or 3 with --quick)")
+    p.add_argument("--floor-repeats", type=int, default=None, metavar="F",
+                   help="repetitions behind each real-vs-real floor, F >= R (default: 3R)")
+    # Into the bench directory by default: run inside a clone, ./BENCHMARKS.md is the project's own record.
+    p.add_argument("--benchmarks-md", type=Path, default=None, metavar="FILE",
+                   help="Markdown file whose toy-suite section is rewritten (default: OUT/BENCHMARKS.md)")
+    p.add_argument("--figure", type=Path, default=None, metavar="FILE.png",
+                   help="grid figure, data vs samples (default: OUT/toy_suite.png)")
+
+
+def cmd_train(args: argparse.Namespace) -> int | None:
+    if args.nproc is not None:
+        return _launch(args)
+    from scorelab.evaluation import schedule_search
+    from scorelab.runs.distributed import World
+    from scorelab.runs.training import saved_config, train
+
+    result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.no_progress)
+    if not World.from_environment().main:
+        return None
+    if schedule_search.searches(saved_config(args.out)) and result.resumed_from < result.steps:
+        print("searching few-step noise schedules for the wavegrad sampler ...", flush=True)
+        schedule_search.prepare(args.out)
+    if result.changes:
+        print(f"resumed from step {result.resumed_from} with "
+              + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in result.changes.items()))
+    if result.resumed_from == result.steps:
+        print(f"{result.run_dir} is already trained to {result.steps} steps; nothing to do "
+              "(--steps N with a larger N trains further)")
+        return
+    print(f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4g}; "
+          f"{result.parameters:,} parameters; run directory: {result.run_dir}")
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``train --nproc N``: the same command without the flag, on N processes started by torchrun."""
+    from scorelab.runs.distributed import launch
+
+    require_positive_int("--nproc", args.nproc)
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc starts its own processes; under torchrun, leave it out")
+    argv = list(args.argv)
+    at = next(i for i, arg in enumerate(argv) if arg == "--nproc" or arg.startswith("--nproc="))
+    del argv[at:at + (1 if "=" in argv[at] else 2)]
+    return launch(args.nproc, argv)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    import torch
+    from tqdm.auto import tqdm
+
+    from scorelab.runs.distributed import World, batches_in_order, collective, process_group
+    from scorelab.runs.sample_io import SampleWriter
+    from scorelab.runs.trained import TrainedRun
+    from scorelab.runs.training import resolve_device
+
+    require_positive_int("--n", args.n)
+    if args.batch_size is not None:
+        require_positive_int("--batch-size", args.batch_size)
+    world = World.from_environment()
+    run = TrainedRun.load(args.run_dir, str(world.device(resolve_device(_device(args)))))
+    options = {name: getattr(args, name) for name in _sampler_settings()}
+    if run.audio:  # one utterance at a time: under torchrun, rank 0 vocodes them all
+        if world.main:
+            _vocode_test_utterances(run, args, options)
+        return
+    batch_size = args.batch_size or run.sample_batch_size
+
+    def make(first: int, count: int):
+        return run.sample_rows(first, count, seed=args.seed, sampler=args.sampler, **options)
+
+    # Under torchrun the ranks share the batches out and rank 0 writes them; samples travel on the CPU (gloo).
+    with process_group(torch.device("cpu")) as world, collective(world):
+        batches = batches_in_order(make, args.n, batch_size, run.shape, world)
+        if not world.main:
+            for _ in batches:
+                pass
+            return
+        with SampleWriter(args.out, args.n, run.shape, value_range=run.value_range) as out, \
+                tqdm(total=args.n, unit="sample", desc="sample", disable=None, dynamic_ncols=True) as bar:
+            for batch in batches:
+                out.write(batch)
+                bar.update(len(batch))
+    print(f"wrote {args.n} samples to {args.out}")
+
+
+def _vocode_test_utterances(run, args: argparse.Namespace, options: dict) -> None:
+    """A waveform run's samples: its first --n test utterances vocoded from their mel spectrograms, as WAVs."""
+    import torch
+
+    from scorelab.data.audio import SAMPLE_RATE
+    from scorelab.evaluation.audio import test_utterances
+    from scorelab.evaluation.vocoding import vocode, write_wav
+
+    if args.out.suffix:
+        raise ConfigError(f"a waveform run writes one .wav per test utterance: --out must be a directory, "
+                          f"got {args.out.name!r}")
+    waves, names = test_utterances(run, args.n)
+    for index, (wave, name) in enumerate(zip(waves, names)):
+        out = vocode(run, wave, generator=torch.Generator().manual_seed(args.seed + index), sampler=args.sampler,
+                     **options)
+        write_wav(args.out / f"test_{index:03d}.wav", out.wave)
+        print(f"{args.out / f'test_{index:03d}.wav'}: {name} ({len(wave) / SAMPLE_RATE:.2f} s, vocoded in "
+              f"{out.seconds:.1f} s)")
+
+
+def _vocode_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--input", required=True, type=Path, metavar="IN.wav", help="the speech whose mel is vocoded")
+    p.add_argument("--out", required=True, type=Path, metavar="OUT.wav", help="the waveform to write")
+    p.add_argument("--steps", type=int, default=6, dest="sample_steps",
+                   help="WaveGrad's refinement steps: the run's searched schedule for 6, 25 or 50; the training "
+                        "chain respaced otherwise (default: 6)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def cmd_vocode(args: argparse.Namespace) -> None:
+    import torch
+
+    from scorelab.data.audio import SAMPLE_RATE, read_wav
+    from scorelab.evaluation.vocoding import require_waveform_run, vocode, write_wav
+    from scorelab.runs.trained import TrainedRun
+
+    require_positive_int("--steps", args.sample_steps)
+    if args.out.suffix.lower() != ".wav":
+        raise ConfigError(f"--out must end in .wav, got {args.out.name!r}")
+    run = TrainedRun.load(args.run_dir, _device(args))
+    require_waveform_run(run)
+    wave = read_wav(args.input)
+    out = vocode(run, wave, generator=torch.Generator().manual_seed(args.seed), sampler="wavegrad",
+                 sample_steps=args.sample_steps)
+    write_wav(args.out, out.wave)
+    seconds = len(wave) / SAMPLE_RATE
+    print(f"wrote {args.out}: {seconds:.2f} s of audio from the mel of {args.input}, {args.sample_steps} steps in "
+          f"{out.seconds:.1f} s (real-time factor {out.seconds / seconds:.2f})")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from scorelab.evaluation.evaluate import evaluate_run, format_nll, format_report
+    from scorelab.metrics import RatioReport
+    from scorelab.runs.trained import TrainedRun
+
+    if args.n is not None:
+        require_positive_int("--n", args.n)
+    require_positive_int("--repeats", args.repeats)
+    require_positive_int("--n-test", args.n_test)
+    for steps in args.vocoder_steps or ():
+        require_positive_int("--vocoder-steps", steps)
+    run = TrainedRun.load(args.run_dir, _device(args))
+    metrics = evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed,
+                           n_test=args.n_test if args.nll or run.images else None,
+                           wavegrad_steps=tuple(args.vocoder_steps) if args.vocoder_steps else None)
+    if "audio" in metrics:
+        from scorelab.evaluation.audio import format_audio_report
+
+        print(format_audio_report(metrics["audio"]))
+    elif "images" in metrics:
+        from scorelab.evaluation.images import format_image_report
+
+        print(format_image_report(metrics["images"]))
+    else:
+        print(format_report(RatioReport(**metrics["w2"])))
+    if "nll" in metrics:
+        print(format_nll(metrics["nll"]))
+    print(f"wrote {args.run_dir / 'metrics.json'}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from scorelab import plots
+    from scorelab.runs.trained import TrainedRun
+
+    run = TrainedRun.load(args.run_dir, _device(args))
+    chosen = [name for name, wanted in (("trajectories", args.trajectories), ("animation", args.animate)) if wanted]
+    for path in plots.plot_run(run, args.out or args.run_dir, chosen or plots.STANDARD_FIGURES, args.seed):
+        print(f"wrote {path}")
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from scorelab.app.run_report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from scorelab.app import demo
+    from scorelab.evaluation.evaluate import format_report
+
+    print(f"scorelab demo: NCSN on the swiss roll -> {args.out}")
+    result = demo.run_demo(args.out, _device(args), progress=sys.stderr.isatty(),
+                           phase=lambda message: print(f"  {message} ...", flush=True))
+    sampler = result.config.sampler.to_dict()
+    settings = ", ".join(f"{key} = {value}" for key, value in sampler.items() if key != "name")
+    print(f"train time   {result.trained.seconds:6.1f} s  ({result.trained.steps} steps)")
+    print(f"sample time  {result.sample_seconds:6.1f} s  ({demo.DEMO_SAMPLES} points, {sampler['name']}: {settings})")
+    print(format_report(result.report))
+    print("figures      " + ", ".join(path.name for path in result.figures))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from scorelab.app.bench import run_bench
+    from scorelab.runs.config import Config
+
+    for flag, value in (("--repeats", args.repeats), ("--floor-repeats", args.floor_repeats)):
+        if value is not None:
+            require_positive_int(flag, value)
+    run_bench(args.out, quick=args.quick, datasets=args.datasets,
+              benchmarks_md=args.benchmarks_md or args.out / "BENCHMARKS.md",
+              figure=args.figure or args.out / "toy_suite.png", config=Config(device=_device(args)),
+              repeats=args.repeats, floor_repeats=args.floor_repeats)
+
+
+class Command:
+    """A subcommand: its one-line help, its description, how to add its arguments, and what it runs."""
+
+    def __init__(self, help: str, description: str, arguments: Callable[[argparse.ArgumentParser], None],
+                 run: Callable[[argparse.Namespace], int | None]) -> None:
+        self.help, self.description, self.arguments, self.run = help, description, arguments, run
+
+
+COMMANDS = {
+    "train": Command(
+        "train a score model into a run directory",
+        "Train a score model. Precedence: defaults < --config file < flags. Each setting belongs to a section "
+        "([data], [model], [process], [objective], [optim], [sampler]) and, where not every part of it has the "
+        "setting, to the parts named in its help; a setting the chosen part lacks is an error. The resolved config "
+        "is saved as RUN_DIR/config.toml.", _train_arguments, cmd_train),
+    "sample": Command(
+        "draw samples from a trained run",
+        "Draw samples from a trained run and save them as .npy, .csv or (images) a .png grid; images are in the "
+        "data's own units and shape [n, C, H, W]. A waveform run vocodes its first --n test utterances into the "
+        "directory --out, one WAV each. Sampler settings default to the run's "
+        "(for another sampler: its defaults, with the run's settings it shares).", _sample_arguments, cmd_sample),
+    "evaluate": Command(
+        "W2 ratio of a run against fresh data (images: classifier features, bits/dim); writes metrics.json",
+        "Mean exact W2 between model samples and fresh data over R repetitions, beside the real-vs-real floor (two "
+        "fresh data sets of the same size). For a data file, each repetition compares disjoint random subsets of its "
+        "rows. For images, on the test split: Fréchet distance and KID in a trained classifier's features beside "
+        "their floors, precision and recall, class coverage, memorisation and bits per dimension beside a Gaussian "
+        "and a Gaussian mixture.", _evaluate_arguments, cmd_evaluate),
+    "vocode": Command(
+        "turn a WAV file's mel spectrogram back into a waveform with a trained WaveGrad run",
+        "Read IN.wav (mono; resampled to 22 050 Hz), compute its log-mel spectrogram, and write the waveform that "
+        "the run's WaveGrad sampler makes from it in --steps refinement steps.", _vocode_arguments, cmd_vocode),
+    "plot": Command(
+        "draw the data, score fields, samples and trajectories",
+        "Without flags: data.png, score_field.png, samples.png and trajectories.png. With flags: only the figures "
+        "asked for.", _plot_arguments, cmd_plot),
+    "report": Command(
+        "write RUN_DIR/report.html, one page of the run",
+        "One self-contained HTML page (figures and audio embedded): the run's parts, provenance, training curve, "
+        "metrics with their floors (from `scorelab evaluate`), the figures `scorelab plot` drew, and the config.",
+        _report_arguments, cmd_report),
+    "demo": Command(
+        "the seed tutorial's swiss-roll NCSN, done right",
+        "Train the default NCSN on the swiss roll, sample, evaluate and plot; prints train time, sample time, W2 and "
+        "its floor.", _demo_arguments, cmd_demo),
+    "bench": Command(
+        "train and measure the defaults on every density of the 2-D suite",
+        "For each density: train with default settings, sample 5000 points, and report the W2 ratio, MMD and energy "
+        "distance beside their floors, with train and sample seconds. Writes a section of BENCHMARKS.md and a grid "
+        "figure.", _bench_arguments, cmd_bench),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, as every other error is (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"scorelab: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser: every command listed, and the arguments of ``command`` (of every command when None)."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--device", default=argparse.SUPPRESS, help="auto | cpu | cuda[:N] (default: auto)")
+    parser = _Parser(
+        prog="scorelab",
+        description="Score-based generative modelling: train score networks and diffusion models, "
+        "sample with Langevin dynamics, DDPM, DDIM or the probability-flow ODE, and measure quality "
+        "against ground truth.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, spec in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=spec.help, description=spec.description, parents=[shared])
+        if command is None or command == name:
+            add_cached_arguments(sub, name, spec.arguments)
+    return parser
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's CPU allocator or CUDA (torch.OutOfMemoryError)."""
+    message = str(error)
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in message or "out of memory" in message.lower())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else ""  # "": no command's arguments are needed
+    args = build_parser(command).parse_args(argv)
+    args.argv = argv
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except ScorelabError as error:
+        if type(error).__name__ in ("TrainingDiverged", "PeerLost") and _rank() > 0:
+            return 2  # every rank saw the same NaN, or the rank that failed says why: rank 0 speaks for the rest
+        print(f"scorelab: error: {_rank_prefix()}{one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"scorelab: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        print(f"scorelab: error: out of memory ({one_line(error) or 'MemoryError'}); ask for less at once "
+              "(a smaller --n or --batch-size)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # On its own line: a progress bar may have been cut off mid-line.
+        print("\nscorelab: interrupted; the last checkpoint written is intact", file=sys.stderr)
+        return 130
+
+
+def _rank() -> int:
+    """This process's rank in a torchrun job (0 outside one)."""
+    with contextlib.suppress(ValueError):
+        return int(os.environ.get("RANK", "0"))
+    return 0
+
+
+def _rank_prefix() -> str:
+    """``rank R: `` in the errors of a rank other than 0, whose lines would otherwise look like rank 0's."""
+    return f"rank {_rank()}: " if _rank() > 0 else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The core: errors, the score callable, shapes, random numbers, registries, atomic files, noise grids and processes."""

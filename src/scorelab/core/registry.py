@@ -1,0 +1,158 @@
+"""Registries: every data set, model, noise process, objective and sampler is a part registered by name.
+
+A part has a name, a settings dataclass (each field a :func:`setting` with its default,
+its help and its check) and the callables its family needs. The config file's tables,
+the command-line flags and their help are all read from these registrations, so a new
+part is one registered entry and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from scorelab.core.errors import ConfigError, require_positive, require_positive_int
+
+Check = Callable[[str, Any], None]
+
+
+def setting(default: Any, help: str, check: Check | None = None) -> Any:
+    """A settings field: its default, one line of help, and an optional ``check(name, value)``."""
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def help_of(settings: type, name: str) -> str:
+    """The help line of the field ``name`` of a settings dataclass."""
+    return next(f.metadata.get("help", name) for f in dataclasses.fields(settings) if f.name == name)
+
+
+def same_settings(a: type, b: type) -> set[str]:
+    """The fields two settings dataclasses share in name and meaning (the same help line)."""
+    helps = {f.name: f.metadata.get("help") for f in dataclasses.fields(a)}
+    return {f.name for f in dataclasses.fields(b) if f.name in helps and helps[f.name] == f.metadata.get("help")}
+
+
+# --- checks -------------------------------------------------------------------------------
+
+positive = require_positive
+positive_int = require_positive_int
+
+
+def at_least_zero(zero_means: str) -> Check:
+    """A check for a number >= 0 whose 0 has a meaning of its own."""
+
+    def check(name: str, value: float) -> None:
+        if not value >= 0:
+            raise ConfigError(f"{name} must be >= 0 (0: {zero_means}), got {value}")
+
+    return check
+
+
+def one_of(*choices: str) -> Check:
+    def check(name: str, value: str) -> None:
+        if value not in choices:
+            raise ConfigError(f"unknown {name} {value!r}; use one of: {', '.join(choices)}")
+
+    return check
+
+
+def within(low: float, high: float, *, high_open: bool = False) -> Check:
+    """A check for low <= value <= high (or < high)."""
+
+    def check(name: str, value: float) -> None:
+        if not (low <= value < high if high_open else low <= value <= high):
+            raise ConfigError(f"{name} must be in [{low}, {high}{')' if high_open else ']'}, got {value}")
+
+    return check
+
+
+# --- settings from values -------------------------------------------------------------------
+
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def make_settings(settings: type, values: Mapping[str, Any], owner: str) -> Any:
+    """An instance of the dataclass ``settings`` from ``values``, type-checked and validated.
+
+    ``owner`` names the part in messages (e.g. ``"model 'mlp'"``). A key the part lacks,
+    a value of the wrong type and a value its check refuses are each a :class:`ConfigError`.
+    """
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        known = ", ".join(fields) or "none"
+        raise ConfigError(f"{', '.join(unknown)} does not apply to {owner} (its settings: {known})")
+    typed = {}
+    for name, value in values.items():
+        expected = _TYPES[str(fields[name].type)]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)) or (
+                expected == (int, float) and isinstance(value, bool)):
+            raise ConfigError(f"{name} should be {fields[name].type}, got {value!r}")
+        typed[name] = float(value) if expected == (int, float) else value
+    instance = settings(**typed)
+    for name, spec in fields.items():
+        check = spec.metadata.get("check")
+        if check is not None:
+            check(name, getattr(instance, name))
+    if hasattr(instance, "check"):
+        instance.check()
+    return instance
+
+
+# --- parts and registries -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """A registered part: its name, its settings dataclass, a line of help and what choosing it implies.
+
+    ``implies`` maps another section to the part chosen there unless the user chose
+    one (``--model energy`` trains by sliced score matching unless told otherwise).
+    ``presets`` are settings of any section, by their flat names, that choosing this part
+    brings unless they are stated (the U-Net trains with a smaller learning rate than an MLP).
+    """
+
+    section: ClassVar[str] = "part"  # each family's subclass names its config section
+
+    name: str
+    settings: type
+    help: str = ""
+    implies: Mapping[str, str] = field(default_factory=dict)
+    presets: Mapping[str, Any] = field(default_factory=dict)
+
+    def make(self, values: Mapping[str, Any] | None = None) -> Any:
+        """This part's settings from ``values`` over its defaults."""
+        return make_settings(self.settings, values or {}, f"{self.section} {self.name!r}")
+
+
+P = TypeVar("P", bound=Part)
+
+
+class Registry(Generic[P]):
+    """The parts of one config section (``model``, ``sampler``, ...) by name, in registration order."""
+
+    def __init__(self, section: str) -> None:
+        self.section = section
+        self._parts: dict[str, P] = {}
+
+    def register(self, part: P) -> P:
+        if part.name in self._parts:
+            raise ValueError(f"{self.section} {part.name!r} is registered twice")
+        self._parts[part.name] = part
+        return part
+
+    def __getitem__(self, name: str) -> P:
+        if name not in self._parts:
+            raise ConfigError(f"unknown {self.section} {name!r}; use one of: {', '.join(self._parts)}")
+        return self._parts[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parts)
+
+    def parts(self) -> list[P]:
+        return list(self._parts.values())

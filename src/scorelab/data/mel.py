@@ -1,0 +1,103 @@
+"""Log-mel spectrograms: the one definition of scorelab's audio features, and Griffin-Lim back from them.
+
+WaveGrad is conditioned on them, the vocoder reads them, the metrics compare them and the plots
+draw them, so all of them call :func:`log_mel`. The settings are those of Tacotron 2 and HiFi-GAN
+at 22 050 Hz (80 bands up to 8 kHz, a 1024-point Hann window every 256 samples); WaveGrad itself
+used 80 bands at hop 300 for 24 kHz audio (Chen et al. 2020, Sec. 4).
+
+Framing: a waveform of L samples (a multiple of the hop) has exactly L // hop frames, frame k
+centred on sample k·hop + hop/2. The waveform is reflect-padded by (n_fft − hop)/2 at both ends and
+framed without centring, so that every frame is whole and the upsampling network needs no trimming.
+
+The STFT is :func:`torch.stft`; the mel filter bank is librosa's (Slaney's mel scale and area
+normalisation, ``librosa.filters.mel``), imported only when first needed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scorelab.core.errors import DataError
+
+LOG_FLOOR = 1e-5  # magnitudes below it are silence: log(1e-5) ≈ −11.5, as Tacotron 2's clamp
+
+
+@dataclass(frozen=True)
+class MelSettings:
+    """The features' sample rate, FFT size (also the window), hop, number of bands and band edges in Hz."""
+
+    sample_rate: int = 22_050
+    n_fft: int = 1024
+    hop: int = 256
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float = 8000.0
+
+
+def magnitude(wave: Tensor, n_fft: int, hop: int) -> Tensor:
+    """|STFT| of ``wave`` [..., L] with a Hann window of ``n_fft``: [..., n_fft // 2 + 1, L // hop], framed as the
+    module docstring says (L a positive multiple of ``hop``)."""
+    length = wave.shape[-1]
+    pad = (n_fft - hop) // 2
+    if length == 0 or length % hop:
+        raise DataError(f"a waveform for spectrograms must be a positive multiple of {hop} samples, got {length}")
+    if pad >= length:
+        raise DataError(f"a waveform of {length} samples is too short for a {n_fft}-point spectrogram "
+                        f"(it needs more than {pad})")
+    lead = wave.shape[:-1]
+    flat = torch.nn.functional.pad(wave.reshape(-1, 1, length), (pad, n_fft - hop - pad), mode="reflect")[:, 0]
+    window = torch.hann_window(n_fft, dtype=wave.dtype, device=wave.device)
+    spectrum = torch.stft(flat, n_fft, hop_length=hop, window=window, center=False, return_complex=True)
+    return spectrum.abs().reshape(*lead, n_fft // 2 + 1, length // hop)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_bank(settings: MelSettings) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.mel(sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels,
+                               fmin=settings.f_min, fmax=settings.f_max).astype(np.float32)
+
+
+def mel_bank(settings: MelSettings = MelSettings()) -> Tensor:
+    """librosa's mel filter bank for ``settings``: [n_mels, n_fft // 2 + 1] float32, triangles on Slaney's
+    mel scale."""
+    return torch.from_numpy(_mel_bank(settings))
+
+
+def log_mel(wave: Tensor, settings: MelSettings = MelSettings()) -> Tensor:
+    """log max(M·|STFT(wave)|, 1e-5): [..., L] → [..., n_mels, L // hop]; device and dtype follow ``wave``."""
+    bank = mel_bank(settings).to(device=wave.device, dtype=wave.dtype)
+    return torch.log(torch.clamp(bank @ magnitude(wave, settings.n_fft, settings.hop), min=LOG_FLOOR))
+
+
+def griffin_lim(log_mel_spectrum: Tensor, settings: MelSettings = MelSettings(), *, n_iter: int,
+                seed: int = 0) -> Tensor:
+    """A waveform [..., frames·hop] from a log-mel spectrogram [..., n_mels, frames], the baseline vocoder.
+
+    The mel is taken back to a linear magnitude by librosa's non-negative least squares
+    (``librosa.feature.inverse.mel_to_stft``), and a phase is found for it by Griffin & Lim's
+    iteration (1984, "Signal estimation from modified short-time Fourier transform"), librosa's fast
+    variant with momentum 0.99 (Perraudin et al. 2013), from random phases of ``seed``. Without
+    centring, output sample j lies at input sample j − (n_fft − hop)/2 of this module's framing, so
+    that many are dropped from the start.
+    """
+    import librosa
+
+    lead, (bands, frames) = log_mel_spectrum.shape[:-2], log_mel_spectrum.shape[-2:]
+    flat = log_mel_spectrum.detach().reshape(-1, bands, frames).exp().cpu().double().numpy()
+    shift = (settings.n_fft - settings.hop) // 2
+    waves = []
+    for mel in flat:
+        linear = librosa.feature.inverse.mel_to_stft(mel, sr=settings.sample_rate, n_fft=settings.n_fft, power=1.0,
+                                                     fmin=settings.f_min, fmax=settings.f_max)
+        wave = librosa.griffinlim(linear, n_iter=n_iter, hop_length=settings.hop, win_length=settings.n_fft,
+                                  n_fft=settings.n_fft, center=False, random_state=seed)
+        wave = np.pad(wave, (0, max(0, shift + frames * settings.hop - len(wave))))
+        waves.append(wave[shift:shift + frames * settings.hop])
+    return torch.from_numpy(np.stack(waves).astype(np.float32)).reshape(*lead, frames * settings.hop)

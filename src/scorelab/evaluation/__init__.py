@@ -1,0 +1,1 @@
+"""A trained run measured: its metrics per modality, vocoding and WaveGrad's schedule search."""

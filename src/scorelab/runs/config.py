@@ -1,0 +1,358 @@
+"""Run configuration: the parts a run is made of and their settings, saved as sectioned TOML.
+
+A run is a data set, a model, a noise process, an objective and a sampler, each a part
+registered by name with its own settings dataclass (:mod:`scorelab.core.registry`), plus the
+optimiser's settings, a seed and a device. ``config.toml`` holds one table per section:
+
+    seed = 0
+    device = "auto"
+    [data]
+    name = "swiss_roll"
+    n_data = 10000
+    [model]
+    name = "noise_conditional"
+    hidden = 128
+    ...
+
+The same settings can be given flat, as 0.1.0 wrote them and as the command line takes
+them: every setting's name is unique across sections, so ``hidden = 64`` (or ``--hidden
+64``) means ``[model] hidden = 64``, and ``dataset``, ``model``, ``process``, ``objective``
+and ``sampler`` name the parts. Choosing a part implies the parts that go with it unless
+they are chosen too (``--model energy`` trains by sliced score matching); each part
+declares what it implies. A setting that the chosen part does not have is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from scorelab.data.sources import DATA, FILE, IMAGE_FILES, WAV_FILES, data_part
+from scorelab.core.errors import ConfigError
+from scorelab.runs.legacy import is_v010, v010_stated
+from scorelab.models import MODELS
+from scorelab.objectives import OBJECTIVES
+from scorelab.core.processes import PROCESSES
+from scorelab.core.registry import (
+    Part,
+    make_settings,
+    one_of,
+    positive,
+    positive_int,
+    setting,
+    within,
+)
+from scorelab.sampling.registry import SAMPLERS
+
+# The sections whose settings depend on a chosen part, the key that names the part when
+# settings are given flat, and the default part.
+CHOICE_SECTIONS = ("data", "model", "process", "objective", "sampler")
+NAME_KEYS = {"dataset": "data", "model": "model", "process": "process", "objective": "objective",
+             "sampler": "sampler"}
+# The NCSN's sampler is EDM's stochastic Heun, chosen by BENCHMARKS.md "sampler_table".
+DEFAULTS = {"data": "swiss_roll", "model": "noise_conditional", "process": "ve", "objective": "annealed_dsm",
+            "sampler": "stochastic_heun"}
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    steps: int = setting(3000, "optimisation steps", positive_int)
+    batch_size: int = setting(2048, "minibatch size", positive_int)
+    lr: float = setting(1e-2, "Adam learning rate", positive)
+    lr_schedule: str = setting("cosine", "cosine (decay to 0 over the run) | constant", one_of(*LR_SCHEDULES))
+    ema_decay: float = setting(0.995, "EMA decay of the sampling weights", within(0.0, 1.0, high_open=True))
+    checkpoint_every: int = setting(500, "write model.safetensors every N steps", positive_int)
+    log_every: int = setting(50, "append a train_log.csv row every N steps", positive_int)
+
+
+def _device(name: str, value: str) -> None:
+    if value not in ("auto", "cpu") and not value.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    seed: int = setting(0, "random seed (data, init, minibatches, noise)")
+    device: str = setting("auto", "auto | cpu | cuda[:N]", _device)
+
+
+# The registries of the sections whose parts are registered by name; data sets are also file paths.
+REGISTRIES = {"model": MODELS, "process": PROCESSES, "objective": OBJECTIVES, "sampler": SAMPLERS}
+
+
+def part_of(section: str, name: str) -> Part:
+    """The registered part ``name`` of ``section`` (a data set may also be a file path)."""
+    return data_part(name) if section == "data" else REGISTRIES[section][name]
+
+
+def parts(section: str) -> list[Part]:
+    """Every registered part of ``section``."""
+    return [*DATA.parts(), FILE, IMAGE_FILES, WAV_FILES] if section == "data" else REGISTRIES[section].parts()
+
+
+def settings_classes(section: str) -> list[type]:
+    if section == "optim":
+        return [OptimSettings]
+    if section == "run":
+        return [RunSettings]
+    return list(dict.fromkeys(part.settings for part in parts(section)))
+
+
+def flat_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Every setting by its flat name: (its section, its field in the first settings class that has it)."""
+    index: dict[str, tuple[str, dataclasses.Field]] = {}
+    for section in ("run", *CHOICE_SECTIONS, "optim"):
+        for settings in settings_classes(section):
+            for spec in dataclasses.fields(settings):
+                if spec.name in index and index[spec.name][0] != section:
+                    raise ValueError(f"setting {spec.name!r} is in both [{index[spec.name][0]}] and [{section}]")
+                index.setdefault(spec.name, (section, spec))
+    return index
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A chosen part and its settings; the settings' fields read as attributes (``config.model.hidden``)."""
+
+    name: str
+    settings: Any
+
+    def __getattr__(self, field: str) -> Any:
+        if field.startswith("__"):
+            raise AttributeError(field)
+        try:
+            return getattr(self.settings, field)
+        except AttributeError:
+            raise AttributeError(f"{self.name!r} has no setting {field!r}") from None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **dataclasses.asdict(self.settings)}
+
+
+def _stated_sections(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, dict], dict[str, Any]]:
+    """Split stated values, flat or in tables, into part names, settings by section and run settings."""
+    index = flat_fields()
+    names: dict[str, str] = {}
+    settings: dict[str, dict] = {section: {} for section in (*CHOICE_SECTIONS, "optim", "run")}
+    unknown = []
+
+    def put(section: str, key: str, value: Any) -> None:
+        if key in settings[section]:
+            raise ConfigError(f"{key} is given twice (at the top level and in [{section}])")
+        settings[section][key] = value
+
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            if key not in (*CHOICE_SECTIONS, "optim"):
+                raise ConfigError(f"unknown config table [{key}]; use: {', '.join((*CHOICE_SECTIONS, 'optim'))}")
+            for inner, inner_value in value.items():
+                if inner == "name" and key != "optim":
+                    names[key] = inner_value
+                elif inner in index and index[inner][0] == key:
+                    put(key, inner, inner_value)
+                elif inner in index:
+                    raise ConfigError(f"{inner} belongs in [{index[inner][0]}], not [{key}]")
+                else:
+                    unknown.append(f"[{key}] {inner}")
+        elif key in NAME_KEYS:
+            names[NAME_KEYS[key]] = value
+        elif key in index:
+            put(index[key][0], key, value)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    for section, name in names.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"the {section} name should be a string, got {name!r}")
+    return names, settings, settings.pop("run")
+
+
+def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
+    """Stated part names, then what they imply (in section order, repeatedly), then the defaults; on image
+    data, a model that stands for another there is replaced: ``noise_conditional`` and ``ddpm`` name the NCSN
+    and DDPM families, whose network on images is the U-Net."""
+    chosen = dict(stated)
+    changed = True
+    while changed:
+        changed = False
+        for section in CHOICE_SECTIONS:
+            if section in chosen:
+                for other, name in part_of(section, chosen[section]).implies.items():
+                    if other not in chosen:
+                        chosen[other] = name
+                        changed = True
+    chosen = {section: chosen.get(section, DEFAULTS[section]) for section in CHOICE_SECTIONS}
+    stands_for = MODELS[chosen["model"]].on_images if chosen["model"] in MODELS else None
+    if stands_for and part_of("data", chosen["data"]).images is not None:
+        chosen["model"] = stands_for
+    return chosen
+
+
+def _apply_presets(names: dict[str, str], stated: dict[str, dict]) -> None:
+    """Add to ``stated`` the presets of the chosen parts (in section order) that are not stated and that
+    the chosen part of their section has. A preset for a section in which the presetting part implies a
+    part applies only when that part is chosen: the U-Net's 100 DDPM steps are not another sampler's."""
+    index = flat_fields()
+    for section in CHOICE_SECTIONS:
+        part = part_of(section, names[section])
+        for key, value in part.presets.items():
+            target = index[key][0]
+            if target in part.implies and names[target] != part.implies[target]:
+                continue
+            fields = ({f.name for f in dataclasses.fields(part_of(target, names[target]).settings)}
+                      if target in CHOICE_SECTIONS else {f.name for f in dataclasses.fields(OptimSettings)})
+            if key in fields:
+                stated[target].setdefault(key, value)
+
+
+class Config:
+    """Everything that defines a training run and its default sampler.
+
+        sl.Config()                                    # every default
+        sl.Config(dataset="moons", steps=2000)         # flat settings
+        sl.Config(model={"name": "mlp", "hidden": 64}) # a section table
+
+    Attributes: ``data``, ``model``, ``process``, ``objective`` and ``sampler`` are
+    :class:`Choice` s (a part's name and settings), ``optim`` an :class:`OptimSettings`,
+    and ``seed`` and ``device``. Each part's settings and defaults are in its registration;
+    ``scorelab train --help`` lists them all. Validation happens here: a bad value, a
+    setting the chosen part lacks, and parts that do not go together are each one
+    :class:`ConfigError`.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        self._build(values, lenient=False)
+
+    data: Choice
+    model: Choice
+    process: Choice
+    objective: Choice
+    sampler: Choice
+
+    def _build(self, values: Mapping[str, Any], *, lenient: bool) -> None:
+        stated_names, stated, run = _stated_sections(values)
+        names = _chosen_names(stated_names)
+        _apply_presets(names, stated)
+        for section in CHOICE_SECTIONS:
+            part = part_of(section, names[section])
+            given = stated[section]
+            if lenient:
+                given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(part.settings)}}
+            setattr(self, section, Choice(names[section], part.make(given)))
+        self.optim: OptimSettings = make_settings(OptimSettings, stated["optim"], "[optim]")
+        run_settings = make_settings(RunSettings, run, "the run")
+        self.seed: int = run_settings.seed
+        self.device: str = run_settings.device
+        self._check_parts()
+
+    def _check_parts(self) -> None:
+        model, objective = self.model, self.objective
+        model_part, objective_part = MODELS[model.name], OBJECTIVES[objective.name]
+        if model_part.noise_conditional and not objective_part.noise_conditional:
+            unconditional = " or ".join(part.name for part in MODELS.parts() if not part.noise_conditional)
+            raise ConfigError(f"objective {objective.name!r} trains an unconditional score, not {model.name!r}; "
+                              f"use --model {unconditional} (or --objective annealed_dsm)")
+        if objective_part.noise_conditional and not model_part.noise_conditional:
+            single = " | ".join(part.name for part in OBJECTIVES.parts() if not part.noise_conditional)
+            raise ConfigError(f"model {model.name!r} has no noise-level input, so it cannot train with "
+                              f"{objective.name!r}; use --objective {single}")
+        limit = PROCESSES[self.process.name].max_steps(self.process.settings)
+        steps = getattr(self.sampler.settings, "sample_steps", 0)
+        if limit is not None and SAMPLERS[self.sampler.name].respaces_process and steps > limit:
+            raise ConfigError(f"sample_steps must be in [0, timesteps = {limit}], got {steps}; "
+                              "set --sample-steps (0: every level)")
+
+    # -- copies, comparison and files ------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` (flat settings or tables) applied and validated.
+
+        Choosing another part for a section starts that section from the new part's
+        defaults; the other sections keep what they have (nothing more is implied).
+        """
+        tables = self.to_dict()
+        change_names, change_settings, change_run = _stated_sections(changes)
+        for section, name in change_names.items():
+            if name != tables[section]["name"]:
+                tables[section] = {"name": name}
+        for section, values in change_settings.items():
+            tables[section].update(values)
+        tables.update(change_run)
+        return Config(**tables)
+
+    @property
+    def choices(self) -> dict[str, Choice]:
+        """The chosen part of each section: ``data``, ``model``, ``process``, ``objective``, ``sampler``."""
+        return {section: getattr(self, section) for section in CHOICE_SECTIONS}
+
+    def to_dict(self) -> dict:
+        """Every setting, resolved: ``seed``, ``device`` and one table per section."""
+        return {"seed": self.seed, "device": self.device,
+                **{section: choice.to_dict() for section, choice in self.choices.items()},
+                "optim": dataclasses.asdict(self.optim)}
+
+    def flat(self) -> dict:
+        """Every setting under its flat name (``dataset``, ``model``, ..., ``hidden``, ``steps``)."""
+        flat: dict[str, Any] = {"seed": self.seed, "device": self.device}
+        names = {section: key for key, section in NAME_KEYS.items()}
+        for section, choice in self.choices.items():
+            flat[names[section]] = choice.name
+            flat |= dataclasses.asdict(choice.settings)
+        return flat | dataclasses.asdict(self.optim)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
+        """A config from a dict of flat settings and/or tables; 0.1.0's fully resolved flat
+        configs load too (settings their parts do not use are dropped, as 0.1.0 ignored them)."""
+        return cls.from_layers(values)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Config:
+        return cls.from_dict(read_toml(path))
+
+    @classmethod
+    def from_layers(cls, *layers: Mapping[str, Any]) -> Config:
+        """A config from layers of stated settings, each flat or in tables, later layers winning
+        (a config file, then command-line flags); a 0.1.0 config among them is read as :meth:`from_dict` does."""
+        lenient = any(is_v010(layer) for layer in layers)
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            names, settings, run = _stated_sections(v010_stated(layer, NAME_KEYS) if is_v010(layer) else layer)
+            for section, values in settings.items():
+                table = merged.setdefault(section, {})
+                table.update(values)
+            for section, name in names.items():
+                merged.setdefault(section, {})["name"] = name
+            merged.update(run)
+        config = cls.__new__(cls)
+        config._build(merged, lenient=lenient)
+        return config
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{section}={choice.name!r}" for section, choice in self.choices.items())
+        return f"Config({parts}, seed={self.seed})"
+
+
+def read_toml(path: str | Path) -> dict:
+    """The contents of a TOML config file, or a :class:`ConfigError`."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None

@@ -1,0 +1,198 @@
+"""A trained run directory as an object: its config, its EMA model, its noise process and its samplers.
+
+    run = sl.load_run("runs/swiss")
+    samples = run.sample(5000, generator=torch.Generator().manual_seed(0))
+    for batch in run.sample_batches(10**6, seed=0, batch_size=10_000):  # sample i depends on (0, i) alone
+        ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from scorelab.runs.checkpoint import load_checkpoint
+from scorelab.runs.config import Config
+from scorelab.runs.legacy import with_schedules_saved_beside
+from scorelab.data.sources import data_part
+from scorelab.core.errors import CheckpointError, require_positive_int
+from scorelab.sampling.likelihood import log_prob
+from scorelab.models import MODELS, build_model
+from scorelab.core.processes import NoiseProcess, clipped_denoiser
+from scorelab.core.registry import same_settings
+from scorelab.sampling import SAMPLERS, Callback
+from scorelab.core.rng import AnyGenerator, PerSampleGenerator
+from scorelab.core.score import batch_invariant, call_score
+from scorelab.runs.training import Normalisation, build_process, resolve_device
+
+
+@dataclass
+class TrainedRun:
+    """A trained model with everything needed to sample from it."""
+
+    run_dir: Path
+    config: Config
+    step: int
+    model: nn.Module
+    normalisation: Normalisation
+    process: NoiseProcess
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto") -> TrainedRun:
+        """Load the EMA weights of ``RUN_DIR/model.safetensors`` onto ``device``."""
+        checkpoint = load_checkpoint(run_dir)
+        config = with_schedules_saved_beside(checkpoint.config, run_dir)
+        try:
+            normalisation = Normalisation(checkpoint.tensors["data.shift"], checkpoint.tensors["data.scale"])
+            process = build_process(config)
+            model = build_model(config.model.name, config.model.settings, shape=normalisation.shape,
+                                process=process, seed=config.seed)
+            model.load_state_dict(checkpoint.group("ema"))
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{run_dir}: weights do not match the saved config ({exc})") from None
+        model = model.to(resolve_device(device)).eval().requires_grad_(False)
+        return cls(Path(run_dir), config, checkpoint.step, model, normalisation, process)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one sample."""
+        return self.normalisation.shape
+
+    @property
+    def images(self) -> bool:
+        """Whether the run learned an image set (its samples are clipped to the data's range)."""
+        return data_part(self.config.data.name).images is not None
+
+    @property
+    def audio(self) -> bool:
+        """Whether the run learned waveforms conditioned on their log-mel spectrograms (a vocoder)."""
+        return data_part(self.config.data.name).audio is not None
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The units [low, high] of an image run's data (what [-1, 1] maps to); None for other data."""
+        if not self.images:
+            return None
+        shift, scale = self.normalisation.shift.flatten()[0].item(), self.normalisation.scale.flatten()[0].item()
+        return shift - scale, shift + scale
+
+    @property
+    def sample_batch_size(self) -> int:
+        """The default number of samples drawn at once: 256 images (a U-Net's activations at batch 256 fit in
+        a few GB at 28×28), or 10 000 points."""
+        return 256 if self.images else 10_000
+
+    @property
+    def noise_conditional(self) -> bool:
+        """Whether the model is a score s(x, σ) rather than an unconditional s(x)."""
+        return MODELS[self.config.model.name].noise_conditional
+
+    @property
+    def sigmas(self) -> Tensor:
+        """The noise levels of the run's process, largest first (in model units)."""
+        return self.process.grid()
+
+    def score(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        """The learned score in data coordinates: ∇ₓ log p = ∇_u log p_u / scale, u = (x − shift)/scale."""
+        return call_score(self.model, self.normalisation.to_model(x), sigma.to(x), cond) / self.normalisation.scale.to(x)
+
+    def sampler_settings(self, name: str | None = None, **options: Any) -> tuple[str, Any]:
+        """The sampler ``name`` (default: the run's) and its settings: its defaults, then the run's
+        sampler settings it shares in name and meaning (ald and plain Langevin keep the run's
+        ``n_steps_each``), then ``options`` (those not None)."""
+        name = name or self.config.sampler.name
+        part = SAMPLERS[name]
+        own = asdict(self.config.sampler.settings)
+        shared = {key: own[key] for key in same_settings(type(self.config.sampler.settings), part.settings)}
+        settings = part.make(shared | {key: value for key, value in options.items() if value is not None})
+        return name, settings
+
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: str | None = None,
+        generator: AnyGenerator | None = None,
+        callback: Callback | None = None,
+        cond: Any = None,
+        shape: tuple[int, ...] | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """Draw ``n`` samples (data coordinates, on CPU; images clipped to their data's range).
+
+        Args:
+            n: number of samples.
+            sampler: a name in :data:`scorelab.sampling.SAMPLERS`; defaults to the run's.
+            generator: the source of randomness; the same seed gives the same samples. A
+                :class:`~scorelab.core.rng.PerSampleGenerator` makes each sample depend on its own seed alone.
+            callback: receives a :class:`~scorelab.sampling.StepInfo` per step (model coordinates).
+            cond: a condition per sample, passed to the model.
+            shape: the shape of one sample, for a model that is not tied to its training shape (a waveform as
+                long as its mel spectrogram); default: the training data's.
+            options: the sampler's settings, e.g. ``n_steps_each=100``; None keeps the run's.
+        """
+        require_positive_int("n", n)
+        name, settings = self.sampler_settings(sampler, **options)
+        start = self.process.prior((n, *(shape or self.shape)), generator=generator, device=self.device)
+        # inference_mode rather than no_grad: less bookkeeping per operation (BENCHMARKS.md "sampler_loop"),
+        # except for a model whose score is itself a gradient (the energy model).
+        needs_autograd = getattr(self.model, "differentiates_to_score", False)
+        # Per-sample seeds promise a sample that does not depend on its batch: make the model keep it too.
+        score = batch_invariant(self.model) if isinstance(generator, PerSampleGenerator) else self.model
+        if self.audio:  # a waveform's samples lie in [-1, 1], so does every step's estimate (waveforms are only scaled)
+            bound = 1.0 / self.normalisation.scale.flatten()[0].item()
+            score = clipped_denoiser(score, -bound, bound)
+        with torch.no_grad() if needs_autograd else torch.inference_mode():
+            samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond)
+        if self.images:  # pixels live in [-1, 1] in model space, as DDPM clips its x_0
+            samples = samples.clamp(-1.0, 1.0)
+        samples = self.normalisation.to_data(samples.cpu(), any_shape=shape is not None)
+        return samples.clamp(-1.0, 1.0) if self.audio else samples
+
+    def sample_batches(self, n: int, *, seed: int, batch_size: int | None = None, first: int = 0,
+                       sampler: str | None = None, **options: Any) -> Iterator[Tensor]:
+        """Samples ``first`` … ``first + n − 1`` of the set seeded by ``seed``, in batches of at most
+        ``batch_size`` (default: :attr:`sample_batch_size`).
+
+        Sample i depends on (seed, i) alone (:class:`~scorelab.core.rng.PerSampleGenerator`), so the first
+        1000 of ``n = 5000`` are the samples of ``n = 1000``, for any batch size, and a shard
+        ``first, n`` drawn by one process is that part of the whole set. ``sampler`` and ``options`` are
+        as for :meth:`sample`.
+        """
+        require_positive_int("n", n)
+        batch_size = batch_size or self.sample_batch_size
+        require_positive_int("batch_size", batch_size)
+        for start in range(first, first + n, batch_size):
+            yield self.sample_rows(start, min(batch_size, first + n - start), seed=seed, sampler=sampler, **options)
+
+    def sample_rows(self, first: int, count: int, *, seed: int, sampler: str | None = None,
+                    **options: Any) -> Tensor:
+        """Samples ``first`` … ``first + count − 1`` of the set seeded by ``seed``, in one batch (see
+        :meth:`sample_batches`)."""
+        return self.sample(count, sampler=sampler, generator=PerSampleGenerator(seed, range(first, first + count)),
+                           **options)
+
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:
+        """Exact log-density in nats (data coordinates) of the run's probability-flow ODE model.
+
+        The ODE runs over the process's noise range, from its prior (in model units; use
+        ``standardize`` for data far from unit scale). The change of coordinates adds
+        −Σ log scale. See :func:`scorelab.sampling.likelihood.log_prob`.
+        """
+        model_x = self.normalisation.to_model(x).to(self.device)
+        log_p = log_prob(self.model, model_x, self.process, generator=generator, cond=cond)
+        return log_p.cpu() - self.normalisation.log_det()
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
+    """Shorthand for :meth:`TrainedRun.load`."""
+    return TrainedRun.load(run_dir, device)
