@@ -20,8 +20,8 @@ from report import markdown_table, write_section
 import scorelab as sl
 
 CANDIDATES = {
-    "seed_conditional (the seed's CondLinear net, L = 4 as in the seed)": dict(model="seed_conditional", n_levels=4),
-    "seed_conditional, L = 10": dict(model="seed_conditional"),
+    "condlinear (the seed's CondLinear net, L = 4 as in the seed)": dict(model="condlinear", n_levels=4),
+    "condlinear, L = 10": dict(model="condlinear"),
     "noise_conditional (default)": dict(model="noise_conditional"),
 }
 

@@ -29,7 +29,7 @@ from report import markdown_table, write_section  # benchmarks/report.py, beside
 MODELS = {  # name: (train flags, steps, log_every, sample flags or None)
     "2-D NCSN (swiss_roll, batch 256)": (["--dataset", "swiss_roll", "--batch-size", "256"], 600, 100,
                                          ["--n", "5000"]),
-    "digits U-Net (batch 64)": (["--dataset", "digits", "--batch-size", "64"], 30, 5, ["--n", "128", "--steps", "20"]),
+    "digits U-Net (batch 64)": (["--dataset", "digits", "--batch-size", "64"], 30, 5, ["--n", "128", "--sample-steps", "20"]),
     "WaveGrad, width 1/8 (tones, batch 16)": (["--dataset", "tones", "--model", "wavegrad", "--batch-size", "16"],
                                               16, 4, None),
 }

@@ -101,8 +101,8 @@ def test_ddpm_run_samples_with_every_sampler_and_reports_nll(tmp_path, capsys):
     assert code == 0, err
     saved = sl.Config.from_toml(run_dir / "config.toml")
     assert (saved.process.name, saved.objective.name, saved.sampler.name) == ("vp", "eps", "ddpm")  # implied
-    for extra in (["--sampler", "ddpm"], ["--sampler", "ddim", "--steps", 10, "--eta", 0.5],
-                  ["--sampler", "ode", "--steps", 10]):
+    for extra in (["--sampler", "ddpm"], ["--sampler", "ddim", "--sample-steps", 10, "--eta", 0.5],
+                  ["--sampler", "ode", "--sample-steps", 10]):
         code, _, err = run_cli(capsys, "sample", run_dir, "--n", 50, "--out", tmp_path / "s.npy", *extra)
         assert code == 0, err
         assert np.isfinite(np.load(tmp_path / "s.npy")).all()
@@ -267,11 +267,11 @@ def test_help_at_every_level(capsys):
 
 def test_trained_run_samples_with_the_solvers_from_the_command_line(tiny_run, tmp_path, capsys):
     out = tmp_path / "heun.npy"
-    code, _, err = run_cli(capsys, "sample", tiny_run, "--sampler", "heun", "--steps", "4", "--n", "64",
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--sampler", "heun", "--sample-steps", "4", "--n", "64",
                            "--out", out, "--device", "cpu")
     assert code == 0, err
     assert np.isfinite(np.load(out)).all() and np.load(out).shape == (64, 2)
-    code, _, err = run_cli(capsys, "sample", tiny_run, "--sampler", "dpmpp_2m", "--steps", "0", "--n", "8",
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--sampler", "dpmpp_2m", "--sample-steps", "0", "--n", "8",
                            "--out", tmp_path / "no.npy", "--device", "cpu")
     assert_clean_error(code, err, "sample_steps")
     assert not (tmp_path / "no.npy").exists()

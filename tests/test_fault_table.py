@@ -140,7 +140,7 @@ ROWS: dict[str, tuple[Setup, str]] = {
     "sample batch size zero": (lambda t, r: ["sample", r, "--batch-size", 0, "--out", t / "s.npy"], "--batch-size"),
     "evaluate more points than memory": (lambda t, r: ["evaluate", r, "--n", 10**12, "--repeats", 1],
                                          "out of memory"),
-    "sample steps zero": (lambda t, r: ["sample", r, "--sampler", "dpmpp_2m", "--steps", 0, "--n", 4,
+    "sample steps zero": (lambda t, r: ["sample", r, "--sampler", "dpmpp_2m", "--sample-steps", 0, "--n", 4,
                                         "--out", t / "s.npy"], "sample_steps"),
     "unknown sampler": (lambda t, r: ["sample", r, "--sampler", "teleport", "--out", t / "s.npy"], "teleport"),
     "unknown flag": (lambda t, r: ["sample", r, "--frobnicate", "--out", t / "s.npy"], "--frobnicate"),

@@ -57,7 +57,7 @@ ARGVS = {
     "train": [["train", "--out", "r"], ["train", "--out", "r", "--dataset", "moons", "--hidden", "8", "--lr", "1e-3",
                                          "--no-denoise", "--sampler", "heun", "--steps", "4", "--resume"]],
     "sample": [["sample", "r", "--out", "s.npy"], ["sample", "r", "--out", "s.csv", "--sampler", "dpmpp_2m",
-                                                   "--steps", "7", "--denoise", "--n", "3", "--device", "cpu"]],
+                                                   "--sample-steps", "7", "--denoise", "--n", "3", "--device", "cpu"]],
     "evaluate": [["evaluate", "r", "--nll", "--repeats", "2"]],
     "plot": [["plot", "r", "--animate", "--out", "figs"]],
     "demo": [["demo"], ["demo", "--out", "d"]],

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -99,9 +100,28 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     from scorelab.sampling import SAMPLERS
 
     for name, spec in _sampler_settings().items():
-        aliases = ("--steps",) if name == "sample_steps" else ()
         text = _shared_help(_fields_named(name, SAMPLERS.parts()))
-        _add_setting_flag(parser, name, spec, text + " (default: the run's)", None, *aliases)
+        _add_setting_flag(parser, name, spec, text + " (default: the run's)", None)
+    _add_renamed_flag(parser, "--steps", "--sample-steps", type=int)
+
+
+class _RenamedFlag(argparse.Action):
+    """An old flag that still works: it sets its new flag's value, with a one-line notice."""
+
+    def __init__(self, *args, new: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        warnings.warn(f"{option_string} is now {self.new} in `scorelab {parser.prog.split()[-1]}`; the old flag "
+                      "still works", FutureWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
+def _add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
+    """``old``, hidden from the help, as a synonym of the flag ``new`` already added."""
+    parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_RenamedFlag, new=new,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -299,9 +319,10 @@ def _vocode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--input", required=True, type=Path, metavar="IN.wav", help="the speech whose mel is vocoded")
     p.add_argument("--out", required=True, type=Path, metavar="OUT.wav", help="the waveform to write")
-    p.add_argument("--steps", type=int, default=6, dest="sample_steps",
+    p.add_argument("--sample-steps", type=int, default=6,
                    help="WaveGrad's refinement steps: the run's searched schedule for 6, 25 or 50; the training "
                         "chain respaced otherwise (default: 6)")
+    _add_renamed_flag(p, "--steps", "--sample-steps", type=int)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
@@ -312,7 +333,7 @@ def cmd_vocode(args: argparse.Namespace) -> None:
     from scorelab.evaluation.vocoding import require_waveform_run, vocode, write_wav
     from scorelab.runs.trained import TrainedRun
 
-    require_positive_int("--steps", args.sample_steps)
+    require_positive_int("--sample-steps", args.sample_steps)
     if args.out.suffix.lower() != ".wav":
         raise ConfigError(f"--out must end in .wav, got {args.out.name!r}")
     run = TrainedRun.load(args.run_dir, _device(args))
@@ -489,7 +510,19 @@ def _out_of_memory(error: BaseException) -> bool:
             or "can't allocate memory" in message or "out of memory" in message.lower())
 
 
+def _notice(message, category, *_) -> None:
+    print(f"scorelab: note: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``scorelab`` command; returns its exit code. Notices of renamed flags and parts are one line each."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", FutureWarning)
+        warnings.showwarning = _notice
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else ""  # "": no command's arguments are needed
     args = build_parser(command).parse_args(argv)

@@ -9,6 +9,7 @@ part is one registered entry and nothing else.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
@@ -136,20 +137,33 @@ class Registry(Generic[P]):
     def __init__(self, section: str) -> None:
         self.section = section
         self._parts: dict[str, P] = {}
+        self._renamed: dict[str, str] = {}
 
-    def register(self, part: P) -> P:
-        if part.name in self._parts:
+    def register(self, part: P, *, formerly: str | None = None) -> P:
+        """Add ``part``; ``formerly`` is an old name of it that keeps working (see :meth:`canonical`)."""
+        if part.name in self._parts or part.name in self._renamed:
             raise ValueError(f"{self.section} {part.name!r} is registered twice")
         self._parts[part.name] = part
+        if formerly is not None:
+            self._renamed[formerly] = part.name
         return part
 
+    def canonical(self, name: str) -> str:
+        """``name``, or the part's name today where ``name`` is an old one (with a :class:`FutureWarning`)."""
+        if name in self._renamed:
+            warnings.warn(f"{self.section} {name!r} is now called {self._renamed[name]!r}; the old name still works",
+                          FutureWarning, stacklevel=2)
+            return self._renamed[name]
+        return name
+
     def __getitem__(self, name: str) -> P:
+        name = self._renamed.get(name, name)
         if name not in self._parts:
             raise ConfigError(f"unknown {self.section} {name!r}; use one of: {', '.join(self._parts)}")
         return self._parts[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._parts
+        return name in self._parts or name in self._renamed
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._parts)

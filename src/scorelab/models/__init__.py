@@ -29,7 +29,7 @@ from scorelab.models.mlp import (
     MLP,
     ConditionalLinear,
     ConditionalMLP,
-    SeedConditionalMLP,
+    CondLinearMLP,
     mlp_stack,
 )
 from scorelab.models.preconditioning import PARAMETERISATIONS, Preconditioned
@@ -40,13 +40,13 @@ __all__ = [
     "MLP",
     "MODELS",
     "PARAMETERISATIONS",
+    "CondLinearMLP",
     "ConditionalLinear",
     "ConditionalMLP",
     "EnergyScore",
     "ModelPart",
     "NoiseConditionalMLP",
     "Preconditioned",
-    "SeedConditionalMLP",
     "UNet",
     "WaveGrad",
     "build_model",
@@ -148,7 +148,7 @@ def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], sigma_data: fl
 
 
 @dataclass(frozen=True)
-class SeedConditionalSettings:
+class CondLinearSettings:
     hidden: int = setting(128, _HIDDEN, positive_int)
 
 
@@ -191,7 +191,7 @@ def _upgrade_eps_mlp(state: StateDict) -> StateDict:
 
 def _seed_levels(process: NoiseProcess) -> Tensor:
     if getattr(process, "continuous", False):
-        raise ConfigError("model 'seed_conditional' knows only discrete noise levels; use continuous = false")
+        raise ConfigError("model 'condlinear' knows only discrete noise levels; use continuous = false")
     return process.grid()
 
 
@@ -231,10 +231,11 @@ MODELS.register(ModelPart(
              "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
     build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, sigma_data)))
 MODELS.register(ModelPart(
-    "seed_conditional", SeedConditionalSettings, "the seed's CondLinear NCSN, one embedding per noise level",
+    "condlinear", CondLinearSettings, "the seed's CondLinear NCSN, one embedding per noise level",
     build=lambda s, shape, process, sigma_data: Preconditioned(
-        SeedConditionalMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data),
-    upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}))
+        CondLinearMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data),
+    upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}),
+    formerly="seed_conditional")  # read as "conditioned on a seed"; runs saved under the old name keep loading
 MODELS.register(ModelPart(
     "mlp", UnconditionalSettings, "the seed's unconditional score MLP s(x), Softplus", noise_conditional=False,
     build=lambda s, shape, process, sigma_data: MLP(_dim(shape), s.hidden, s.depth)))

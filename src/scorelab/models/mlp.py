@@ -117,7 +117,7 @@ class ConditionalLinear(nn.Module):
         return self.linear(x) * self.embedding(level)
 
 
-class SeedConditionalMLP(nn.Module):
+class CondLinearMLP(nn.Module):
     """The seed's NCSN backbone: CondLinear(D,128) → Softplus → CondLinear(128,128) → Softplus → Linear(128,D).
 
     Its output is the score itself (the ``score`` parameterisation). It only knows the

@@ -172,6 +172,8 @@ def _stated_sections(values: Mapping[str, Any]) -> tuple[dict[str, str], dict[st
     for section, name in names.items():
         if not isinstance(name, str):
             raise ConfigError(f"the {section} name should be a string, got {name!r}")
+        if section in REGISTRIES:
+            names[section] = REGISTRIES[section].canonical(name)
     return names, settings, settings.pop("run")
 
 

@@ -1,0 +1,1 @@
+"""Runs: the config, checkpoints, the training loop, a trained run, sample files, locks and ranks."""
