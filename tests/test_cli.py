@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,36 @@ def test_demo_trains_samples_evaluates_and_draws_every_figure(tmp_path, capsys, 
     sampler = sl.Config.from_toml(tmp_path / "demo" / "config.toml").sampler.name
     for name in ("data.png", "score_field.png", "samples.png", "trajectories.png", f"{sampler}.gif"):
         assert (tmp_path / "demo" / name).stat().st_size > 0, name
+
+
+MOONS = Path(__file__).parent / "fixtures" / "v0_2_0" / "moons"  # a trained 2-D run: sampling needs no training
+
+
+def test_an_interrupted_command_says_what_it_leaves(tmp_path, capsys, monkeypatch, good_file):
+    import scorelab.runs.trained
+    import scorelab.runs.training
+
+    calls = []
+
+    def first_batch_then_ctrl_c(self, first, count, **kwargs):
+        calls.append(first)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return torch.zeros(count, 2)
+
+    monkeypatch.setattr(scorelab.runs.trained.TrainedRun, "sample_rows", first_batch_then_ctrl_c)
+    code, _, err = run_cli(capsys, "sample", MOONS, "--n", 20, "--batch-size", 5, "--out", good_file,
+                           "--no-progress", "--device", "cpu")
+    assert (code, calls) == (130, [0, 5])  # cut off in the second batch
+    assert err.strip() == f"scorelab: interrupted; {good_file} was not written (a file already there is untouched)"
+    assert good_file.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["good.npy"]
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scorelab.runs.training, "train", ctrl_c)
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", *TINY)
+    assert code == 130 and err.strip() == "scorelab: interrupted; the last checkpoint written is intact"
+    monkeypatch.setattr(scorelab.runs.trained.TrainedRun, "load", ctrl_c)
+    code, _, err = run_cli(capsys, "evaluate", MOONS)
+    assert code == 130 and err.strip() == "scorelab: interrupted"  # it says nothing it does not know

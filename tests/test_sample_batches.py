@@ -1,5 +1,9 @@
 """Sampling in batches: per-sample seeds, samples streamed to disk, and huge requests refused up front."""
 
+import re
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +12,7 @@ from conftest import assert_clean_error, run_cli
 import scorelab as sl
 from scorelab.core.rng import PerSampleGenerator, derived_seed, randn
 from scorelab.core.score import batch_invariant
-from scorelab.runs.sample_io import SampleWriter, save_samples
+from scorelab.runs.sample_io import SampleWriter, byte_size, duration, estimate, save_samples
 
 TINY_UNET = {"channels": 8, "levels": 2, "res_blocks": 1, "attention": True, "steps": 2, "batch_size": 8,
              "checkpoint_every": 2, "log_every": 2, "seed": 3, "device": "cpu"}
@@ -145,3 +149,54 @@ def test_an_allocation_that_fails_is_one_line(tiny_run, capsys, monkeypatch):
     assert_clean_error(code, err, "out of memory")
     assert "can't allocate memory" in err and "--batch-size" in err
     assert not (tiny_run / "s.npy").exists()
+
+
+# --- saying what a request costs before and while it runs ----------------------------------------
+
+MOONS = Path(__file__).parent / "fixtures" / "v0_2_0" / "moons"  # a trained 2-D run: sampling needs no training
+QUICK_ALD = ["--sampler", "ald", "--n-steps-each", 2, "--device", "cpu"]
+
+
+def test_sample_says_up_front_how_many_rows_and_bytes_and_after_the_first_batch_how_long(tmp_path, capsys):
+    out = tmp_path / "s.npy"
+    code, stdout, err = run_cli(capsys, "sample", MOONS, "--n", 40, "--batch-size", 10, "--out", out,
+                                "--no-progress", *QUICK_ALD)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert len(lines) == 3, stdout
+    assert lines[0] == f"writing 40 samples of shape (2,) (float32) to {out}: {out.stat().st_size} bytes"
+    assert re.fullmatch(r"the first batch of 10 samples took [0-9.]+ s: all 40 take about [0-9.]+ s", lines[1])
+    assert lines[2] == f"wrote 40 samples to {out}"
+    assert err == ""  # --no-progress: no bar
+    code, stdout, err = run_cli(capsys, "sample", MOONS, "--n", 10, "--out", tmp_path / "s.csv", *QUICK_ALD)
+    assert code == 0, err
+    plan, wrote = stdout.splitlines()  # one batch: nothing to estimate
+    assert plan.startswith(f"writing 10 samples of shape (2,) as text to {tmp_path / 's.csv'}: at most ")
+    assert int(plan.split("at most ")[1].split(" bytes")[0].replace(",", "")) >= (tmp_path / "s.csv").stat().st_size
+
+
+def test_a_request_of_days_says_its_rows_and_bytes_before_the_first_sample(tmp_path, capsys, monkeypatch):
+    import scorelab.runs.sample_io
+    import scorelab.runs.trained
+
+    monkeypatch.setattr(scorelab.runs.sample_io.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(
+        10**13, 0, 10**13))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C during the first batch
+
+    monkeypatch.setattr(scorelab.runs.trained.TrainedRun, "sample_rows", interrupted)
+    code, stdout, err = run_cli(capsys, "sample", MOONS, "--n", 10**9, "--out", tmp_path / "big.npy", *QUICK_ALD)
+    assert code == 130
+    assert stdout == (f"writing 1,000,000,000 samples of shape (2,) (float32) to {tmp_path / 'big.npy'}: "
+                      "8,000,000,128 bytes (8.0 GB)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_estimate_counts_the_batches_each_process_makes_in_turn():
+    assert estimate(10_000, 1.3, 10**9, 10_000) == ("the first batch of 10,000 samples took 1.3 s: all "
+                                                    "1,000,000,000 take about 36.1 h")
+    assert estimate(10_000, 1.3, 10**9, 10_000, workers=4).endswith("about 9.0 h")
+    assert estimate(256, 30.0, 10**7, 256).endswith("about 13.6 days")
+    assert [duration(s) for s in (0.04, 3.0, 45.0, 600.0, 7200.0)] == ["0.04 s", "3.0 s", "45 s", "10 min", "2.0 h"]
+    assert [byte_size(b) for b in (812, 4_100, 8 * 10**9, 1.2e15)] == ["812 B", "4.1 kB", "8.0 GB", "1,200.0 TB"]

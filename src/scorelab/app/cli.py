@@ -169,6 +169,7 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, metavar="B",
                    help="samples drawn at once (default: 256 images or 10000 points); the samples do not change")
     p.add_argument("--sampler", choices=list(SAMPLERS), help="sampler (default: the run's)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown on a terminal only)")
     _add_sampler_flags(p)
 
 
@@ -257,11 +258,13 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    import time
+
     import torch
     from tqdm.auto import tqdm
 
     from scorelab.runs.distributed import World, batches_in_order, collective, process_group
-    from scorelab.runs.sample_io import SampleWriter
+    from scorelab.runs.sample_io import SampleWriter, estimate
     from scorelab.runs.trained import TrainedRun
     from scorelab.runs.training import resolve_device
 
@@ -287,11 +290,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
             for _ in batches:
                 pass
             return
-        with SampleWriter(args.out, args.n, run.shape, value_range=run.value_range) as out, \
-                tqdm(total=args.n, unit="sample", desc="sample", disable=None, dynamic_ncols=True) as bar:
+        writer = SampleWriter(args.out, args.n, run.shape, value_range=run.value_range)
+        print(writer.plan(), flush=True)  # before any work: a job of days does not start silently
+        started = time.perf_counter()
+        with writer as out, tqdm(total=args.n, unit="sample", desc="sample", dynamic_ncols=True,
+                                 disable=True if args.no_progress else None) as bar:  # None: on a terminal only
             for batch in batches:
                 out.write(batch)
                 bar.update(len(batch))
+                if out.written == len(batch) < args.n:  # the first batch of several
+                    tqdm.write(estimate(len(batch), time.perf_counter() - started, args.n, batch_size, world.size))
     print(f"wrote {args.n} samples to {args.out}")
 
 
@@ -347,21 +355,32 @@ def cmd_vocode(args: argparse.Namespace) -> None:
           f"{out.seconds:.1f} s (real-time factor {out.seconds / seconds:.2f})")
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from scorelab.evaluation.evaluate import evaluate_run, format_nll, format_report
-    from scorelab.metrics import RatioReport
-    from scorelab.runs.trained import TrainedRun
-
+def _check_evaluation_flags(args: argparse.Namespace) -> None:
     if args.n is not None:
         require_positive_int("--n", args.n)
     require_positive_int("--repeats", args.repeats)
     require_positive_int("--n-test", args.n_test)
     for steps in args.vocoder_steps or ():
         require_positive_int("--vocoder-steps", steps)
+
+
+def _evaluation(run, args: argparse.Namespace) -> dict:
+    """What ``scorelab evaluate`` measures of ``run`` with its flags ``args``; written to RUN_DIR/metrics.json."""
+    from scorelab.evaluation.evaluate import evaluate_run
+
+    return evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed,
+                        n_test=args.n_test if args.nll or run.images else None,
+                        wavegrad_steps=tuple(args.vocoder_steps) if args.vocoder_steps else None)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from scorelab.evaluation.evaluate import format_nll, format_report
+    from scorelab.metrics import RatioReport
+    from scorelab.runs.trained import TrainedRun
+
+    _check_evaluation_flags(args)
     run = TrainedRun.load(args.run_dir, _device(args))
-    metrics = evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed,
-                           n_test=args.n_test if args.nll or run.images else None,
-                           wavegrad_steps=tuple(args.vocoder_steps) if args.vocoder_steps else None)
+    metrics = _evaluation(run, args)
     if "audio" in metrics:
         from scorelab.evaluation.audio import format_audio_report
 
@@ -378,22 +397,52 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from scorelab import plots
     from scorelab.runs.trained import TrainedRun
 
     run = TrainedRun.load(args.run_dir, _device(args))
-    chosen = [name for name, wanted in (("trajectories", args.trajectories), ("animation", args.animate)) if wanted]
-    for path in plots.plot_run(run, args.out or args.run_dir, chosen or plots.STANDARD_FIGURES, args.seed):
+    for path in _figures(run, args):
         print(f"wrote {path}")
+
+
+def _figures(run, args: argparse.Namespace) -> list[Path]:
+    """Draw the figures ``scorelab plot`` draws of ``run`` with its flags ``args``; their paths."""
+    from scorelab import plots
+
+    chosen = [name for name, wanted in (("trajectories", args.trajectories), ("animation", args.animate)) if wanted]
+    return plots.plot_run(run, args.out or args.run_dir, chosen or plots.STANDARD_FIGURES, args.seed)
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--no-compute", action="store_true",
+                   help="only write the page of what the run holds; without it, a run without metrics.json is "
+                        "evaluated first (as `scorelab evaluate RUN_DIR`) and one without figures plotted (as "
+                        "`scorelab plot RUN_DIR`)")
+    p.add_argument("--n", type=int, help="the evaluation's --n, when it is made (default: evaluate's)")
+    p.add_argument("--repeats", type=int, help="the evaluation's --repeats, when it is made (default: evaluate's)")
+
+
+def _arguments_of(command: str, argv: Sequence[object]) -> argparse.Namespace:
+    """The arguments of ``scorelab COMMAND ARGV``: that command's defaults for every flag ``argv`` leaves out."""
+    return build_parser(command).parse_args([command, *map(str, argv)])
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from scorelab.app.run_report import write_report
+    from scorelab.app.run_report import lacking, write_report
+    from scorelab.runs.trained import TrainedRun
 
+    if not args.no_compute:
+        flags = [(flag, value) for flag, value in (("--n", args.n), ("--repeats", args.repeats)) if value is not None]
+        evaluate = _arguments_of("evaluate", [args.run_dir, *(item for pair in flags for item in pair)])
+        _check_evaluation_flags(evaluate)  # before the run loads: a bad flag answers at once
+        missing = lacking(args.run_dir)
+        run = TrainedRun.load(args.run_dir, _device(args)) if missing else None
+        if "evaluation" in missing:
+            _evaluation(run, evaluate)
+            print(f"made the evaluation the page lacked (scorelab evaluate): {args.run_dir / 'metrics.json'}")
+        if "figures" in missing:
+            drawn = _figures(run, _arguments_of("plot", [args.run_dir]))
+            print(f"made the figures the page lacked (scorelab plot): {', '.join(path.name for path in drawn)}")
     print(f"wrote {write_report(args.run_dir)}")
 
 
@@ -464,7 +513,8 @@ COMMANDS = {
     "report": Command(
         "write RUN_DIR/report.html, one page of the run",
         "One self-contained HTML page (figures and audio embedded): the run's parts, provenance, training curve, "
-        "metrics with their floors (from `scorelab evaluate`), the figures `scorelab plot` drew, and the config.",
+        "metrics with their floors (from `scorelab evaluate`), the figures `scorelab plot` drew, and the config. "
+        "A run not yet evaluated or plotted is evaluated and plotted first, unless --no-compute is given.",
         _report_arguments, cmd_report),
     "demo": Command(
         "the seed tutorial's swiss-roll NCSN, done right",
@@ -545,8 +595,19 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     except KeyboardInterrupt:
         # On its own line: a progress bar may have been cut off mid-line.
-        print("\nscorelab: interrupted; the last checkpoint written is intact", file=sys.stderr)
+        print(f"\nscorelab: interrupted{_left_behind(args)}", file=sys.stderr)
         return 130
+
+
+def _left_behind(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves, as the end of the line that says so ("" where nothing need be said)."""
+    if args.command == "train":
+        return "; the last checkpoint written is intact"
+    if args.command == "sample" and args.out.suffix:  # SampleWriter writes the file whole, or not at all
+        return f"; {args.out} was not written (a file already there is untouched)"
+    if args.command == "sample":  # a waveform run's WAVs, each written whole
+        return f"; the WAVs already in {args.out} are whole, the rest were not written"
+    return ""
 
 
 def _rank() -> int:

@@ -49,6 +49,44 @@ def _gigabytes(size: int) -> str:
     return f"{size / 1e9:,.1f} GB"
 
 
+def byte_size(size: float) -> str:
+    """``size`` bytes in decimal units: 812 B, 4.1 kB, 8.0 GB, 1.2 TB."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def _grid_bytes(n: int, shape: tuple[int, ...], padding: int = 1) -> int:
+    """The raw pixels of :func:`image_grid` of ``n`` images of ``shape`` [C, H, W] (0 for other shapes)."""
+    if len(shape) != 3:
+        return 0
+    channels, height, width = shape
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    return (rows * (height + padding) + padding) * (columns * (width + padding) + padding) * channels
+
+
+def duration(seconds: float) -> str:
+    """A length of time as a person says it: 40 s, 12 min, 5.3 h, 2.5 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.2f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.1f} days"
+
+
+def estimate(first: int, seconds: float, n: int, batch_size: int, workers: int = 1) -> str:
+    """One line after the first batch (``first`` samples in ``seconds``) of a job of ``n`` samples in
+    batches of ``batch_size`` shared by ``workers`` processes at once: how long the whole job takes."""
+    rounds = math.ceil(math.ceil(n / batch_size) / workers)  # batches each process makes, one after another
+    return (f"the first batch of {first:,} samples took {duration(seconds)}: all {n:,} take about "
+            f"{duration(seconds * rounds)}")
+
+
 class SampleWriter:
     """Write ``n`` samples of ``shape`` to ``path`` in batches: ``.npy`` as float32 [n, *shape], ``.csv`` as
     rows x0, x1, … of [n, d], ``.png`` as a grid of images [n, C, H, W] whose units span ``value_range``.
@@ -79,8 +117,33 @@ class SampleWriter:
         if size > free:
             raise ConfigError(f"{n:,} samples need {'up to ' if suffix == '.csv' else ''}{_gigabytes(size)} in "
                               f"{self.path}, and its disk has {_gigabytes(free)} free; ask for fewer with --n")
+        # The file's size: exact for .npy, at most for .csv, and at most the raw pixels of the grid for a .png.
+        self.size = size + len(self._header()) if suffix != ".png" else _grid_bytes(n, self.shape)
         self.written = 0
         self._images: list[Tensor] = []
+
+    def _header(self) -> bytes:
+        """What the file starts with: the ``.npy`` header, the ``.csv`` column names, nothing for a ``.png``."""
+        if self.path.suffix == ".npy":
+            buffer = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buffer, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                "shape": (self.n, *self.shape)})
+            return buffer.getvalue()
+        if self.path.suffix == ".csv":
+            return (",".join(f"x{i}" for i in range(self.shape[0])) + "\n").encode()
+        return b""
+
+    def plan(self) -> str:
+        """One line saying, before any work, what will be written: the rows, their shape and the bytes."""
+        rows = f"{self.n:,} sample{'s' if self.n != 1 else ''} of shape {self.shape}"
+        if self.path.suffix == ".png":
+            what = f"a grid of {rows}"
+        else:
+            what = f"{rows} (float32)" if self.path.suffix == ".npy" else f"{rows} as text"
+        bound = "" if self.path.suffix == ".npy" else "at most "
+        readable = f" ({byte_size(self.size)})" if self.size >= 1000 else ""
+        return f"writing {what} to {self.path}: {bound}{self.size:,} bytes{readable}"
 
     def __enter__(self) -> SampleWriter:
         self._block = self._writing()
@@ -93,12 +156,7 @@ class SampleWriter:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[SampleWriter]:
         with atomic_file(self.path) as self._file:
-            if self.path.suffix == ".npy":
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                          "shape": (self.n, *self.shape)}
-                np.lib.format.write_array_header_1_0(self._file, header)
-            elif self.path.suffix == ".csv":
-                self._file.write((",".join(f"x{i}" for i in range(self.shape[0])) + "\n").encode())
+            self._file.write(self._header())
             yield self
             if self.written != self.n:  # raised inside the atomic block: the target is left as it was
                 raise ValueError(f"{self.path}: {self.written} of {self.n} samples written")
