@@ -3,9 +3,10 @@
 Bad input prints one line, ``scorelab: error: ...``, to stderr and exits with
 status 2; no traceback, and no good file is overwritten.
 
-Only the command being run gets its arguments built, and each command imports
-what it needs when it runs, so ``scorelab --help`` and a mistyped command answer
-without loading torch.
+Only the command being run gets its arguments built, from the settings catalogues
+(:mod:`scorelab.runs.settings`, which import no torch), and each command imports what
+it needs when it runs, so ``scorelab --help``, ``scorelab train --help`` and a bad flag
+answer without loading torch.
 """
 
 from __future__ import annotations
@@ -20,37 +21,41 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from scorelab.app.argcache import add_cached_arguments
 from scorelab.core.errors import ConfigError, ScorelabError, one_line, require_positive_int
+from scorelab.core.registry import origin
+from scorelab.data.settings import SETTINGS as DATA_SETTINGS
+from scorelab.runs.settings import CATALOGUES, CHOICE_SECTIONS, NAME_KEYS, flat_fields
+from scorelab.sampling.settings import SETTINGS as SAMPLER_SETTINGS
 
 
-def _fields_named(name: str, all_parts) -> dict[str, dataclasses.Field]:
-    """The field ``name`` of each part that has it, by part name."""
-    found = {part.name: [f for f in dataclasses.fields(part.settings) if f.name == name] for part in all_parts}
+def _fields_named(name: str, catalogue: dict[str, type]) -> dict[str, dataclasses.Field]:
+    """The field ``name`` of each part of ``catalogue`` (part name -> settings dataclass) that has it."""
+    found = {part: [f for f in dataclasses.fields(settings) if f.name == name] for part, settings in catalogue.items()}
     return {part: fields[0] for part, fields in found.items() if fields}
 
 
-def _shared_help(fields: dict[str, dataclasses.Field]) -> str:
-    """The help line the parts share, or each part's own where they differ (``sample_steps``)."""
-    by_help: dict[str, list[str]] = {}
-    for part, spec in fields.items():
-        by_help.setdefault(spec.metadata.get("help", spec.name), []).append(part)
-    if len(by_help) == 1:
-        return next(iter(by_help))
-    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_help.items())
+def _shared_help(name: str, catalogue: dict[str, type]) -> str:
+    """The help of the setting ``name``: one line where every part that has it shares it through a common
+    settings dataclass, else each one's, after the parts that share it (``sample_steps``)."""
+    by_origin: dict[type, list[str]] = {}
+    for part in _fields_named(name, catalogue):
+        by_origin.setdefault(origin(catalogue[part], name), []).append(part)
+    helps = {cls: next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("help", name)
+             for cls in by_origin}
+    if len(by_origin) == 1:
+        return next(iter(helps.values()))
+    return "; ".join(f"{', '.join(parts)}: {helps[cls]}" for cls, parts in by_origin.items())
 
 
 def _setting_help(section: str, name: str, spec: dataclasses.Field) -> str:
     """``[section: the parts that have it] help (default: ...)``, one default per part where they differ."""
-    from scorelab.runs.config import CHOICE_SECTIONS, parts
-
     if section not in CHOICE_SECTIONS:
         return f"[{section}] {spec.metadata.get('help', name)} (default: {spec.default})"
-    all_parts = parts(section)
-    fields = _fields_named(name, all_parts)
-    text = _shared_help(fields)
+    catalogue = CATALOGUES[section]
+    fields = _fields_named(name, catalogue)
+    text = _shared_help(name, catalogue)
     defaults = {part: spec.default for part, spec in fields.items()}
-    where = section if len(defaults) == len(all_parts) else f"{section}: {', '.join(defaults)}"
+    where = section if len(defaults) == len(catalogue) else f"{section}: {', '.join(defaults)}"
     if len(set(map(repr, defaults.values()))) == 1:
         return f"[{where}] {text} (default: {next(iter(defaults.values()))})"
     return f"[{where}] {text} (default: " + ", ".join(f"{value} for {part}" for part, value in defaults.items()) + ")"
@@ -70,10 +75,8 @@ def _add_setting_flag(parser: argparse.ArgumentParser, name: str, spec: dataclas
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per part name and per setting; SUPPRESS keeps unset flags out of the namespace."""
-    from scorelab.runs.config import NAME_KEYS, flat_fields, parts
-
     for key, section in NAME_KEYS.items():
-        names = [part.name for part in parts(section) if part.name not in ("file", "images", "wav")]
+        names = DATA_SETTINGS if section == "data" else CATALOGUES[section]
         extra = (", a .csv/.npy file of rows, images (a folder of PNG/JPEG or an .npy [N, (C,) H, W]) or a folder "
                  "of .wav files") \
             if section == "data" else ""
@@ -86,22 +89,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def _sampler_settings() -> dict[str, dataclasses.Field]:
     """Every sampler setting by name, the first sampler's field for each."""
-    from scorelab.sampling import SAMPLERS
-
     specs: dict[str, dataclasses.Field] = {}
-    for part in SAMPLERS.parts():
-        for spec in dataclasses.fields(part.settings):
+    for settings in SAMPLER_SETTINGS.values():
+        for spec in dataclasses.fields(settings):
             specs.setdefault(spec.name, spec)
     return specs
 
 
 def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per sampler setting, None when not given (the run's value then stands)."""
-    from scorelab.sampling import SAMPLERS
-
     for name, spec in _sampler_settings().items():
-        text = _shared_help(_fields_named(name, SAMPLERS.parts()))
-        _add_setting_flag(parser, name, spec, text + " (default: the run's)", None)
+        _add_setting_flag(parser, name, spec, _shared_help(name, SAMPLER_SETTINGS) + " (default: the run's)", None)
     _add_renamed_flag(parser, "--steps", "--sample-steps", type=int)
 
 
@@ -158,8 +156,6 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
-    from scorelab.sampling import SAMPLERS
-
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--n", type=int, default=5000, help="number of samples (default: 5000)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE",
@@ -168,7 +164,7 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
                    help="random seed (default: 0); sample i depends on (seed, i) alone, whatever the batch size")
     p.add_argument("--batch-size", type=int, metavar="B",
                    help="samples drawn at once (default: 256 images or 10000 points); the samples do not change")
-    p.add_argument("--sampler", choices=list(SAMPLERS), help="sampler (default: the run's)")
+    p.add_argument("--sampler", choices=list(SAMPLER_SETTINGS), help="sampler (default: the run's)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown on a terminal only)")
     _add_sampler_flags(p)
 
@@ -549,7 +545,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, spec in COMMANDS.items():
         sub = subparsers.add_parser(name, help=spec.help, description=spec.description, parents=[shared])
         if command is None or command == name:
-            add_cached_arguments(sub, name, spec.arguments)
+            spec.arguments(sub)
     return parser
 
 

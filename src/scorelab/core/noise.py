@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from scorelab.core.errors import ConfigError, require_positive, require_positive_int
+from scorelab.core.process_settings import BETA_SCHEDULES
 
 
 def check_noise_levels(sigmas: Tensor, *, ordered: bool = True, strictly: bool = False,
@@ -212,8 +213,6 @@ def ncsnv2_step_size_for(sigmas: Tensor, n_steps_each: int) -> float:
     return ncsnv2_step_size(sigmas[-1].item(), gamma, n_steps_each)
 
 # --- β schedules for diffusion models (DDPM/DDIM) and their variance-exploding view ---
-
-BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine", "wavegrad")
 
 
 def beta_schedule(name: str, timesteps: int, *, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:

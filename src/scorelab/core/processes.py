@@ -34,9 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from scorelab.core.errors import ConfigError
 from scorelab.core.noise import (
-    BETA_SCHEDULES,
     alphas_cumprod,
     beta_schedule,
     geometric_sigmas,
@@ -45,7 +43,8 @@ from scorelab.core.noise import (
     spaced_timesteps,
     vp_sigmas,
 )
-from scorelab.core.registry import Part, Registry, at_least_zero, one_of, positive, positive_int, setting
+from scorelab.core.process_settings import SETTINGS, VESettings
+from scorelab.core.registry import Part, Registry
 from scorelab.core.rng import AnyGenerator, rand, randint, randn
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import append_dims, batch_sum
@@ -213,7 +212,7 @@ class VP(NoiseProcess):
         return f"VP(schedule={self.schedule!r}, timesteps={self.timesteps}, continuous={self.continuous})"
 
 
-# --- the registry -------------------------------------------------------------------------------
+# --- the registry (each process's settings: scorelab.core.process_settings) ----------------------
 
 
 @dataclass(frozen=True)
@@ -228,26 +227,6 @@ class ProcessPart(Part):
     max_steps: Callable[[object], int | None] = lambda settings: None
 
 
-_CONTINUOUS_HELP = "draw training noise levels from a continuum (VE: log-uniform σ; VP: WaveGrad's draw)"
-
-
-@dataclass(frozen=True)
-class VESettings:
-    sigma_max: float = setting(0.0, "largest noise level σ_1; 0 takes the largest pairwise distance in the data "
-                                    "(NCSNv2)")
-    sigma_min: float = setting(0.01, "smallest noise level σ_L", positive)
-    n_levels: int = setting(20, "number of geometric noise levels L; 0 applies the NCSNv2 γ criterion "
-                                "(data of 5 or more dimensions)", at_least_zero("the NCSNv2 γ criterion"))
-    continuous: bool = setting(False, _CONTINUOUS_HELP)
-
-    def check(self) -> None:
-        if self.sigma_max < 0:
-            raise ConfigError(f"sigma_max must be > 0, or 0 for the largest pairwise distance in the data; "
-                              f"got {self.sigma_max}")
-        if self.sigma_max and self.sigma_min > self.sigma_max:
-            raise ConfigError(f"sigma_min ({self.sigma_min}) must not exceed sigma_max ({self.sigma_max})")
-
-
 def _resolve_ve(settings: VESettings, data: Tensor) -> VESettings:
     """σ_1 from the largest pairwise distance (NCSNv2 technique 1) and L from the γ criterion
     (technique 2), when they are 0; σ_1 is rounded to 4 decimals so that config.toml reads well."""
@@ -259,18 +238,11 @@ def _resolve_ve(settings: VESettings, data: Tensor) -> VESettings:
     return settings
 
 
-@dataclass(frozen=True)
-class VPSettings:
-    schedule: str = setting("linear", "β schedule: " + " | ".join(BETA_SCHEDULES), one_of(*BETA_SCHEDULES))
-    timesteps: int = setting(1000, "number of steps T of the diffusion chain", positive_int)
-    continuous: bool = setting(False, _CONTINUOUS_HELP)
-
-
 PROCESSES: Registry[ProcessPart] = Registry("process")
 PROCESSES.register(ProcessPart(
-    "ve", VESettings, "variance exploding: y = x + σz over geometric levels (NCSN)",
+    "ve", SETTINGS["ve"], "variance exploding: y = x + σz over geometric levels (NCSN)",
     build=lambda s: VE(s.sigma_max, s.sigma_min, s.n_levels, s.continuous), resolve=_resolve_ve))
 PROCESSES.register(ProcessPart(
-    "vp", VPSettings, "variance preserving: x_t = √ᾱ_t x + √(1 − ᾱ_t) z over T steps (DDPM)",
+    "vp", SETTINGS["vp"], "variance preserving: x_t = √ᾱ_t x + √(1 − ᾱ_t) z over T steps (DDPM)",
     implies={"objective": "eps", "sampler": "ddpm"},
     build=lambda s: VP(s.schedule, s.timesteps, s.continuous), max_steps=lambda s: s.timesteps))

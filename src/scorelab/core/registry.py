@@ -29,10 +29,28 @@ def help_of(settings: type, name: str) -> str:
     return next(f.metadata.get("help", name) for f in dataclasses.fields(settings) if f.name == name)
 
 
-def same_settings(a: type, b: type) -> set[str]:
-    """The fields two settings dataclasses share in name and meaning (the same help line)."""
-    helps = {f.name: f.metadata.get("help") for f in dataclasses.fields(a)}
-    return {f.name for f in dataclasses.fields(b) if f.name in helps and helps[f.name] == f.metadata.get("help")}
+def redefault(base: type, name: str, default: Any) -> Any:
+    """The field ``name`` of the settings dataclass ``base`` with another default, for a subclass: the
+    setting keeps its meaning, help and check (``sample_steps`` of the Karras grid is 50 for stochastic Heun)."""
+    spec = next(f for f in dataclasses.fields(base) if f.name == name)
+    return field(default=default, metadata=spec.metadata)
+
+
+def origin(settings: type, name: str) -> type:
+    """The settings dataclass that first declares the field ``name`` of ``settings``: the most basic class
+    in its MRO with that field. Two parts whose field has one origin share that setting in meaning."""
+    return next(cls for cls in reversed(settings.__mro__)
+                if dataclasses.is_dataclass(cls) and name in {f.name for f in dataclasses.fields(cls)})
+
+
+def shared_settings(a: type, b: type) -> set[str]:
+    """The fields of the settings dataclasses that ``a`` and ``b`` both derive from (all of them when a is b).
+
+    Settings shared in meaning are declared once, in a common base (the samplers' ``KarrasGrid`` holds
+    ``sample_steps`` and ``rho``), so only those carry over from one part's settings to another's.
+    """
+    common = [cls for cls in a.__mro__ if cls in b.__mro__ and dataclasses.is_dataclass(cls)]
+    return {f.name for cls in common for f in dataclasses.fields(cls)}
 
 
 # --- checks -------------------------------------------------------------------------------

@@ -1,27 +1,28 @@
-"""Data: toy generators by name, user files, exact Gaussian mixtures, and the registry of data sets."""
+"""Data: toy generators by name, user files, exact Gaussian mixtures, and the registry of data sets.
+
+:data:`DATA` (:mod:`scorelab.data.sources`) registers each data set by name with its settings
+(:mod:`scorelab.data.settings`, without torch). The names below load on first use (:mod:`scorelab.core.lazy`).
+"""
 
 from __future__ import annotations
 
-import math
+from scorelab.core.lazy import lazy_package
 
-from torch import Tensor
-
-from scorelab.data.files import load_file
-from scorelab.data.mixture import GaussianMixture
-from scorelab.data.sources import DATA, DataPart, data_part, is_file_source, load
-from scorelab.data.toy import DATASETS, DEFAULT_GMM, EXACT_DENSITIES
-
-__all__ = ["DATA", "DATASETS", "DEFAULT_GMM", "ENTROPY", "EXACT_DENSITIES", "DataPart", "GaussianMixture",
-           "data_part", "is_file_source", "load", "load_file", "reference_nll"]
-
-# Differential entropies in nats of the suite's uniform densities: checkerboard is uniform on
-# 8 squares of side 2, area 32.
-ENTROPY = {"checkerboard": math.log(32.0)}
-
-
-def reference_nll(name: str, x: Tensor) -> float | None:
-    """The data's own mean NLL in nats at ``x``: exact for analytic densities, the entropy for
-    uniform ones, None where unknown."""
-    if name in EXACT_DENSITIES:
-        return -EXACT_DENSITIES[name].log_prob(x.double()).mean().item()
-    return ENTROPY.get(name)
+_SOURCES = "scorelab.data.sources"
+_TOY = "scorelab.data.toy"
+_OBJECTS = {
+    "DATA": _SOURCES,
+    "DATASETS": _TOY,
+    "DEFAULT_GMM": _TOY,
+    "ENTROPY": _TOY,
+    "EXACT_DENSITIES": _TOY,
+    "DataPart": _SOURCES,
+    "GaussianMixture": "scorelab.data.mixture",
+    "data_part": _SOURCES,
+    "is_file_source": _SOURCES,
+    "load": _SOURCES,
+    "load_file": "scorelab.data.files",
+    "reference_nll": _TOY,
+}
+__all__ = sorted([*_OBJECTS])
+__getattr__, __dir__ = lazy_package(__name__, _OBJECTS)

@@ -9,6 +9,8 @@ Image sets (:mod:`scorelab.data.images`: ``digits``, ``mnist5k``, and a folder o
 images) are parts too, split once into train and test: training sees the train split, and
 evaluation the test split.
 
+Each part's settings are the dataclass that :mod:`scorelab.data.settings` catalogues under its name.
+
 Audio sets (:mod:`scorelab.data.audio`: ``tones``, ``speech``, and a folder of WAV files) train
 on segments of their train utterances, each conditioned on its log-mel spectrogram
 (:func:`scorelab.data.mel.log_mel`); evaluation vocodes the test utterances.
@@ -24,10 +26,11 @@ import torch
 from torch import Tensor
 
 from scorelab.core.errors import DataError, require_positive_int
-from scorelab.core.registry import Part, Registry, positive_int, setting, within
+from scorelab.core.registry import Part, Registry
 from scorelab.data import audio as audio_sets
 from scorelab.data import images as image_sets
 from scorelab.data.files import SUFFIXES, load_file
+from scorelab.data.settings import PATH_SETTINGS, SETTINGS, TOY_SETS, ImageSettings
 from scorelab.data.toy import DATASETS
 
 # A sampler of fresh data, (n, generator) -> [n, *shape], or a finite data set.
@@ -51,68 +54,15 @@ class DataPart(Part):
     condition: Callable[[Tensor], Tensor] | None = None
 
 
-_STANDARDIZE = "train on (x − mean)/std per coordinate and map samples back"
-
-
-@dataclass(frozen=True)
-class ToySettings:
-    n_data: int = setting(10_000, "points drawn for training", positive_int)
-    standardize: bool = setting(False, _STANDARDIZE)
-
-
-@dataclass(frozen=True)
-class FileSettings:
-    standardize: bool = setting(False, _STANDARDIZE)
-
-
-def _test_fraction() -> float:
-    return setting(0.2, "the share of images or files held out as the test split (evaluation uses only it)",
-                   within(0.0, 1.0, high_open=True))
-
-
-def _split_seed() -> int:
-    return setting(0, "the seed of the train/test split (stratified by class where there are labels)")
-
-
-@dataclass(frozen=True)
-class ImageSettings:
-    test_fraction: float = _test_fraction()
-    split_seed: int = _split_seed()
-
-
 def _image_part(name: str, help: str, image_set: Callable[[str, float, int], image_sets.ImageSet],
                 presets: dict | None = None) -> DataPart:
     def of(source: str, settings: ImageSettings) -> image_sets.ImageSet:
         return image_set(source, settings.test_fraction, settings.split_seed)
 
     # Images are learned by the U-Net unless another model is chosen.
-    return DataPart(name, ImageSettings, help, implies={"model": "unet"}, presets=presets or {},
+    return DataPart(name, (SETTINGS | PATH_SETTINGS)[name], help, implies={"model": "unet"}, presets=presets or {},
                     load=lambda source, settings, generator: of(source, settings).train,
                     truth=lambda source, settings: of(source, settings).test, images=of)
-
-
-_SEGMENT = "mel frames per training segment (256 samples each at 22 050 Hz)"
-
-
-@dataclass(frozen=True)
-class TonesSettings:
-    segment_frames: int = setting(32, _SEGMENT, positive_int)
-    n_tones: int = setting(64, "harmonic tones to train on (and a quarter as many, others, to test)", positive_int)
-    tone_seconds: float = setting(1.0, "length of each tone in seconds", within(0.1, 60.0))
-
-
-@dataclass(frozen=True)
-class SpeechSettings:
-    segment_frames: int = setting(32, _SEGMENT, positive_int)
-    test_sentences: int = setting(8, "sentences held out for the test split (every voice and rate of them)",
-                                  positive_int)
-
-
-@dataclass(frozen=True)
-class WavFolderSettings:
-    segment_frames: int = setting(32, _SEGMENT, positive_int)
-    test_fraction: float = _test_fraction()
-    split_seed: int = _split_seed()
 
 
 def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_sets.AudioSet],
@@ -131,13 +81,13 @@ def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_s
 
 def _toy_part(name: str) -> DataPart:
     generate = DATASETS[name]
-    return DataPart(name, ToySettings, (generate.__doc__ or name).strip().splitlines()[0],
+    return DataPart(name, SETTINGS[name], (generate.__doc__ or name).strip().splitlines()[0],
                     load=lambda name, settings, generator: generate(settings.n_data, generator),
                     truth=lambda name, settings: lambda n, generator: generate(n, generator))
 
 
 DATA: Registry[DataPart] = Registry("dataset")
-for _name in DATASETS:
+for _name in TOY_SETS:
     DATA.register(_toy_part(_name))
 
 # A 16-channel U-Net and step counts that fit the training budgets of 2 CPU cores without AVX-512 (digits
@@ -149,12 +99,12 @@ DATA.register(_image_part("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the
 
 DATA.register(_audio_part(
     "tones", "synthetic harmonic tones at 22 050 Hz, made from the seed (for fast tests)",
-    lambda source, s: audio_sets.tones_set(s.n_tones, max(1, s.n_tones // 4), s.tone_seconds, 0), TonesSettings))
+    lambda source, s: audio_sets.tones_set(s.n_tones, max(1, s.n_tones // 4), s.tone_seconds, 0), SETTINGS["tones"]))
 DATA.register(_audio_part(
     "speech", "English sentences spoken by eSpeak NG in several voices and rates, 22 050 Hz (scorelab[audio])",
-    lambda source, s: audio_sets.speech_set(s.test_sentences), SpeechSettings))
+    lambda source, s: audio_sets.speech_set(s.test_sentences), SETTINGS["speech"]))
 
-FILE = DataPart("file", FileSettings, "a .csv or .npy file of [n, d] rows; every row is used",
+FILE = DataPart("file", PATH_SETTINGS["file"], "a .csv or .npy file of [n, d] rows; every row is used",
                 load=lambda path, settings, generator: load_file(path),
                 truth=lambda path, settings: load_file(path))
 IMAGE_FILES = _image_part("images", "a folder of PNG/JPEG images, or an .npy of [N, H, W] or [N, C, H, W]",
@@ -162,7 +112,7 @@ IMAGE_FILES = _image_part("images", "a folder of PNG/JPEG images, or an .npy of 
 WAV_FILES = _audio_part("wav", "a folder of .wav files (mono; resampled to 22 050 Hz), split by file",
                         lambda source, s: audio_sets.wav_folder_set(source, s.test_fraction, s.split_seed,
                                                                      s.segment_frames * audio_sets.HOP),
-                        WavFolderSettings)
+                        PATH_SETTINGS["wav"])
 
 
 def is_file_source(name_or_path: str | Path) -> bool:

@@ -1,262 +1,30 @@
 """Score models: backbones, the preconditioning wrapper that makes them scores, and their registry.
 
-:data:`MODELS` registers each model by name with its settings; :func:`build_model` builds
-one for data of a given shape and noise process.
+:data:`MODELS` (:mod:`scorelab.models.registry`) registers each model by name with its settings
+(:mod:`scorelab.models.settings`, without torch); :func:`build_model` builds one for data of a given
+shape and noise process. The names below load on first use (:mod:`scorelab.core.lazy`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from scorelab.core.lazy import lazy_package
 
-import torch
-from torch import Tensor, nn
-
-from scorelab.core.errors import ConfigError
-from scorelab.core.processes import NoiseProcess
-from scorelab.core.registry import (
-    Part,
-    Registry,
-    at_least_zero,
-    one_of,
-    positive_int,
-    setting,
-    within,
-)
-from scorelab.models.embedding import sinusoidal_embedding
-from scorelab.models.energy import EnergyScore
-from scorelab.models.mlp import (
-    MLP,
-    ConditionalLinear,
-    ConditionalMLP,
-    CondLinearMLP,
-    mlp_stack,
-)
-from scorelab.models.preconditioning import PARAMETERISATIONS, Preconditioned
-from scorelab.models.unet import UNet
-from scorelab.models.wavegrad import WaveGrad
-
-__all__ = [
-    "MLP",
-    "MODELS",
-    "PARAMETERISATIONS",
-    "CondLinearMLP",
-    "ConditionalLinear",
-    "ConditionalMLP",
-    "EnergyScore",
-    "ModelPart",
-    "NoiseConditionalMLP",
-    "Preconditioned",
-    "UNet",
-    "WaveGrad",
-    "build_model",
-    "mlp_stack",
-    "sinusoidal_embedding",
-]
-
-# build(settings, shape, process, sigma_data) -> the score module for samples of ``shape``.
-Build = Callable[[object, tuple[int, ...], NoiseProcess, float], nn.Module]
-StateDict = dict[str, Tensor]
-
-
-@dataclass(frozen=True)
-class ModelPart(Part):
-    """A registered model. ``noise_conditional``: it is a score s(x, σ) (otherwise s(x));
-    ``upgrade``: maps the weights a 0.1.0 checkpoint saved for this model to today's names;
-    ``on_images``: the model that this one stands for on image data (``noise_conditional`` and
-    ``ddpm`` name the NCSN and DDPM families, whose network on images is the U-Net)."""
-
-    section = "model"
-
-    build: Build = None  # type: ignore[assignment]
-    noise_conditional: bool = True
-    upgrade: Callable[[StateDict], StateDict] = lambda state: state
-    on_images: str | None = None
-
-
-def _dim(shape: tuple[int, ...]) -> int:
-    """D, the entries of one sample: what an MLP sees of it."""
-    return int(torch.Size(shape).numel())
-
-
-_HIDDEN = "hidden units per layer"
-_DEPTH = "number of hidden layers"
-_PARAMETERISATION = "what the backbone predicts: " + " | ".join(PARAMETERISATIONS)
-_FOURIER = "random Fourier features of the input (0: none)"
-
-
-@dataclass(frozen=True)
-class NoiseConditionalSettings:
-    hidden: int = setting(128, _HIDDEN, positive_int)
-    depth: int = setting(3, _DEPTH, positive_int)
-    fourier_features: int = setting(32, _FOURIER, at_least_zero("none"))
-    parameterisation: str = setting("ve", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
-
-
-@dataclass(frozen=True)
-class EpsMLPSettings:
-    hidden: int = setting(128, _HIDDEN, positive_int)
-    depth: int = setting(3, _DEPTH, positive_int)
-    # Without them the DDPM MLP blurs the thin arms of pinwheel and the rings (BENCHMARKS.md, sampler_table).
-    fourier_features: int = setting(32, _FOURIER, at_least_zero("none"))
-    parameterisation: str = setting("edm", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
-
-
-@dataclass(frozen=True)
-class UNetSettings:
-    channels: int = setting(32, "U-Net: channels at the first resolution (doubled at each level below)", positive_int)
-    levels: int = setting(2, "U-Net: resolutions, each half the one above (H and W must divide by 2^(levels−1))",
-                          positive_int)
-    res_blocks: int = setting(2, "U-Net: residual blocks per resolution", positive_int)
-    attention: bool = setting(True, "U-Net: self-attention at the lowest resolution")
-    dropout: float = setting(0.0, "U-Net: dropout in the residual blocks", within(0.0, 1.0, high_open=True))
-    parameterisation: str = setting("ve", _PARAMETERISATION, one_of(*PARAMETERISATIONS))
-
-
-def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise ConfigError(f"model 'unet' learns images [C, H, W], but one sample here has shape {list(shape)}; "
-                          "use --model noise_conditional for points")
-    return shape  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class WaveGradSettings:
-    width: float = setting(0.125, "WaveGrad: every width relative to the paper's 15 M-weight base model (1 = base)",
-                           within(0.01, 4.0))
-    repeats: int = setting(1, "WaveGrad: UBlocks per resolution", positive_int)
-
-
-def _waveform_shape(shape: tuple[int, ...]) -> int:
-    """The hop of the mel features, after checking that one sample is a waveform [1, L] of whole frames."""
-    from scorelab.data.mel import MelSettings
-
-    hop = MelSettings().hop
-    if len(shape) != 2 or shape[0] != 1 or shape[1] % hop:
-        raise ConfigError(f"model 'wavegrad' learns mono waveforms [1, L] with L a multiple of {hop}, but one sample "
-                          f"here has shape {list(shape)}; use --dataset speech, tones or a folder of .wav files")
-    return hop
-
-
-def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], sigma_data: float) -> Preconditioned:
-    from scorelab.data.mel import MelSettings
-
-    _waveform_shape(shape)
-    # The UBlocks' factors multiply to the hop of 256 samples; coarse first, as the paper's 5, 5, 3, 2, 2 for 300.
-    network = WaveGrad(MelSettings().n_mels, (4, 4, 4, 2, 2), settings.width, settings.repeats)
-    return Preconditioned(network, "eps", sigma_data)
-
-
-@dataclass(frozen=True)
-class CondLinearSettings:
-    hidden: int = setting(128, _HIDDEN, positive_int)
-
-
-@dataclass(frozen=True)
-class UnconditionalSettings:
-    hidden: int = setting(128, _HIDDEN, positive_int)
-    depth: int = setting(3, _DEPTH, positive_int)
-
-
-def NoiseConditionalMLP(dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0,
-                        fourier_features: int = 0) -> Preconditioned:
-    """scorelab's default noise-conditional score: s(x, σ) = F([c_in·x, ln σ, Fourier features])/σ.
-
-    :class:`ConditionalMLP` under the ``ve`` parameterisation, c_in = 1/√(σ² + σ_d²)
-    (Song & Ermon 2020, technique 3; Karras et al. 2022, Table 1). The name is 0.1.0's class.
-    """
-    return Preconditioned(ConditionalMLP(dim, hidden, depth, noise_input="log", fourier_features=fourier_features),
-                          "ve", sigma_data)
-
-
-def _renamed(state: StateDict, prefixes: dict[str, str]) -> StateDict:
-    """``state`` with each key's first matching prefix replaced."""
-    renamed = {}
-    for key, value in state.items():
-        old = next((prefix for prefix in prefixes if key.startswith(prefix)), None)
-        renamed[key if old is None else prefixes[old] + key[len(old):]] = value
-    return renamed
-
-
-def _upgrade_eps_mlp(state: StateDict) -> StateDict:
-    """0.1.0's EpsMLP predicted ε̂ = σy/(σ² + σ_d²) + σ_d/√(σ² + σ_d²)·G: EDM's preconditioning with
-    F = −G, so its last layer changes sign; it drew no Fourier features."""
-    state = _renamed(state, {"eps_model.sigma_data": "sigma_data", "eps_model.net.": "backbone.net."})
-    last = max(int(key.split(".")[2]) for key in state if key.startswith("backbone.net."))
-    for name in ("weight", "bias"):
-        state[f"backbone.net.{last}.{name}"] = -state[f"backbone.net.{last}.{name}"]
-    state["backbone.frequencies"] = torch.zeros(state[f"backbone.net.{last}.weight"].shape[0], 0)
-    return state
-
-
-def _seed_levels(process: NoiseProcess) -> Tensor:
-    if getattr(process, "continuous", False):
-        raise ConfigError("model 'condlinear' knows only discrete noise levels; use continuous = false")
-    return process.grid()
-
-
-MODELS: Registry[ModelPart] = Registry("model")
-MODELS.register(ModelPart(
-    "noise_conditional", NoiseConditionalSettings, "MLP on [c_in·x, ln σ, Fourier features], s = F/σ (default)",
-    on_images="unet",
-    build=lambda s, shape, process, sigma_data: Preconditioned(
-        ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="log", fourier_features=s.fourier_features),
-        s.parameterisation, sigma_data),
-    upgrade=lambda state: _renamed(state, {"frequencies": "backbone.frequencies", "net.": "backbone.net."})))
-MODELS.register(ModelPart(
-    "ddpm", EpsMLPSettings, "MLP on [c_in·x, sinusoidal ln σ, Fourier features] under EDM's preconditioning, for DDPM",
-    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"}, on_images="unet",
-    build=lambda s, shape, process, sigma_data: Preconditioned(
-        ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal",
-                       fourier_features=s.fourier_features), s.parameterisation, sigma_data),
-    upgrade=_upgrade_eps_mlp))
-MODELS.register(ModelPart(
-    "unet", UNetSettings, "U-Net on c_in·x with a sinusoidal ln σ embedding, for images (their default: DDPM)",
-    # The DDPM family is the image default: on digits, with 100 ancestral steps, it beat the NCSN family
-    # in every measure at the same training and sampling cost (BENCHMARKS.md, images).
-    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"},
-    # A convolutional network of a million weights wants smaller steps than the MLPs' 1e-2 and a longer EMA.
-    presets={"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "checkpoint_every": 1000, "log_every": 100,
-             "sample_steps": 100},
-    build=lambda s, shape, process, sigma_data: Preconditioned(
-        UNet(_image_shape(shape), s.channels, s.levels, s.res_blocks, s.attention, s.dropout),
-        s.parameterisation, sigma_data)))
-MODELS.register(ModelPart(
-    "wavegrad", WaveGradSettings, "WaveGrad: ε̂ from a waveform, its log-mel and the noise level √ᾱ (for audio)",
-    # Chen et al. 2020: the VP chain with √ᾱ drawn between adjacent levels, an L1 loss on ε, few-step schedules.
-    implies={"process": "vp", "objective": "eps", "sampler": "wavegrad"},
-    # Width 1/8 (275 k weights) and 2500 steps: about 26 minutes on 2 cores, and at equal training time as good
-    # as width 1/4 in exploratory runs (README "Audio"); the paper's model trained for a million steps on TPUs.
-    presets={"schedule": "wavegrad", "continuous": True, "eps_norm": "l1", "steps": 2500, "lr": 1e-3,
-             "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
-    build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, sigma_data)))
-MODELS.register(ModelPart(
-    "condlinear", CondLinearSettings, "the seed's CondLinear NCSN, one embedding per noise level",
-    build=lambda s, shape, process, sigma_data: Preconditioned(
-        CondLinearMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data),
-    upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}),
-    formerly="seed_conditional")  # read as "conditioned on a seed"; runs saved under the old name keep loading
-MODELS.register(ModelPart(
-    "mlp", UnconditionalSettings, "the seed's unconditional score MLP s(x), Softplus", noise_conditional=False,
-    build=lambda s, shape, process, sigma_data: MLP(_dim(shape), s.hidden, s.depth)))
-MODELS.register(ModelPart(
-    "energy", UnconditionalSettings, "an energy MLP E(x) with s = −∇E, density exp(−E)", noise_conditional=False,
-    implies={"objective": "sliced", "sampler": "langevin"},
-    build=lambda s, shape, process, sigma_data: _energy(s, shape)))
-
-
-def _energy(settings: UnconditionalSettings, shape: tuple[int, ...]) -> EnergyScore:
-    net = mlp_stack(_dim(shape), settings.hidden, settings.depth, 1, nn.Softplus)
-    # E's last bias is a constant offset: s = −∇E does not depend on it, so no objective gives it a gradient.
-    # Frozen, it is not a parameter that DistributedDataParallel waits for in vain (and never averages).
-    net[-1].bias.requires_grad_(False)
-    return EnergyScore(net, flatten_input=True)
-
-
-def build_model(name: str, settings: object, *, shape: tuple[int, ...], process: NoiseProcess,
-                sigma_data: float = 1.0, seed: int = 0) -> nn.Module:
-    """The model ``name`` with ``settings``, for samples of ``shape``; initialised from ``seed``
-    without touching the global random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MODELS[name].build(settings, tuple(shape), process, sigma_data)
+_OBJECTS = {
+    "MLP": "scorelab.models.mlp",
+    "MODELS": "scorelab.models.registry",
+    "PARAMETERISATIONS": "scorelab.models.settings",
+    "CondLinearMLP": "scorelab.models.mlp",
+    "ConditionalLinear": "scorelab.models.mlp",
+    "ConditionalMLP": "scorelab.models.mlp",
+    "EnergyScore": "scorelab.models.energy",
+    "ModelPart": "scorelab.models.registry",
+    "NoiseConditionalMLP": "scorelab.models.registry",
+    "Preconditioned": "scorelab.models.preconditioning",
+    "UNet": "scorelab.models.unet",
+    "WaveGrad": "scorelab.models.wavegrad",
+    "build_model": "scorelab.models.registry",
+    "mlp_stack": "scorelab.models.mlp",
+    "sinusoidal_embedding": "scorelab.models.embedding",
+}
+__all__ = sorted([*_OBJECTS])
+__getattr__, __dir__ = lazy_package(__name__, _OBJECTS)

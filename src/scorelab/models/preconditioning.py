@@ -29,8 +29,7 @@ from torch import Tensor, nn
 from scorelab.core.errors import ConfigError
 from scorelab.core.processes import denoised_from_score, eps_from_score
 from scorelab.core.shapes import append_dims, per_sample
-
-PARAMETERISATIONS = ("score", "ve", "eps", "edm")
+from scorelab.models.settings import PARAMETERISATIONS
 
 
 class Preconditioned(nn.Module):

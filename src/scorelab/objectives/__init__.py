@@ -5,125 +5,32 @@
 - :mod:`~scorelab.objectives.denoising`: denoising score matching at one level, annealed over
   many (NCSN), and DDPM's ε-loss, which train a noise-conditional score s(x, σ).
 
-:data:`OBJECTIVES` registers each by name with its settings, for ``scorelab train --objective``.
+:data:`OBJECTIVES` (:mod:`scorelab.objectives.registry`) registers each by name with its settings
+(:mod:`scorelab.objectives.settings`, without torch), for ``scorelab train --objective``. The names
+below load on first use (:mod:`scorelab.core.lazy`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from scorelab.core.lazy import lazy_package
 
-import torch
-from torch import Tensor
-
-from scorelab.core.processes import NoiseProcess
-from scorelab.core.registry import Part, Registry, at_least_zero, one_of, positive_int, setting
-from scorelab.core.score import Score
-from scorelab.objectives.denoising import (
-    EPS_NORMS,
-    annealed_denoising_score_matching,
-    denoising_loss_at,
-    denoising_score_matching,
-    eps_loss,
-    eps_loss_at,
-    stable_target,
-)
-from scorelab.objectives.score_matching import (
-    PROJECTIONS,
-    TRACES,
-    exact_score_matching,
-    random_projections,
-    sliced_score_matching,
-)
-
-__all__ = ["EPS_NORMS", "OBJECTIVES", "PROJECTIONS", "TRACES", "ObjectivePart", "annealed_denoising_score_matching",
-           "denoising_loss_at", "denoising_score_matching", "eps_loss", "eps_loss_at", "exact_score_matching",
-           "random_projections", "sliced_score_matching", "stable_target"]
-
-# loss(score, batch, cond, process, settings, generator): the rows of ``batch`` past the
-# batch size are the extra rows the objective asked for (the stable target's references).
-Loss = Callable[[Score, Tensor, Any, NoiseProcess, Any, "torch.Generator | None"], Tensor]
-
-
-@dataclass(frozen=True)
-class ObjectivePart(Part):
-    """A registered objective. ``noise_conditional``: it trains s(x, σ) on the process's levels
-    (otherwise an unconditional s(x)); ``extra_rows(settings)``: data rows it needs beyond the batch."""
-
-    section = "objective"
-
-    loss: Loss = None  # type: ignore[assignment]
-    noise_conditional: bool = True
-    extra_rows: Callable[[Any], int] = lambda settings: 0
-
-
-@dataclass(frozen=True)
-class AnnealedDSMSettings:
-    weight_power: float = setting(2.0, "λ(σ) = σ^p weighting of the annealed DSM loss")
-    reference_size: int = setting(128, "reference points per step for the stable target field (0: off)",
-                                  at_least_zero("off"))
-
-
-@dataclass(frozen=True)
-class NoSettings:
-    pass
-
-
-@dataclass(frozen=True)
-class EpsSettings:
-    eps_norm: str = setting("l2", "the norm of ε − ε̂: l2 (DDPM) | l1 (WaveGrad)", one_of(*EPS_NORMS))
-
-
-@dataclass(frozen=True)
-class SlicedSettings:
-    n_projections: int = setting(1, "projections per sample", positive_int)
-    projection: str = setting("rademacher", " | ".join(PROJECTIONS), one_of(*PROJECTIONS))
-
-
-def _annealed_dsm(score, batch, cond, process, settings, generator):
-    size = len(batch) - settings.reference_size
-    x, reference = batch[:size], (batch[size:] if settings.reference_size else None)
-    sigma = process.training_sigma(size, x, generator)
-    return denoising_loss_at(score, x, sigma, weight_power=settings.weight_power, reference=reference,
-                             generator=generator, cond=cond)
-
-
-def _eps(score, batch, cond, process, settings, generator):
-    return eps_loss_at(score, batch, process.training_sigma(len(batch), batch, generator), norm=settings.eps_norm,
-                       generator=generator, cond=cond)
-
-
-def _sliced(variance_reduction: bool) -> Loss:
-    def loss(score, batch, cond, process, settings, generator):
-        return sliced_score_matching(score, batch, n_projections=settings.n_projections,
-                                     projection=settings.projection, variance_reduction=variance_reduction,
-                                     generator=generator, cond=cond)
-
-    return loss
-
-
-# A single-level objective trains an unconditional score; it samples with plain Langevin.
-_UNCONDITIONAL = {"model": "mlp", "sampler": "langevin"}
-
-OBJECTIVES: Registry[ObjectivePart] = Registry("objective")
-OBJECTIVES.register(ObjectivePart(
-    "annealed_dsm", AnnealedDSMSettings, "annealed denoising score matching over the process's levels (NCSN)",
-    loss=_annealed_dsm, extra_rows=lambda settings: settings.reference_size))
-OBJECTIVES.register(ObjectivePart(
-    "eps", EpsSettings, "DDPM's L_simple, ‖ε − ε̂‖² at the process's levels (or WaveGrad's ‖ε − ε̂‖₁)",
-    loss=_eps))
-OBJECTIVES.register(ObjectivePart(
-    "exact", NoSettings, "Hyvärinen's exact score matching", implies=_UNCONDITIONAL, noise_conditional=False,
-    loss=lambda score, batch, cond, process, settings, generator: exact_score_matching(score, batch, cond=cond)))
-OBJECTIVES.register(ObjectivePart(
-    "sliced", SlicedSettings, "sliced score matching (SSM)", implies=_UNCONDITIONAL, noise_conditional=False,
-    loss=_sliced(variance_reduction=False)))
-OBJECTIVES.register(ObjectivePart(
-    "sliced_vr", SlicedSettings, "sliced score matching with variance reduction (SSM-VR)", implies=_UNCONDITIONAL,
-    noise_conditional=False, loss=_sliced(variance_reduction=True)))
-OBJECTIVES.register(ObjectivePart(
-    "dsm", NoSettings, "denoising score matching at the process's smallest level σ_min", implies=_UNCONDITIONAL,
-    noise_conditional=False,
-    loss=lambda score, batch, cond, process, settings, generator: denoising_score_matching(
-        score, batch, process.sigma_min, generator=generator, cond=cond)))
+_DENOISING = "scorelab.objectives.denoising"
+_SCORE_MATCHING = "scorelab.objectives.score_matching"
+_OBJECTS = {
+    "EPS_NORMS": "scorelab.objectives.settings",
+    "OBJECTIVES": "scorelab.objectives.registry",
+    "PROJECTIONS": "scorelab.objectives.settings",
+    "TRACES": _SCORE_MATCHING,
+    "ObjectivePart": "scorelab.objectives.registry",
+    "annealed_denoising_score_matching": _DENOISING,
+    "denoising_loss_at": _DENOISING,
+    "denoising_score_matching": _DENOISING,
+    "eps_loss": _DENOISING,
+    "eps_loss_at": _DENOISING,
+    "exact_score_matching": _SCORE_MATCHING,
+    "random_projections": _SCORE_MATCHING,
+    "sliced_score_matching": _SCORE_MATCHING,
+    "stable_target": _DENOISING,
+}
+__all__ = sorted([*_OBJECTS])
+__getattr__, __dir__ = lazy_package(__name__, _OBJECTS)

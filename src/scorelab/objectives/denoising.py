@@ -17,6 +17,7 @@ from scorelab.core.noise import check_noise_levels
 from scorelab.core.rng import randint, randn_like
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import append_dims, batch_sum, per_sample, require_batch
+from scorelab.objectives.settings import EPS_NORMS
 
 
 def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor) -> Tensor:
@@ -133,8 +134,6 @@ def annealed_denoising_score_matching(
     return denoising_loss_at(score, x, uniform_levels(x, sigmas, generator), weight_power=weight_power,
                              reference=reference, generator=generator, cond=cond)
 
-
-EPS_NORMS = ("l2", "l1")
 
 
 def eps_loss_at(score: Score, x: Tensor, sigma: Tensor, *, norm: str = "l2", generator: torch.Generator | None = None,

@@ -17,8 +17,8 @@ from scorelab.core.errors import ConfigError, require_positive_int
 from scorelab.core.rng import rademacher, randn_like
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import batch_sum, require_batch
+from scorelab.objectives.settings import PROJECTIONS
 
-PROJECTIONS = ("rademacher", "gaussian", "sphere")
 TRACES = ("exact", "hutchinson")
 
 

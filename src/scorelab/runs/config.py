@@ -20,6 +20,9 @@ them: every setting's name is unique across sections, so ``hidden = 64`` (or ``-
 and ``sampler`` name the parts. Choosing a part implies the parts that go with it unless
 they are chosen too (``--model energy`` trains by sliced score matching); each part
 declares what it implies. A setting that the chosen part does not have is an error.
+
+The sections, each part's settings dataclass and the optimiser's and run's settings are in
+:mod:`scorelab.runs.settings`, which imports no torch; this module adds the parts themselves.
 """
 
 from __future__ import annotations
@@ -39,49 +42,19 @@ from scorelab.runs.legacy import is_v010, v010_stated
 from scorelab.models import MODELS
 from scorelab.objectives import OBJECTIVES
 from scorelab.core.processes import PROCESSES
-from scorelab.core.registry import (
-    Part,
-    make_settings,
-    one_of,
-    positive,
-    positive_int,
-    setting,
-    within,
+from scorelab.core.registry import Part, make_settings
+from scorelab.runs.settings import (  # noqa: F401 (the settings, read here as before)
+    CATALOGUES,
+    CHOICE_SECTIONS,
+    DEFAULTS,
+    LR_SCHEDULES,
+    NAME_KEYS,
+    OptimSettings,
+    RunSettings,
+    flat_fields,
+    settings_classes,
 )
 from scorelab.sampling.registry import SAMPLERS
-
-# The sections whose settings depend on a chosen part, the key that names the part when
-# settings are given flat, and the default part.
-CHOICE_SECTIONS = ("data", "model", "process", "objective", "sampler")
-NAME_KEYS = {"dataset": "data", "model": "model", "process": "process", "objective": "objective",
-             "sampler": "sampler"}
-# The NCSN's sampler is EDM's stochastic Heun, chosen by BENCHMARKS.md "sampler_table".
-DEFAULTS = {"data": "swiss_roll", "model": "noise_conditional", "process": "ve", "objective": "annealed_dsm",
-            "sampler": "stochastic_heun"}
-LR_SCHEDULES = ("cosine", "constant")
-
-
-@dataclass(frozen=True)
-class OptimSettings:
-    steps: int = setting(3000, "optimisation steps", positive_int)
-    batch_size: int = setting(2048, "minibatch size", positive_int)
-    lr: float = setting(1e-2, "Adam learning rate", positive)
-    lr_schedule: str = setting("cosine", "cosine (decay to 0 over the run) | constant", one_of(*LR_SCHEDULES))
-    ema_decay: float = setting(0.995, "EMA decay of the sampling weights", within(0.0, 1.0, high_open=True))
-    checkpoint_every: int = setting(500, "write model.safetensors every N steps", positive_int)
-    log_every: int = setting(50, "append a train_log.csv row every N steps", positive_int)
-
-
-def _device(name: str, value: str) -> None:
-    if value not in ("auto", "cpu") and not value.startswith("cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {value!r}")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    seed: int = setting(0, "random seed (data, init, minibatches, noise)")
-    device: str = setting("auto", "auto | cpu | cuda[:N]", _device)
-
 
 # The registries of the sections whose parts are registered by name; data sets are also file paths.
 REGISTRIES = {"model": MODELS, "process": PROCESSES, "objective": OBJECTIVES, "sampler": SAMPLERS}
@@ -95,26 +68,6 @@ def part_of(section: str, name: str) -> Part:
 def parts(section: str) -> list[Part]:
     """Every registered part of ``section``."""
     return [*DATA.parts(), FILE, IMAGE_FILES, WAV_FILES] if section == "data" else REGISTRIES[section].parts()
-
-
-def settings_classes(section: str) -> list[type]:
-    if section == "optim":
-        return [OptimSettings]
-    if section == "run":
-        return [RunSettings]
-    return list(dict.fromkeys(part.settings for part in parts(section)))
-
-
-def flat_fields() -> dict[str, tuple[str, dataclasses.Field]]:
-    """Every setting by its flat name: (its section, its field in the first settings class that has it)."""
-    index: dict[str, tuple[str, dataclasses.Field]] = {}
-    for section in ("run", *CHOICE_SECTIONS, "optim"):
-        for settings in settings_classes(section):
-            for spec in dataclasses.fields(settings):
-                if spec.name in index and index[spec.name][0] != section:
-                    raise ValueError(f"setting {spec.name!r} is in both [{index[spec.name][0]}] and [{section}]")
-                index.setdefault(spec.name, (section, spec))
-    return index
 
 
 @dataclass(frozen=True)

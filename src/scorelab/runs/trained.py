@@ -24,7 +24,7 @@ from scorelab.core.errors import CheckpointError, require_positive_int
 from scorelab.sampling.likelihood import log_prob
 from scorelab.models import MODELS, build_model
 from scorelab.core.processes import NoiseProcess, clipped_denoiser
-from scorelab.core.registry import same_settings
+from scorelab.core.registry import shared_settings
 from scorelab.sampling import SAMPLERS, Callback
 from scorelab.core.rng import AnyGenerator, PerSampleGenerator
 from scorelab.core.score import batch_invariant, call_score
@@ -107,12 +107,12 @@ class TrainedRun:
 
     def sampler_settings(self, name: str | None = None, **options: Any) -> tuple[str, Any]:
         """The sampler ``name`` (default: the run's) and its settings: its defaults, then the run's
-        sampler settings it shares in name and meaning (ald and plain Langevin keep the run's
-        ``n_steps_each``), then ``options`` (those not None)."""
+        sampler settings it shares through a common settings dataclass (ald and plain Langevin keep the
+        run's ``n_steps_each``), then ``options`` (those not None)."""
         name = name or self.config.sampler.name
         part = SAMPLERS[name]
         own = asdict(self.config.sampler.settings)
-        shared = {key: own[key] for key in same_settings(type(self.config.sampler.settings), part.settings)}
+        shared = {key: own[key] for key in shared_settings(type(self.config.sampler.settings), part.settings)}
         settings = part.make(shared | {key: value for key, value in options.items() if value is not None})
         return name, settings
 

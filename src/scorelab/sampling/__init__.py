@@ -1,30 +1,30 @@
 """Samplers: pure functions ``(score, x, noise levels, *, generator, callback, cond) -> samples``.
 
 The conventions are in :mod:`scorelab.sampling.steps`; :data:`SAMPLERS` registers the ones a
-trained run can use by name, each with its settings.
+trained run can use by name, each with its settings (:mod:`scorelab.sampling.settings`, without torch).
+The names below load on first use (:mod:`scorelab.core.lazy`).
 """
 
-from scorelab.sampling.ancestral import ddim, ddpm
-from scorelab.sampling.langevin import annealed_langevin, gradient_ascent, langevin, predictor_corrector
-from scorelab.sampling.ode import CountingScore, probability_flow
-from scorelab.sampling.registry import SAMPLERS, SamplerPart
-from scorelab.sampling.solvers import dpm_solver_2m, heun
-from scorelab.sampling.steps import Callback, StepInfo, tweedie_denoise
+from __future__ import annotations
 
-__all__ = [
-    "SAMPLERS",
-    "Callback",
-    "CountingScore",
-    "SamplerPart",
-    "StepInfo",
-    "annealed_langevin",
-    "ddim",
-    "ddpm",
-    "dpm_solver_2m",
-    "gradient_ascent",
-    "heun",
-    "langevin",
-    "predictor_corrector",
-    "probability_flow",
-    "tweedie_denoise",
-]
+from scorelab.core.lazy import lazy_package
+
+_OBJECTS = {
+    "SAMPLERS": "scorelab.sampling.registry",
+    "SamplerPart": "scorelab.sampling.registry",
+    "ddim": "scorelab.sampling.ancestral",
+    "ddpm": "scorelab.sampling.ancestral",
+    "annealed_langevin": "scorelab.sampling.langevin",
+    "gradient_ascent": "scorelab.sampling.langevin",
+    "langevin": "scorelab.sampling.langevin",
+    "predictor_corrector": "scorelab.sampling.langevin",
+    "CountingScore": "scorelab.sampling.ode",
+    "probability_flow": "scorelab.sampling.ode",
+    "dpm_solver_2m": "scorelab.sampling.solvers",
+    "heun": "scorelab.sampling.solvers",
+    "Callback": "scorelab.sampling.steps",
+    "StepInfo": "scorelab.sampling.steps",
+    "tweedie_denoise": "scorelab.sampling.steps",
+}
+__all__ = sorted([*_OBJECTS])
+__getattr__, __dir__ = lazy_package(__name__, _OBJECTS)

@@ -34,9 +34,8 @@ from scorelab.core.processes import denoised_from_score, eps_from_score
 from scorelab.core.rng import randn_like
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import per_sample
+from scorelab.sampling.settings import DDPM_VARIANCES
 from scorelab.sampling.steps import Callback, StepInfo, steps_to_zero
-
-DDPM_VARIANCES = ("beta", "posterior")
 
 
 def vp_scale(sigma: float) -> float:

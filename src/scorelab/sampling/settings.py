@@ -1,0 +1,174 @@
+"""The samplers' settings, without torch: one dataclass per sampler, and the catalogue of samplers by name.
+
+Samplers that share a setting in meaning share the dataclass that declares it, and only those settings
+carry over when a run is sampled with another sampler (:func:`scorelab.core.registry.shared_settings`):
+
+- :class:`ProcessGridSteps`: ``sample_steps`` levels of the process's own grid (ald, ddpm, ddim);
+- :class:`LangevinSteps`: ``n_steps_each`` Langevin steps per level (ald, langevin);
+- :class:`Denoised`: ``denoise``, a last Tweedie step (ald, pc, ode);
+- :class:`KarrasGrid`: ``sample_steps`` and ``rho`` of the Karras σ grid (heun, stochastic_heun, dpmpp_2m).
+
+The kernels and their registry are :mod:`scorelab.sampling.registry`; this module is what the command
+line reads to build its flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scorelab.core.errors import ConfigError
+from scorelab.core.registry import (
+    at_least_zero,
+    one_of,
+    positive,
+    positive_int,
+    redefault,
+    setting,
+    within,
+)
+
+# The reverse step's variance in DDPM: β_t (Ho et al.'s σ_t² = β_t) or the posterior's β̃_t.
+DDPM_VARIANCES = ("beta", "posterior")
+
+
+@dataclass(frozen=True)
+class ProcessGridSteps:
+    sample_steps: int = setting(0, "levels of the process's grid, same ends (0: every level)",
+                                at_least_zero("every level"))
+
+
+@dataclass(frozen=True)
+class LangevinSteps:
+    n_steps_each: int = setting(100, "Langevin steps per level of the process's grid", positive_int)
+
+
+@dataclass(frozen=True)
+class Denoised:
+    denoise: bool = setting(True, "finish with a Tweedie denoising step")
+
+
+@dataclass(frozen=True)
+class KarrasGrid:
+    sample_steps: int = setting(18, "steps K on the Karras σ grid over the process's range, the last to σ = 0",
+                                positive_int)
+    rho: float = setting(7.0, "ρ of the Karras grid: σ^(1/ρ) uniform (7 in EDM)", positive)
+
+
+@dataclass(frozen=True)
+class AnnealedLangevinSettings(Denoised, LangevinSteps, ProcessGridSteps):
+    step_size: float = setting(2e-5, "Langevin step size ε at the smallest level (0: the NCSNv2 variance rule)",
+                               at_least_zero("the NCSNv2 rule"))
+
+
+def _plain_step_size(name: str, value: float) -> None:
+    if value == 0:
+        raise ConfigError("step_size = 0 (the NCSNv2 rule) is for annealed Langevin; give plain Langevin a step size")
+    positive(name, value)
+
+
+@dataclass(frozen=True)
+class LangevinSettings(LangevinSteps):
+    step_size: float = setting(3e-3, "Langevin step size ε", _plain_step_size)
+
+
+@dataclass(frozen=True)
+class PredictorCorrectorSettings(Denoised):
+    sample_steps: int = setting(0, "levels to walk, one predictor and one corrector step each (0: n_steps_each "
+                                   "per level of the process's grid)", at_least_zero("n_steps_each per level"))
+    n_steps_each: int = setting(100, "levels per level of the process's grid, when sample_steps is 0",
+                                positive_int)
+    snr: float = setting(0.16, "the corrector's signal-to-noise ratio", positive)
+
+
+@dataclass(frozen=True)
+class DDPMSettings(ProcessGridSteps):
+    variance: str = setting("beta", "the reverse step's variance: " + " | ".join(DDPM_VARIANCES),
+                            one_of(*DDPM_VARIANCES))
+
+
+@dataclass(frozen=True)
+class DDIMSettings(ProcessGridSteps):
+    eta: float = setting(0.0, "DDIM η in [0, 1] (0 is deterministic)", within(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ODESettings(Denoised):
+    sample_steps: int = setting(0, "levels of the process's grid for Heun's method (0: the adaptive dopri5 solver)",
+                                at_least_zero("the adaptive dopri5 solver"))
+    tolerance: float = setting(1e-5, "the adaptive solver's relative and absolute tolerance", positive)
+
+
+@dataclass(frozen=True)
+class HeunSettings(KarrasGrid):
+    pass
+
+
+@dataclass(frozen=True)
+class StochasticHeunSettings(KarrasGrid):
+    sample_steps: int = redefault(KarrasGrid, "sample_steps", 50)
+    churn: float = setting(40.0, "S_churn: noise added back along the path, γ = min(S_churn/K, √2 − 1) per step "
+                                 "(0: deterministic Heun)", at_least_zero("deterministic Heun"))
+    churn_min: float = setting(0.0, "S_tmin: the smallest σ that gets churn", at_least_zero("every σ"))
+    churn_max: float = setting(0.0, "S_tmax: the largest σ that gets churn", at_least_zero("no upper limit"))
+    noise_scale: float = setting(1.0, "S_noise: the churn noise's scale", positive)
+
+
+@dataclass(frozen=True)
+class DPMSolverSettings(KarrasGrid):
+    sample_steps: int = redefault(KarrasGrid, "sample_steps", 20)
+
+
+def parse_betas(text: str) -> list[float]:
+    """β_1, …, β_N from comma-separated numbers, each in (0, 1), or a :class:`ConfigError`."""
+    try:
+        betas = [float(item) for item in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"betas must be comma-separated numbers, got {text!r}") from None
+    if not all(0 < beta < 1 for beta in betas):
+        raise ConfigError(f"every β of betas must be in (0, 1), got {text!r}")
+    return betas
+
+
+def _check_betas(name: str, value: str) -> None:
+    if value:
+        parse_betas(value)
+
+
+def parse_schedules(text: str) -> dict[int, str]:
+    """Chains by their number of steps from ``N:β_1,…,β_N;M:…`` (empty: none), or a :class:`ConfigError`."""
+    schedules = {}
+    for item in filter(None, text.split(";")):
+        steps, _, betas = item.partition(":")
+        if not steps.strip().isdigit() or len(parse_betas(betas)) != int(steps):
+            raise ConfigError(f"schedules must read N:β_1,…,β_N;… with N β's each, got {item!r}")
+        schedules[int(steps)] = betas
+    return schedules
+
+
+def _check_schedules(name: str, value: str) -> None:
+    parse_schedules(value)
+
+
+@dataclass(frozen=True)
+class WaveGradSamplerSettings:
+    sample_steps: int = setting(6, "refinement iterations N: a schedule the run searched (6, 25, 50), else the "
+                                   "training chain's levels respaced (1000: every one)", positive_int)
+    betas: str = setting("", "the chain β_1,…,β_N to walk, comma-separated (empty: the searched schedule for "
+                             "sample_steps)", _check_betas)
+    schedules: str = setting("", "searched chains by their number of steps, N:β_1,…,β_N;M:… (the schedule search "
+                                 "writes them into the run after training)", _check_schedules)
+
+
+# Every sampler by name, in registration order (scorelab.sampling.registry registers these, no other).
+SETTINGS: dict[str, type] = {
+    "ald": AnnealedLangevinSettings,
+    "langevin": LangevinSettings,
+    "pc": PredictorCorrectorSettings,
+    "ddpm": DDPMSettings,
+    "ddim": DDIMSettings,
+    "ode": ODESettings,
+    "heun": HeunSettings,
+    "stochastic_heun": StochasticHeunSettings,
+    "dpmpp_2m": DPMSolverSettings,
+    "wavegrad": WaveGradSamplerSettings,
+}
