@@ -27,7 +27,8 @@ from scorelab.core.errors import ScorelabError
 from scorelab.models import build_model
 from scorelab.objectives import OBJECTIVES
 from scorelab.runs.distributed import World
-from scorelab.runs.training import build_process, rank_seed, resolve_process
+from scorelab.runs.config import build_process, resolve_process
+from scorelab.runs.training import rank_seed
 
 torch.set_num_threads(1)
 

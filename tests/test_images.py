@@ -180,7 +180,7 @@ def test_an_image_run_trains_samples_and_writes_images_in_their_units(tmp_path, 
     run_dir = tmp_path / "run"
     sl.train(sl.Config(dataset="digits", **family, **TINY_UNET), run_dir, progress=False)
     run = sl.load_run(run_dir, "cpu")
-    assert run.images and run.value_range == (0.0, 16.0)
+    assert run.modality.name == "images" and run.value_range == (0.0, 16.0)
     options = ["--sample-steps", 4]
     code, _, err = run_cli(capsys, "sample", run_dir, "--n", 12, "--out", tmp_path / "s.npy", *options)
     assert code == 0, err

@@ -195,6 +195,8 @@ def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     run = sl.load_run(run_dir, device="cpu")
     assert run.sampler_settings()[1].schedules.split(";")[0] == "6:" + ",".join(map(repr, schedules["6"]["betas"]))
 
+    _a_run_searched_before_schedules_were_a_setting_samples_as_it_did(run_dir, tmp_path / "old", schedules)
+
     speech = tmp_path / "in.wav"
     write_wav(speech, tone(torch.Generator().manual_seed(5), 0.3))
     code, out, err = run_cli(capsys, "vocode", run_dir, "--input", speech, "--out", tmp_path / "out.wav")
@@ -231,3 +233,32 @@ def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     code, out, err = run_cli(capsys, "vocode", run_dir, "--input", tmp_path / "missing.wav",
                              "--out", tmp_path / "o.wav")
     assert_clean_error(code, err, "missing.wav")
+
+
+def _a_run_searched_before_schedules_were_a_setting_samples_as_it_did(run_dir, old_dir, record):
+    """A copy of ``run_dir`` laid out as before: no ``schedules`` setting, the chains in noise_schedules.json."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(run_dir, old_dir)
+    path = old_dir / "model.safetensors"
+    with safe_open(path, framework="pt") as file:
+        metadata = file.metadata()
+    config = json.loads(metadata["config"])
+    del config["sampler"]["schedules"]
+    save_file(load_file(path), path, metadata={**metadata, "config": json.dumps(config)})
+    (old_dir / "config.toml").unlink()
+    (old_dir / "schedule_search.json").rename(old_dir / "noise_schedules.json")
+    mel = torch.randn(1, 80, 4, generator=torch.Generator().manual_seed(0))
+
+    def draw(directory):
+        run = sl.load_run(directory, device="cpu")
+        return run.sample(1, cond=mel, shape=(1, 4 * 256), generator=torch.Generator().manual_seed(1))
+
+    assert sl.load_run(old_dir, device="cpu").config.sampler.schedules == sl.load_run(
+        run_dir, device="cpu").config.sampler.schedules
+    assert torch.equal(draw(old_dir), draw(run_dir))
+    assert sl.load_run(old_dir, device="cpu").config.sampler.schedules.startswith(
+        "6:" + ",".join(map(repr, record["6"]["betas"])))

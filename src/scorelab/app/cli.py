@@ -254,15 +254,8 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    import time
-
-    import torch
-    from tqdm.auto import tqdm
-
-    from scorelab.runs.distributed import World, batches_in_order, collective, process_group
-    from scorelab.runs.sample_io import SampleWriter, estimate
+    from scorelab.runs.distributed import World, resolve_device
     from scorelab.runs.trained import TrainedRun
-    from scorelab.runs.training import resolve_device
 
     require_positive_int("--n", args.n)
     if args.batch_size is not None:
@@ -270,10 +263,20 @@ def cmd_sample(args: argparse.Namespace) -> None:
     world = World.from_environment()
     run = TrainedRun.load(args.run_dir, str(world.device(resolve_device(_device(args)))))
     options = {name: getattr(args, name) for name in _sampler_settings()}
-    if run.audio:  # one utterance at a time: under torchrun, rank 0 vocodes them all
-        if world.main:
-            _vocode_test_utterances(run, args, options)
-        return
+    SAMPLE_OUTPUTS[run.modality.name](run, args, options)
+
+
+def _write_sample_file(run, args: argparse.Namespace, options: dict) -> None:
+    """Points and images: the samples in one file (.npy, .csv or a .png grid), drawn in batches that the
+    ranks of a torchrun job share out."""
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from scorelab.runs.distributed import batches_in_order, collective, process_group
+    from scorelab.runs.sample_io import SampleWriter, estimate
+
     batch_size = args.batch_size or run.sample_batch_size
 
     def make(first: int, count: int):
@@ -298,6 +301,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
                     tqdm.write(estimate(len(batch), time.perf_counter() - started, args.n, batch_size, world.size))
     print(f"wrote {args.n} samples to {args.out}")
 
+
+def _write_test_utterances(run, args: argparse.Namespace, options: dict) -> None:
+    """Waveforms: the run's test utterances vocoded, one at a time; under torchrun, rank 0 vocodes them all."""
+    from scorelab.runs.distributed import World
+
+    if World.from_environment().main:
+        _vocode_test_utterances(run, args, options)
+
+
+# How `scorelab sample` writes a run's samples, by its modality (:attr:`scorelab.data.modality.Modality.name`).
+SAMPLE_OUTPUTS = {"points": _write_sample_file, "images": _write_sample_file, "waveforms": _write_test_utterances}
 
 def _vocode_test_utterances(run, args: argparse.Namespace, options: dict) -> None:
     """A waveform run's samples: its first --n test utterances vocoded from their mel spectrograms, as WAVs."""
@@ -362,33 +376,21 @@ def _check_evaluation_flags(args: argparse.Namespace) -> None:
 
 def _evaluation(run, args: argparse.Namespace) -> dict:
     """What ``scorelab evaluate`` measures of ``run`` with its flags ``args``; written to RUN_DIR/metrics.json."""
-    from scorelab.evaluation.evaluate import evaluate_run
+    from scorelab.evaluation.evaluate import EVALUATIONS, evaluate_run
 
-    return evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed,
-                        n_test=args.n_test if args.nll or run.images else None,
+    likelihood = args.nll or EVALUATIONS[run.modality.name].likelihood_by_default
+    return evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed, n_test=args.n_test if likelihood else None,
                         wavegrad_steps=tuple(args.vocoder_steps) if args.vocoder_steps else None)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from scorelab.evaluation.evaluate import format_nll, format_report
-    from scorelab.metrics import RatioReport
+    from scorelab.evaluation.evaluate import EVALUATIONS
     from scorelab.runs.trained import TrainedRun
 
     _check_evaluation_flags(args)
     run = TrainedRun.load(args.run_dir, _device(args))
     metrics = _evaluation(run, args)
-    if "audio" in metrics:
-        from scorelab.evaluation.audio import format_audio_report
-
-        print(format_audio_report(metrics["audio"]))
-    elif "images" in metrics:
-        from scorelab.evaluation.images import format_image_report
-
-        print(format_image_report(metrics["images"]))
-    else:
-        print(format_report(RatioReport(**metrics["w2"])))
-    if "nll" in metrics:
-        print(format_nll(metrics["nll"]))
+    print(EVALUATIONS[run.modality.name].format(metrics))
     print(f"wrote {args.run_dir / 'metrics.json'}")
 
 
@@ -597,7 +599,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _left_behind(args: argparse.Namespace) -> str:
     """What an interrupted command leaves, as the end of the line that says so ("" where nothing need be said)."""
-    if args.command == "train":
+    if args.command in ("train", "demo", "bench"):  # each trains, and checkpoints are written atomically
         return "; the last checkpoint written is intact"
     if args.command == "sample" and args.out.suffix:  # SampleWriter writes the file whole, or not at all
         return f"; {args.out} was not written (a file already there is untouched)"

@@ -30,6 +30,7 @@ from scorelab.core.registry import Part, Registry
 from scorelab.data import audio as audio_sets
 from scorelab.data import images as image_sets
 from scorelab.data.files import SUFFIXES, load_file
+from scorelab.data.modality import IMAGES, POINTS, WAVEFORMS, Modality
 from scorelab.data.settings import PATH_SETTINGS, SETTINGS, TOY_SETS, ImageSettings
 from scorelab.data.toy import DATASETS
 
@@ -43,7 +44,8 @@ class DataPart(Part):
     ``truth(name, settings)`` gives fresh data for evaluation. An image set also has
     ``images(name, settings)``, its :class:`~scorelab.data.images.ImageSet`; an audio set
     ``audio(name, settings)``, its :class:`~scorelab.data.audio.AudioSet`, and ``condition(x)``,
-    the condition of a batch of its training data (the log-mel spectrogram of each segment)."""
+    the condition of a batch of its training data (the log-mel spectrogram of each segment). ``modality``
+    is the record of what depends on the kind of data (:mod:`scorelab.data.modality`)."""
 
     section = "data"
 
@@ -52,6 +54,7 @@ class DataPart(Part):
     images: Callable[[str, object], image_sets.ImageSet] | None = None
     audio: Callable[[str, object], audio_sets.AudioSet] | None = None
     condition: Callable[[Tensor], Tensor] | None = None
+    modality: Modality = POINTS
 
 
 def _image_part(name: str, help: str, image_set: Callable[[str, float, int], image_sets.ImageSet],
@@ -62,7 +65,7 @@ def _image_part(name: str, help: str, image_set: Callable[[str, float, int], ima
     # Images are learned by the U-Net unless another model is chosen.
     return DataPart(name, (SETTINGS | PATH_SETTINGS)[name], help, implies={"model": "unet"}, presets=presets or {},
                     load=lambda source, settings, generator: of(source, settings).train,
-                    truth=lambda source, settings: of(source, settings).test, images=of)
+                    truth=lambda source, settings: of(source, settings).test, images=of, modality=IMAGES)
 
 
 def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_sets.AudioSet],
@@ -76,7 +79,7 @@ def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_s
     # Waveforms are learned by WaveGrad unless another model is chosen; each segment is conditioned on its mel.
     return DataPart(name, settings, help, implies={"model": "wavegrad"}, load=load,
                     truth=lambda source, settings: audio_set(source, settings).test, audio=audio_set,
-                    condition=lambda x: log_mel(x[:, 0]))
+                    condition=lambda x: log_mel(x[:, 0]), modality=WAVEFORMS)
 
 
 def _toy_part(name: str) -> DataPart:

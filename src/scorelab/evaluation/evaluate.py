@@ -1,20 +1,24 @@
 """Evaluation of a trained run: the W2 ratio against fresh data and held-out likelihoods, or for images
 the measures of :mod:`scorelab.evaluation.images`, and for waveforms those of :mod:`scorelab.evaluation.audio`.
 
-``scorelab evaluate RUN_DIR`` prints :func:`format_report` (and :func:`format_nll`) of
-:func:`evaluate_run`, which also writes ``RUN_DIR/metrics.json``.
+``scorelab evaluate RUN_DIR`` prints the table of :func:`evaluate_run`, which also writes
+``RUN_DIR/metrics.json``; what is measured and printed depends on the run's modality (:data:`EVALUATIONS`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from scorelab.core.atomic import write_atomic
 from scorelab.data import reference_nll
 from scorelab.data.sources import Truth, data_part
+from scorelab.evaluation.audio import WAVEGRAD_STEPS, evaluate_audio, format_audio_report
+from scorelab.evaluation.images import evaluate_images, format_image_report
 from scorelab.metrics import RatioReport, w2_ratio
 from scorelab.runs.trained import TrainedRun
 from scorelab.sampling.likelihood import variational_bound
@@ -44,20 +48,7 @@ def evaluate_run(run: TrainedRun, *, n: int | None = None, repeats: int = 3, see
     The W2 floor is computed once per data set, n, repetitions and seed, and then read from the user's cache.
     """
     metrics: dict = {"step": run.step, "dataset": run.config.data.name}
-    if run.audio:
-        from scorelab.evaluation.audio import WAVEGRAD_STEPS, evaluate_audio
-
-        metrics["audio"] = evaluate_audio(run, n=n or 4, wavegrad_steps=wavegrad_steps or WAVEGRAD_STEPS, seed=seed)
-    elif run.images:
-        from scorelab.evaluation.images import evaluate_images
-
-        metrics["images"] = evaluate_images(run, n=n or 1000, seed=seed, bits=n_test is not None, n_test=n_test)
-    else:
-        truth = truth_of(run)
-        metrics["w2"] = w2_ratio(lambda k, g: run.sample(k, generator=g), truth, n=n or 5000, repeats=repeats,
-                                 seed=seed, floor_key=truth_key(run.config.data.name, truth)).to_dict()
-        if n_test is not None:
-            metrics["nll"] = held_out_nll(run, n_test, seed)
+    metrics |= EVALUATIONS[run.modality.name].measure(run, n, repeats, seed, n_test, wavegrad_steps)
     write_atomic(run.run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
 
@@ -94,3 +85,45 @@ def format_nll(nll: dict) -> str:
     if nll["data_nll"] is not None:
         lines.append(f"data's own NLL (exact/entropy)   {nll['data_nll']:.4f} nats")
     return "\n".join(lines)
+
+
+def _measure_points(run: TrainedRun, n: int | None, repeats: int, seed: int, n_test: int | None,
+                    wavegrad_steps: tuple[int, ...] | None) -> dict:
+    truth = truth_of(run)
+    measured = {"w2": w2_ratio(lambda k, g: run.sample(k, generator=g), truth, n=n or 5000, repeats=repeats, seed=seed,
+                               floor_key=truth_key(run.config.data.name, truth)).to_dict()}
+    if n_test is not None:
+        measured["nll"] = held_out_nll(run, n_test, seed)
+    return measured
+
+
+def _format_points(metrics: dict) -> str:
+    lines = [format_report(RatioReport(**metrics["w2"]))]
+    if "nll" in metrics:
+        lines.append(format_nll(metrics["nll"]))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ModalityEvaluation:
+    """How a run of one modality is measured: ``measure(run, n, repeats, seed, n_test, wavegrad_steps)`` gives
+    the entries of ``metrics.json``, ``format(metrics)`` the table ``scorelab evaluate`` prints, and
+    ``likelihood_by_default`` whether the command measures the test likelihood without ``--nll``."""
+
+    measure: Callable[[TrainedRun, int | None, int, int, int | None, tuple[int, ...] | None], dict]
+    format: Callable[[dict], str]
+    likelihood_by_default: bool = False
+
+
+# By the run's modality (:attr:`scorelab.data.modality.Modality.name`).
+EVALUATIONS = {
+    "points": ModalityEvaluation(_measure_points, _format_points),
+    "images": ModalityEvaluation(
+        lambda run, n, repeats, seed, n_test, wavegrad_steps: {"images": evaluate_images(
+            run, n=n or 1000, seed=seed, bits=n_test is not None, n_test=n_test)},
+        lambda metrics: format_image_report(metrics["images"]), likelihood_by_default=True),
+    "waveforms": ModalityEvaluation(
+        lambda run, n, repeats, seed, n_test, wavegrad_steps: {"audio": evaluate_audio(
+            run, n=n or 4, wavegrad_steps=wavegrad_steps or WAVEGRAD_STEPS, seed=seed)},
+        lambda metrics: format_audio_report(metrics["audio"])),
+}

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from scorelab.core.errors import ConfigError, DataError
 from scorelab.data.mel import MelSettings, log_mel
+from scorelab.data.modality import WAVEFORMS
 from scorelab.runs.trained import TrainedRun
 
 MEL = MelSettings()
@@ -25,7 +26,7 @@ MEL = MelSettings()
 
 def require_waveform_run(run: TrainedRun) -> None:
     """A :class:`ConfigError` unless ``run`` learned waveforms conditioned on their mel spectrograms."""
-    if not run.audio:
+    if run.modality is not WAVEFORMS:
         raise ConfigError(f"{run.run_dir} learned {run.config.data.name!r}, not waveforms; vocoding needs a run "
                           "trained on audio (--dataset speech, tones or a folder of .wav files)")
 

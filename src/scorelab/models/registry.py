@@ -5,8 +5,8 @@ given shape and noise process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -60,15 +60,15 @@ StateDict = dict[str, Tensor]
 class ModelPart(Part):
     """A registered model. ``noise_conditional``: it is a score s(x, σ) (otherwise s(x));
     ``upgrade``: maps the weights a 0.1.0 checkpoint saved for this model to today's names;
-    ``on_images``: the model that this one stands for on image data (``noise_conditional`` and
-    ``ddpm`` name the NCSN and DDPM families, whose network on images is the U-Net)."""
+    ``stands_for``: by modality name, the model that this one stands for on such data (``noise_conditional``
+    and ``ddpm`` name the NCSN and DDPM families, whose network on images is the U-Net)."""
 
     section = "model"
 
     build: Build = None  # type: ignore[assignment]
     noise_conditional: bool = True
     upgrade: Callable[[StateDict], StateDict] = lambda state: state
-    on_images: str | None = None
+    stands_for: Mapping[str, str] = field(default_factory=dict)
 
 
 def _dim(shape: tuple[int, ...]) -> int:
@@ -143,14 +143,14 @@ def _seed_levels(process: NoiseProcess) -> Tensor:
 MODELS: Registry[ModelPart] = Registry("model")
 MODELS.register(ModelPart(
     "noise_conditional", SETTINGS["noise_conditional"], "MLP on [c_in·x, ln σ, Fourier features], s = F/σ (default)",
-    on_images="unet",
+    stands_for={"images": "unet"},
     build=lambda s, shape, process, sigma_data: Preconditioned(
         ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="log", fourier_features=s.fourier_features),
         s.parameterisation, sigma_data),
     upgrade=lambda state: _renamed(state, {"frequencies": "backbone.frequencies", "net.": "backbone.net."})))
 MODELS.register(ModelPart(
     "ddpm", SETTINGS["ddpm"], "MLP on [c_in·x, sinusoidal ln σ, Fourier features] under EDM's preconditioning, for DDPM",
-    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"}, on_images="unet",
+    implies={"process": "vp", "objective": "eps", "sampler": "ddpm"}, stands_for={"images": "unet"},
     build=lambda s, shape, process, sigma_data: Preconditioned(
         ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal",
                        fourier_features=s.fourier_features), s.parameterisation, sigma_data),

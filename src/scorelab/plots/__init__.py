@@ -8,7 +8,6 @@ failed plot never leaves a half-written file over a good one.
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,21 +26,15 @@ from torch import Tensor  # noqa: E402
 from scorelab.core.atomic import write_atomic  # noqa: E402
 from scorelab.core.errors import ConfigError, require_positive_int  # noqa: E402
 from scorelab.models import EnergyScore  # noqa: E402
+from scorelab.plots.audio import AUDIO_FIGURES, plot_audio_run  # noqa: E402
+from scorelab.plots.common import record_trajectories, save_figure  # noqa: E402
+from scorelab.plots.images import IMAGE_FIGURES, plot_image_run  # noqa: E402
 from scorelab.runs.trained import TrainedRun  # noqa: E402
 from scorelab.runs.training import training_data  # noqa: E402
-from scorelab.sampling import SAMPLERS, StepInfo  # noqa: E402
+from scorelab.sampling import SAMPLERS  # noqa: E402
 
 Bounds = tuple[float, float, float, float]
 POINT_STYLE = {"s": 2, "alpha": 0.4, "linewidths": 0}
-
-
-def save_figure(figure: plt.Figure, path: str | Path) -> Path:
-    """Render ``figure`` as PNG and write it atomically to ``path``."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
-    return Path(path)
 
 
 def data_bounds(x: Tensor, margin: float = 0.15) -> Bounds:
@@ -193,24 +186,6 @@ def plot_suite_grid(panels: list[tuple[str, Tensor, Tensor]], path: str | Path, 
     return save_figure(figure, path)
 
 
-def record_trajectories(run: TrainedRun, n: int, generator: torch.Generator | None = None,
-                        sampler: str | None = None) -> tuple[Tensor, list[float]]:
-    """Sample ``n`` points and return every sampler state and the σ of each step.
-
-    Returns the states [steps + 1, n, D] in data coordinates (the last is the
-    returned sample) and one σ per state.
-    """
-    states: list[Tensor] = []
-    sigmas: list[float] = []
-
-    def record(info: StepInfo) -> None:
-        states.append(run.normalisation.to_data(info.x.cpu()))
-        sigmas.append(info.sigma)
-
-    final = run.sample(n, sampler=sampler, generator=generator, callback=record)
-    return torch.stack([*states[:-1], final]), sigmas
-
-
 def plot_trajectories(run: TrainedRun, x: Tensor, path: str | Path, n: int = 8,
                       generator: torch.Generator | None = None, points_per_path: int = 40) -> Path:
     """Sampler paths of a few points, one state per noise level, over the score field at the smallest σ."""
@@ -302,22 +277,29 @@ def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_F
     already (``run.sample(5000, generator=torch.Generator().manual_seed(seed))`` draws the same).
 
     An image run draws :data:`scorelab.plots.images.IMAGE_FIGURES` instead of the standard figures, and a
-    waveform run :data:`scorelab.plots.audio.AUDIO_FIGURES`."""
-    if run.audio:
-        from scorelab.plots.audio import AUDIO_FIGURES, plot_audio_run
+    waveform run :data:`scorelab.plots.audio.AUDIO_FIGURES` (:data:`RUN_FIGURES`, by the run's modality)."""
+    return RUN_FIGURES[run.modality.name](run, out_dir, tuple(figures), seed, samples)
 
-        if tuple(figures) != STANDARD_FIGURES:
-            raise ConfigError(f"a waveform run draws {', '.join(AUDIO_FIGURES)}; trajectories and animations are "
-                              "for points and images")
-        return plot_audio_run(run, out_dir)
-    if run.images:
-        from scorelab.plots.images import IMAGE_FIGURES, plot_image_run
 
-        figures = IMAGE_FIGURES if tuple(figures) == STANDARD_FIGURES else figures
-        if "animation" in figures or "score_field" in figures:
-            raise ConfigError("score fields and the animation draw 2-D points; an image run has "
-                              f"{', '.join(IMAGE_FIGURES)}")
-        return plot_image_run(run, out_dir, figures, seed)
+def _plot_waveform_run(run: TrainedRun, out_dir: Path, figures: tuple[str, ...], seed: int,
+                       samples: Tensor | None) -> list[Path]:
+    if figures != STANDARD_FIGURES:
+        raise ConfigError(f"a waveform run draws {', '.join(AUDIO_FIGURES)}; trajectories and animations are "
+                          "for points and images")
+    return plot_audio_run(run, out_dir)
+
+
+def _plot_image_run(run: TrainedRun, out_dir: Path, figures: tuple[str, ...], seed: int,
+                    samples: Tensor | None) -> list[Path]:
+    figures = IMAGE_FIGURES if figures == STANDARD_FIGURES else figures
+    if "animation" in figures or "score_field" in figures:
+        raise ConfigError("score fields and the animation draw 2-D points; an image run has "
+                          f"{', '.join(IMAGE_FIGURES)}")
+    return plot_image_run(run, out_dir, figures, seed)
+
+
+def _plot_point_run(run: TrainedRun, out_dir: Path, figures: tuple[str, ...], seed: int,
+                    samples: Tensor | None) -> list[Path]:
     x = training_data(run.config)[:5000]
     generator = torch.Generator().manual_seed(seed)
     sampler = run.config.sampler.name
@@ -333,3 +315,8 @@ def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_F
         "animation": lambda: animate_sampler(run, x, out_dir / f"{sampler}.gif", generator=generator),
     }
     return [draw[name]() for name in figures]
+
+
+# A run's figures by its modality (:attr:`scorelab.data.modality.Modality.name`).
+RUN_FIGURES: dict[str, Callable[[TrainedRun, Path, tuple[str, ...], int, Tensor | None], list[Path]]] = {
+    "points": _plot_point_run, "images": _plot_image_run, "waveforms": _plot_waveform_run}

@@ -21,7 +21,7 @@ from scorelab.data.audio import read_wav
 from scorelab.data.mel import MelSettings, log_mel
 from scorelab.evaluation.audio import EXAMPLES_DIR, methods, test_utterances
 from scorelab.evaluation.vocoding import write_wav
-from scorelab.plots import save_figure
+from scorelab.plots.common import save_figure
 from scorelab.runs.trained import TrainedRun
 
 AUDIO_FIGURES = ("spectrograms", "waveforms", "listen")

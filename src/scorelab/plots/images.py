@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
+from scorelab.evaluation.images import classifier_of, image_set_of
 from scorelab.metrics.features import nearest_distances
-from scorelab.plots import record_trajectories, save_figure
+from scorelab.plots.common import record_trajectories, save_figure
 from scorelab.runs.sample_io import image_grid
 from scorelab.runs.trained import TrainedRun
 
@@ -83,8 +84,6 @@ def plot_image_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = IMAG
                    n: int = 1000) -> list[Path]:
     """Write the ``figures`` named (see :data:`IMAGE_FIGURES`) for an image run into ``out_dir``;
     ``classes`` needs a labelled data set and is skipped for others."""
-    from scorelab.evaluation.images import classifier_of, image_set_of
-
     image_set = image_set_of(run)
     generator = torch.Generator().manual_seed(seed)
     sampler = run.config.sampler.name

@@ -25,12 +25,14 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
+from torch import Tensor, nn
 
 from scorelab.core.atomic import write_atomic
-from scorelab.runs.config import Config
 from scorelab.core.errors import CheckpointError, ConfigError
-from scorelab.runs.legacy import V010_CHECKPOINT, saved_run_values
+from scorelab.data.normalisation import Normalisation
 from scorelab.models import MODELS
+from scorelab.runs.config import Config
+from scorelab.runs.legacy import V010_CHECKPOINT, saved_run_values
 
 FORMAT = "scorelab-checkpoint-2"
 CHECKPOINT_NAME = "model.safetensors"
@@ -106,3 +108,43 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
         rest = {key: value for key, value in tensors.items() if not key.startswith(("ema.", "model."))}
         return Checkpoint(step, config, weights | rest, legacy=True)
     return Checkpoint(step, config, tensors, parameters=parameters, train_log=metadata.get("train_log"))
+
+
+def rng_key(rank: int) -> str:
+    """The tensor of rank ``rank``'s generator state."""
+    return "rng.train" if rank == 0 else f"rng.train.{rank}"
+
+
+def saved_world_size(checkpoint: Checkpoint) -> int:
+    """How many processes trained up to the checkpoint: one saved generator state each."""
+    return 1 + sum(key.startswith("rng.train.") for key in checkpoint.tensors)
+
+
+def training_tensors(model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, rng_states: list[Tensor],
+                     normalisation: Normalisation, window: list[float]) -> dict[str, Tensor]:
+    """Everything a resume needs, as the checkpoint's tensors: the EMA and raw weights, Adam's state, each
+    rank's generator state, the data's normalisation and the losses since the last log row."""
+    tensors = {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        tensors |= {f"optim.{index}.{k}": torch.as_tensor(v) for k, v in state.items()}
+    tensors |= {rng_key(rank): state for rank, state in enumerate(rng_states)}
+    tensors["data.shift"] = normalisation.shift
+    tensors["data.scale"] = normalisation.scale
+    tensors["log.window"] = torch.tensor(window, dtype=torch.float64)
+    return tensors
+
+
+def restore_training_state(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
+             shape: tuple[int, ...]) -> None:
+    """Load the full training state, or raise :class:`CheckpointError` if it does not fit."""
+    try:
+        model.load_state_dict(checkpoint.group("model"))
+        ema.load_state_dict(checkpoint.group("ema"))
+        state: dict[int, dict] = {}
+        for key, value in checkpoint.group("optim").items():
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint does not match its config or data (shape {shape}): {exc}") from None

@@ -30,19 +30,20 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+from torch import Tensor
 
-from scorelab.data.sources import DATA, FILE, IMAGE_FILES, WAV_FILES, data_part
 from scorelab.core.errors import ConfigError
-from scorelab.runs.legacy import is_v010, v010_stated
+from scorelab.core.processes import PROCESSES, NoiseProcess
+from scorelab.core.registry import Part, make_settings
+from scorelab.data.sources import DATA, FILE, IMAGE_FILES, WAV_FILES, data_part
 from scorelab.models import MODELS
 from scorelab.objectives import OBJECTIVES
-from scorelab.core.processes import PROCESSES
-from scorelab.core.registry import Part, make_settings
+from scorelab.runs.legacy import is_v010, v010_stated
 from scorelab.runs.settings import (  # noqa: F401 (the settings, read here as before)
     CATALOGUES,
     CHOICE_SECTIONS,
@@ -145,9 +146,9 @@ def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
                         chosen[other] = name
                         changed = True
     chosen = {section: chosen.get(section, DEFAULTS[section]) for section in CHOICE_SECTIONS}
-    stands_for = MODELS[chosen["model"]].on_images if chosen["model"] in MODELS else None
-    if stands_for and part_of("data", chosen["data"]).images is not None:
-        chosen["model"] = stands_for
+    modality = part_of("data", chosen["data"]).modality.name
+    if chosen["model"] in MODELS:
+        chosen["model"] = MODELS[chosen["model"]].stands_for.get(modality, chosen["model"])
     return chosen
 
 
@@ -311,3 +312,15 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: no such config file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def build_process(config: Config) -> NoiseProcess:
+    """The run's noise process (its settings resolved; see :func:`resolve_process`)."""
+    return PROCESSES[config.process.name].build(config.process.settings)
+
+
+def resolve_process(config: Config, data: Tensor) -> Config:
+    """``config`` with the process settings that are measured on the training data (0 = "from the
+    data", e.g. σ_1 of the NCSNv2 rule) filled in, so that config.toml holds the numbers used."""
+    resolved = PROCESSES[config.process.name].resolve(config.process.settings, data)
+    return config.replace(**asdict(resolved))

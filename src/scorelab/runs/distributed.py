@@ -29,6 +29,18 @@ from scorelab.core.errors import ConfigError, ScorelabError
 TIMEOUT = timedelta(minutes=10)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when it is available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+
+
 class PeerLost(ScorelabError):
     """Another rank of the job stopped, so this one cannot go on (its own message says why)."""
 

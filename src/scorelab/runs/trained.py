@@ -8,27 +8,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from scorelab.runs.checkpoint import load_checkpoint
-from scorelab.runs.config import Config
-from scorelab.runs.legacy import with_schedules_saved_beside
-from scorelab.data.sources import data_part
 from scorelab.core.errors import CheckpointError, require_positive_int
-from scorelab.sampling.likelihood import log_prob
-from scorelab.models import MODELS, build_model
-from scorelab.core.processes import NoiseProcess, clipped_denoiser
+from scorelab.core.processes import NoiseProcess
 from scorelab.core.registry import shared_settings
-from scorelab.sampling import SAMPLERS, Callback
 from scorelab.core.rng import AnyGenerator, PerSampleGenerator
 from scorelab.core.score import batch_invariant, call_score
-from scorelab.runs.training import Normalisation, build_process, resolve_device
+from scorelab.data.modality import Modality
+from scorelab.data.normalisation import Normalisation
+from scorelab.data.sources import data_part
+from scorelab.models import MODELS, build_model
+from scorelab.runs.checkpoint import load_checkpoint
+from scorelab.runs.config import Config, build_process
+from scorelab.runs.distributed import resolve_device
+from scorelab.runs.legacy import with_schedules_saved_beside
+from scorelab.sampling import SAMPLERS, Callback
+from scorelab.sampling.likelihood import log_prob
 
 
 @dataclass
@@ -68,28 +70,19 @@ class TrainedRun:
         return self.normalisation.shape
 
     @property
-    def images(self) -> bool:
-        """Whether the run learned an image set (its samples are clipped to the data's range)."""
-        return data_part(self.config.data.name).images is not None
-
-    @property
-    def audio(self) -> bool:
-        """Whether the run learned waveforms conditioned on their log-mel spectrograms (a vocoder)."""
-        return data_part(self.config.data.name).audio is not None
+    def modality(self) -> Modality:
+        """The record of what depends on the kind of data the run learned (:mod:`scorelab.data.modality`)."""
+        return data_part(self.config.data.name).modality
 
     @property
     def value_range(self) -> tuple[float, float] | None:
         """The units [low, high] of an image run's data (what [-1, 1] maps to); None for other data."""
-        if not self.images:
-            return None
-        shift, scale = self.normalisation.shift.flatten()[0].item(), self.normalisation.scale.flatten()[0].item()
-        return shift - scale, shift + scale
+        return self.modality.value_range(self.normalisation)
 
     @property
     def sample_batch_size(self) -> int:
-        """The default number of samples drawn at once: 256 images (a U-Net's activations at batch 256 fit in
-        a few GB at 28×28), or 10 000 points."""
-        return 256 if self.images else 10_000
+        """The default number of samples drawn at once (the modality's)."""
+        return self.modality.sample_batch_size
 
     @property
     def noise_conditional(self) -> bool:
@@ -148,15 +141,10 @@ class TrainedRun:
         needs_autograd = getattr(self.model, "differentiates_to_score", False)
         # Per-sample seeds promise a sample that does not depend on its batch: make the model keep it too.
         score = batch_invariant(self.model) if isinstance(generator, PerSampleGenerator) else self.model
-        if self.audio:  # a waveform's samples lie in [-1, 1], so does every step's estimate (waveforms are only scaled)
-            bound = 1.0 / self.normalisation.scale.flatten()[0].item()
-            score = clipped_denoiser(score, -bound, bound)
+        score = self.modality.keep_in_range(score, self.normalisation)
         with torch.no_grad() if needs_autograd else torch.inference_mode():
             samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond)
-        if self.images:  # pixels live in [-1, 1] in model space, as DDPM clips its x_0
-            samples = samples.clamp(-1.0, 1.0)
-        samples = self.normalisation.to_data(samples.cpu(), any_shape=shape is not None)
-        return samples.clamp(-1.0, 1.0) if self.audio else samples
+        return self.modality.finish(samples.cpu(), self.normalisation, shape is not None)
 
     def sample_batches(self, n: int, *, seed: int, batch_size: int | None = None, first: int = 0,
                        sampler: str | None = None, **options: Any) -> Iterator[Tensor]:

@@ -20,11 +20,9 @@ recorded in ``config.toml`` and the log, and any other is refused.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,87 +30,48 @@ import torch
 from torch import Tensor, nn
 
 from scorelab.core.atomic import write_atomic
+from scorelab.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from scorelab.core.processes import NoiseProcess
+from scorelab.core.rng import derived_seed
+from scorelab.data.normalisation import Normalisation
+from scorelab.data.sources import data_part
+from scorelab.models import build_model
+from scorelab.objectives import OBJECTIVES
 from scorelab.runs.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
     load_checkpoint,
+    restore_training_state,
+    rng_key,
     save_checkpoint,
+    saved_world_size,
+    training_tensors,
 )
-from scorelab.runs.config import NAME_KEYS, Config, OptimSettings, flat_fields, read_toml
-from scorelab.data.sources import data_part
-from scorelab.runs.distributed import World, collective, gather_to_all, mean_over_ranks, process_group, wait_for_main
-from scorelab.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from scorelab.runs.config import (
+    NAME_KEYS,
+    Config,
+    OptimSettings,
+    build_process,
+    flat_fields,
+    read_toml,
+    resolve_process,
+)
+from scorelab.runs.distributed import (
+    World,
+    collective,
+    gather_to_all,
+    mean_over_ranks,
+    process_group,
+    resolve_device,
+    wait_for_main,
+)
 from scorelab.runs.legacy import saved_run_values
-from scorelab.models import build_model
-from scorelab.objectives import OBJECTIVES
-from scorelab.core.processes import PROCESSES, NoiseProcess
-from scorelab.core.rng import derived_seed
 from scorelab.runs.lock import run_lock
+from scorelab.runs.train_log import log_text, logged_rows
 
-# "note": a resumed run's changed settings, on a row of its own at the step it resumed from.
-LOG_COLUMNS = ("step", "loss", "seconds", "note")
 # What a resumed run may change: how long and how fast it trains, how often it writes, where it runs,
 # and how it samples afterwards; never what shapes the model, the data or the objective.
 RESUMABLE = frozenset({"steps", "lr", "lr_schedule", "checkpoint_every", "log_every", "device"})
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when it is available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """x_model = (x − shift) / scale, per entry of a sample; identity when not standardising."""
-
-    shift: Tensor
-    scale: Tensor
-
-    @classmethod
-    def fit(cls, x: Tensor, standardize: bool) -> Normalisation:
-        if not standardize:
-            return cls(torch.zeros(x.shape[1:]), torch.ones(x.shape[1:]))
-        return cls(x.mean(0), x.std(0).clamp_min(1e-12))
-
-    @classmethod
-    def of_scale(cls, scale: float, shape: tuple[int, ...]) -> Normalisation:
-        """x_model = x/scale for every entry."""
-        return cls(torch.zeros(shape), torch.full(shape, scale))
-
-    @classmethod
-    def of_range(cls, low: float, high: float, shape: tuple[int, ...]) -> Normalisation:
-        """The map of [low, high] onto [-1, 1], the model space of images."""
-        return cls(torch.full(shape, (low + high) / 2), torch.full(shape, (high - low) / 2))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of one sample."""
-        return tuple(self.shift.shape)
-
-    def to_model(self, x: Tensor) -> Tensor:
-        return (x - self.shift.to(x)) / self.scale.to(x)
-
-    def to_data(self, x: Tensor, *, any_shape: bool = False) -> Tensor:
-        """x·scale + shift; with ``any_shape``, samples of another shape than the training data's, which
-        needs one shift and one scale for every entry (images and waveforms have them)."""
-        if not any_shape:
-            return x * self.scale.to(x) + self.shift.to(x)
-        shift, scale = self.shift.flatten(), self.scale.flatten()
-        if not (bool((shift == shift[0]).all()) and bool((scale == scale[0]).all())):
-            raise ConfigError("samples of another shape than the training data need one shift and scale for every "
-                              "entry; this run standardised each coordinate")
-        return x * scale[0].item() + shift[0].item()
-
-    def log_det(self) -> float:
-        """log |det ∂x/∂x_model| = Σ log scale, which a density in model units loses in data units."""
-        return self.scale.log().sum().item()
 
 
 def training_data(config: Config) -> Tensor:
@@ -122,39 +81,15 @@ def training_data(config: Config) -> Tensor:
 
 
 def data_normalisation(config: Config, raw: Tensor) -> Normalisation:
-    """Images: their units' range onto [-1, 1]; waveforms: divided by their standard deviation; other data:
-    identity, or per-coordinate standardising.
-
-    Waveforms are scaled rather than left in [-1, 1] because speech has a standard deviation near 0.1: in its
-    own units, nearly every level of WaveGrad's chain (σ from 0.001 to 12) would bury it far below the noise,
-    and a network trained for minutes would learn little of the levels near σ_data where a waveform's detail
-    is decided (Karras et al. 2022, Sec. 5, on scaling to unit variance; Chen 2023, "On the importance of noise
-    scheduling", on a chain's signal-to-noise ratio against the data's scale).
-    """
+    """The map of the run's data ``raw`` to the model's units, as its modality sets it
+    (:attr:`scorelab.data.modality.Modality.normalisation`)."""
     part = data_part(config.data.name)
-    if part.images is not None:
-        image_set = part.images(config.data.name, config.data.settings)
-        return Normalisation.of_range(image_set.low, image_set.high, tuple(raw.shape[1:]))
-    if part.audio is not None:
-        return Normalisation.of_scale(float(raw.std()), tuple(raw.shape[1:]))
-    return Normalisation.fit(raw, config.data.standardize)
+    return part.modality.normalisation(part, config.data.name, config.data.settings, raw)
 
 
 def parameter_count(model: nn.Module) -> int:
     """The number of parameters (weights, not buffers), whether or not they are frozen, as for a loaded run."""
     return sum(p.numel() for p in model.parameters())
-
-
-def build_process(config: Config) -> NoiseProcess:
-    """The run's noise process (its settings resolved; see :func:`resolve_process`)."""
-    return PROCESSES[config.process.name].build(config.process.settings)
-
-
-def resolve_process(config: Config, data: Tensor) -> Config:
-    """``config`` with the process settings that are measured on the training data (0 = "from the
-    data", e.g. σ_1 of the NCSNv2 rule) filled in, so that config.toml holds the numbers used."""
-    resolved = PROCESSES[config.process.name].resolve(config.process.settings, data)
-    return config.replace(**asdict(resolved))
 
 
 def saved_config(run_dir: str | Path) -> Config:
@@ -182,24 +117,6 @@ def resume_changes(saved: Config, asked: Config) -> dict[str, tuple[Any, Any]]:
             raise ConfigError(f"{key} cannot change on resume (the run has {before!r}, asked for {after!r} by a flag, "
                               "--config or an edited config.toml); train a new run with another --out")
     return changes
-
-
-def _logged_rows(checkpoint: Checkpoint, log_path: Path) -> list[dict]:
-    """The log rows up to the checkpoint's step: those it carries, or (older checkpoints) the log file's."""
-    if checkpoint.train_log is not None:
-        return list(csv.DictReader(io.StringIO(checkpoint.train_log)))
-    if not log_path.is_file():
-        return []
-    with log_path.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= checkpoint.step]
-
-
-def _log_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -244,10 +161,70 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             return _train(config, run_dir, resume, overwrite, progress, world)
 
 
+@dataclass
+class _Setup:
+    """What a training call starts from: the run's config (a resume's changes applied), the checkpoint it
+    resumes from, those changes, the device, and the training data in the model's units on it."""
+
+    config: Config
+    checkpoint: Checkpoint | None
+    changes: dict[str, tuple[Any, Any]]
+    device: torch.device
+    normalisation: Normalisation
+    data: Tensor
+
+
+@dataclass
+class _State:
+    """What the loop updates: the weights, their EMA, Adam, this rank's generator, the log rows and the
+    losses since the last row."""
+
+    model: nn.Module
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    log_rows: list[dict]
+    window: list[float]
+
+
 def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progress: bool,
            world: World) -> TrainResult:
-    from tqdm.auto import tqdm
+    setup = _setup(config, run_dir, resume, overwrite, world)
+    config, checkpoint, changes = setup.config, setup.checkpoint, setup.changes
+    process = build_process(config)
+    shape = setup.normalisation.shape
 
+    def new_model(sigma_data: float = 1.0) -> nn.Module:
+        return build_model(config.model.name, config.model.settings, shape=shape, process=process,
+                           sigma_data=sigma_data, seed=config.seed).to(setup.device)
+
+    model = new_model(float(setup.data.std()))
+    ema = new_model()
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    state = _State(model, ema, torch.optim.Adam(model.parameters(), lr=config.optim.lr),
+                   torch.Generator().manual_seed(rank_seed(config.seed, world.rank)), [], [])
+    start = 0
+    if world.main and not (run_dir / CHECKPOINT_NAME).exists():  # a new run shows its config at once
+        write_atomic(run_dir / "config.toml", config.to_toml().encode())
+    if checkpoint is not None:
+        start = checkpoint.step
+        restore_training_state(checkpoint, state.model, state.ema, state.optimizer, shape)
+        saved_world = _restore_generator(checkpoint, state.generator, world)
+        if saved_world != world.size:
+            changes["world_size"] = (saved_world, world.size)
+        state.log_rows = logged_rows(checkpoint, run_dir / "train_log.csv")
+        # The losses since the last log row: a resume between rows carries them on (older checkpoints lack them).
+        state.window = checkpoint.group("log").get("window", torch.zeros(0)).tolist()
+    if changes:
+        note = "; ".join(f"{key} {before} -> {after}" for key, (before, after) in changes.items())
+        state.log_rows.append({"step": start, "loss": "", "note": f"resumed: {note}",
+                               "seconds": state.log_rows[-1]["seconds"] if state.log_rows else "0"})
+    return _loop(setup, state, process, start, run_dir, progress, world)
+
+
+def _setup(config: Config, run_dir: Path, resume: bool, overwrite: bool, world: World) -> _Setup:
+    """Check the run directory, load the data and resolve the config (a resume's changes reconciled)."""
     checkpoint, asked = None, config
     if resume:
         checkpoint = load_checkpoint(run_dir)
@@ -264,65 +241,50 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
     config = resolve_process(config, data)
     changes: dict[str, tuple[Any, Any]] = {}
     if checkpoint is not None:
-        asked = resolve_process(asked, data)  # "from the data" settings, as the saved run resolved them
-        changes = resume_changes(config, asked)
-        if asked.optim.steps < checkpoint.step:
-            raise ConfigError(f"steps = {asked.optim.steps} is below the checkpoint's step {checkpoint.step}; "
-                              "a run cannot be shortened")
-        config = asked
-    optim = config.optim
-    if optim.batch_size % world.size:
-        raise ConfigError(f"batch_size = {optim.batch_size} does not split over {world.size} processes; "
+        config, changes = _reconcile_resume(checkpoint, config, asked, data)
+    if config.optim.batch_size % world.size:
+        raise ConfigError(f"batch_size = {config.optim.batch_size} does not split over {world.size} processes; "
                           f"use a multiple of {world.size}")
     if world.main:
         wait_for_main(world)  # the run checks out: the other ranks may set up too
-    process = build_process(config)
-    shape = normalisation.shape
+    return _Setup(config, checkpoint, changes, device, normalisation, data)
 
-    def new_model(sigma_data: float = 1.0) -> nn.Module:
-        return build_model(config.model.name, config.model.settings, shape=shape, process=process,
-                           sigma_data=sigma_data, seed=config.seed).to(device)
 
-    model = new_model(float(data.std()))
-    ema = new_model()
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr)
-    generator = torch.Generator().manual_seed(rank_seed(config.seed, world.rank))
-    start = 0
-    if world.main and not (run_dir / CHECKPOINT_NAME).exists():  # a new run shows its config at once
-        write_atomic(run_dir / "config.toml", config.to_toml().encode())
-    log_path = run_dir / "train_log.csv"
-    log_rows: list[dict] = []
-    if checkpoint is not None:
-        start = checkpoint.step
-        _restore(checkpoint, model, ema, optimizer, shape)
-        saved_world = _restore_generator(checkpoint, generator, world)
-        if saved_world != world.size:
-            changes["world_size"] = (saved_world, world.size)
-        log_rows = _logged_rows(checkpoint, log_path)
+def _reconcile_resume(checkpoint: Checkpoint, saved: Config, asked: Config,
+                      data: Tensor) -> tuple[Config, dict[str, tuple[Any, Any]]]:
+    """The config a resume trains on (``asked``, its "from the data" settings resolved as the saved run
+    resolved them) and what it changes, or a :class:`ConfigError` for a change a resume may not make."""
+    asked = resolve_process(asked, data)
+    changes = resume_changes(saved, asked)
+    if asked.optim.steps < checkpoint.step:
+        raise ConfigError(f"steps = {asked.optim.steps} is below the checkpoint's step {checkpoint.step}; "
+                          "a run cannot be shortened")
+    return asked, changes
+
+
+def _loop(setup: _Setup, state: _State, process: NoiseProcess, start: int, run_dir: Path, progress: bool,
+          world: World) -> TrainResult:
+    """Steps ``start + 1`` … ``steps``: a minibatch, the loss, Adam, the EMA; a log row every ``log_every``
+    steps and a checkpoint every ``checkpoint_every``; a non-finite loss stops the run."""
+    from tqdm.auto import tqdm
+
+    config, data, normalisation, device = setup.config, setup.data, setup.normalisation, setup.device
+    optim = config.optim
     # DDP averages the gradients over the ranks; the EMA and the checkpoint read the module inside.
-    net = model if world.size == 1 else nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
-    if changes:
-        note = "; ".join(f"{key} {before} -> {after}" for key, (before, after) in changes.items())
-        log_rows.append({"step": start, "loss": "", "seconds": log_rows[-1]["seconds"] if log_rows else "0",
-                         "note": f"resumed: {note}"})
-
+    net = state.model if world.size == 1 else nn.parallel.DistributedDataParallel(
+        state.model, device_ids=[device.index] if device.type == "cuda" else None)
     objective = OBJECTIVES[config.objective.name]
     condition = data_part(config.data.name).condition  # e.g. each waveform segment's log-mel spectrogram
     extra_rows = objective.extra_rows(config.objective.settings)
-    begin = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
-    # The losses since the last log row: a resume between rows carries them on (older checkpoints lack them).
-    window: list[float] = checkpoint.group("log").get("window", torch.zeros(0)).tolist() if checkpoint else []
+    begin = time.perf_counter() - (float(state.log_rows[-1]["seconds"]) if state.log_rows else 0.0)
     loss_value = math.nan
     bar = tqdm(total=optim.steps, initial=start, disable=not (progress and world.main), dynamic_ncols=True,
-               desc=f"train {config.model.name} ({parameter_count(model):,} parameters)")
+               desc=f"train {config.model.name} ({parameter_count(state.model):,} parameters)")
     rows_per_rank = optim.batch_size // world.size + extra_rows
     for step in range(start + 1, optim.steps + 1):
-        batch = data[minibatch_rows(len(data), rows_per_rank, generator).to(device)]
+        batch = data[minibatch_rows(len(data), rows_per_rank, state.generator).to(device)]
         cond = None if condition is None else condition(normalisation.to_data(batch))
-        loss = objective.loss(net, batch, cond, process, config.objective.settings, generator)
+        loss = objective.loss(net, batch, cond, process, config.objective.settings, state.generator)
         loss_value = mean_over_ranks(loss.detach(), world).item()  # every rank sees a NaN on any of them
         if not math.isfinite(loss_value):
             bar.close()
@@ -330,26 +292,27 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
                 run_dir / CHECKPOINT_NAME).exists() else "no checkpoint had been written yet"
             raise TrainingDiverged(
                 f"training diverged at step {step} (loss = {loss_value}); {kept}; try a smaller --lr")
-        optimizer.zero_grad(set_to_none=True)
+        state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for group in optimizer.param_groups:
+        for group in state.optimizer.param_groups:
             group["lr"] = learning_rate(optim, step)
-        optimizer.step()
-        _update_ema(ema, model, optim.ema_decay, step)
-        window.append(loss_value)
+        state.optimizer.step()
+        _update_ema(state.ema, state.model, optim.ema_decay, step)
+        state.window.append(loss_value)
         bar.update(1)
         if step % optim.log_every == 0 or step == optim.steps:
-            log_rows.append({"step": step, "loss": f"{sum(window) / len(window):.6g}",
-                             "seconds": f"{time.perf_counter() - begin:.3f}"})
-            bar.set_postfix(loss=f"{sum(window) / len(window):.4g}")
-            window = []
+            mean_loss = sum(state.window) / len(state.window)
+            state.log_rows.append({"step": step, "loss": f"{mean_loss:.6g}",
+                                   "seconds": f"{time.perf_counter() - begin:.3f}"})
+            bar.set_postfix(loss=f"{mean_loss:.4g}")
+            state.window = []
         if step % optim.checkpoint_every == 0 or step == optim.steps:
-            _save(run_dir, step, config, model, ema, optimizer, generator, normalisation, window, log_rows, world)
+            _save(run_dir, step, config, state, normalisation, world)
     bar.close()
-    if changes and start == optim.steps:  # nothing left to train, but the run's record takes the new settings
-        _save(run_dir, start, config, model, ema, optimizer, generator, normalisation, window, log_rows, world)
-    return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(model), start,
-                       changes)
+    if setup.changes and start == optim.steps:  # nothing left to train, but the run's record takes the new settings
+        _save(run_dir, start, config, state, normalisation, world)
+    return TrainResult(run_dir, optim.steps, time.perf_counter() - begin, loss_value, parameter_count(state.model),
+                       start, setup.changes)
 
 
 def minibatch_rows(n_data: int, count: int, generator: torch.Generator) -> Tensor:
@@ -384,30 +347,18 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
         averaged.lerp_(current, rate)
 
 
-def _save(run_dir: Path, step: int, config: Config, model: nn.Module, ema: nn.Module,
-          optimizer: torch.optim.Optimizer, generator: torch.Generator, normalisation: Normalisation,
-          window: list[float], log_rows: list[dict], world: World) -> None:
+def _save(run_dir: Path, step: int, config: Config, state: _State, normalisation: Normalisation,
+          world: World) -> None:
     """Write the checkpoint, then the log and the config beside it (see the module's docstring for why);
     rank 0 writes, with every rank's random state."""
-    states = gather_to_all(generator.get_state(), world)
+    rng_states = gather_to_all(state.generator.get_state(), world)
     if not world.main:
         return
-    tensors = {f"ema.{k}": v for k, v in ema.state_dict().items()}
-    tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        tensors |= {f"optim.{index}.{k}": torch.as_tensor(v) for k, v in state.items()}
-    tensors |= {_rng_key(rank): state for rank, state in enumerate(states)}
-    tensors["data.shift"] = normalisation.shift
-    tensors["data.scale"] = normalisation.scale
-    tensors["log.window"] = torch.tensor(window, dtype=torch.float64)
-    log = _log_text(log_rows)
-    save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(model), train_log=log))
+    tensors = training_tensors(state.model, state.ema, state.optimizer, rng_states, normalisation, state.window)
+    log = log_text(state.log_rows)
+    save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(state.model), train_log=log))
     write_atomic(run_dir / "train_log.csv", log.encode())
     write_atomic(run_dir / "config.toml", config.to_toml().encode())
-
-
-def _rng_key(rank: int) -> str:
-    return "rng.train" if rank == 0 else f"rng.train.{rank}"
 
 
 def _restore_generator(checkpoint: Checkpoint, generator: torch.Generator, world: World) -> int:
@@ -415,24 +366,11 @@ def _restore_generator(checkpoint: Checkpoint, generator: torch.Generator, world
 
     Under another world size the ranks draw other rows than they would have, so each starts a stream of
     its own, named by the step it resumes from: the run goes on, with other minibatches from there."""
-    saved_world = 1 + sum(key.startswith("rng.train.") for key in checkpoint.tensors)
+    saved_world = saved_world_size(checkpoint)
     if saved_world == world.size:
-        generator.set_state(checkpoint.tensors[_rng_key(world.rank)])
+        generator.set_state(checkpoint.tensors[rng_key(world.rank)])
     else:
         generator.manual_seed(derived_seed(checkpoint.config.seed, "resume", checkpoint.step, "rank", world.rank))
     return saved_world
 
 
-def _restore(checkpoint: Checkpoint, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
-             shape: tuple[int, ...]) -> None:
-    """Load the full training state, or raise :class:`CheckpointError` if it does not fit."""
-    try:
-        model.load_state_dict(checkpoint.group("model"))
-        ema.load_state_dict(checkpoint.group("ema"))
-        state: dict[int, dict] = {}
-        for key, value in checkpoint.group("optim").items():
-            index, name = key.split(".", 1)
-            state.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint does not match its config or data (shape {shape}): {exc}") from None

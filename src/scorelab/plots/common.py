@@ -1,0 +1,45 @@
+"""What the figures of every modality share: writing a figure, and recording a sampler's path."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from scorelab.core.atomic import write_atomic  # noqa: E402
+from scorelab.runs.trained import TrainedRun  # noqa: E402
+from scorelab.sampling import StepInfo  # noqa: E402
+
+
+def save_figure(figure: plt.Figure, path: str | Path) -> Path:
+    """Render ``figure`` as PNG and write it atomically to ``path``."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+    return Path(path)
+
+
+def record_trajectories(run: TrainedRun, n: int, generator: torch.Generator | None = None,
+                        sampler: str | None = None) -> tuple[Tensor, list[float]]:
+    """Sample ``n`` points and return every sampler state and the σ of each step.
+
+    Returns the states [steps + 1, n, D] in data coordinates (the last is the
+    returned sample) and one σ per state.
+    """
+    states: list[Tensor] = []
+    sigmas: list[float] = []
+
+    def record(info: StepInfo) -> None:
+        states.append(run.normalisation.to_data(info.x.cpu()))
+        sigmas.append(info.sigma)
+
+    final = run.sample(n, sampler=sampler, generator=generator, callback=record)
+    return torch.stack([*states[:-1], final]), sigmas
