@@ -183,7 +183,7 @@ many noise levels (ODE). W2 at N = {args.n}, R = {args.repeats}; 1.0 is the floo
 
 {sweep_table}
 
-![W2 ratio against steps]({FIGURE.name})
+![W2 ratio against steps](benchmarks/{FIGURE.name})
 
 ### 2. DDPM trained with the default config
 

