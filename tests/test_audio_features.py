@@ -29,6 +29,7 @@ def _bursts(frames: int = 40) -> torch.Tensor:
     return (_noise(frames) * on).float()
 
 
+@pytest.mark.slow
 def test_the_log_mel_is_librosa_s_mel_spectrogram_of_the_padded_waveform():
     wave = _noise(24)
     pad = (SETTINGS.n_fft - HOP) // 2
@@ -64,6 +65,7 @@ def test_silence_sits_at_the_log_floor():
     assert torch.all(log_mel(torch.zeros(4 * HOP)) == math.log(LOG_FLOOR))
 
 
+@pytest.mark.slow
 def test_griffin_lim_is_seeded_and_lines_up_with_the_waveform_it_came_from():
     wave = _bursts()
     mel = log_mel(wave)

@@ -25,6 +25,7 @@ def good_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_train_sample_is_bit_identical_twice(tmp_path, capsys):
     outputs = []
     for name in ("a", "b"):
@@ -38,6 +39,7 @@ def test_train_sample_is_bit_identical_twice(tmp_path, capsys):
     assert samples.shape == (300, 2) and np.isfinite(samples).all()
 
 
+@pytest.mark.slow
 def test_config_file_and_flags_precedence(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text('hidden = 16\nlr = 0.002\nsteps = 10\n')
@@ -47,6 +49,7 @@ def test_config_file_and_flags_precedence(tmp_path, capsys):
     assert (saved.model.hidden, saved.optim.lr, saved.optim.steps) == (32, 0.002, 30)  # flags > file > defaults
 
 
+@pytest.mark.slow
 def test_sample_csv_and_evaluate_and_plot(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run_cli(capsys, "train", "--out", run_dir, *TINY)[0] == 0
@@ -62,6 +65,7 @@ def test_sample_csv_and_evaluate_and_plot(tmp_path, capsys):
         assert (run_dir / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_single_level_objective_implies_unconditional_model_and_langevin(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--objective", "sliced", *TINY)
     assert code == 0, err
@@ -72,6 +76,7 @@ def test_single_level_objective_implies_unconditional_model_and_langevin(tmp_pat
     assert_clean_error(code, err, "use --model mlp or energy")
 
 
+@pytest.mark.slow
 def test_energy_model_trains_samples_and_draws_its_density(tmp_path, capsys):
     run_dir = tmp_path / "energy"
     code, _, err = run_cli(capsys, "train", "--out", run_dir, "--dataset", "gmm", "--model", "energy",
@@ -95,6 +100,7 @@ def test_energy_model_trains_samples_and_draws_its_density(tmp_path, capsys):
     assert (run_dir / "score_field.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_ddpm_run_samples_with_every_sampler_and_reports_nll(tmp_path, capsys):
     run_dir = tmp_path / "ddpm"
     code, _, err = run_cli(capsys, "train", "--dataset", "8gaussians", "--model", "ddpm", "--timesteps", 100,
@@ -115,6 +121,7 @@ def test_ddpm_run_samples_with_every_sampler_and_reports_nll(tmp_path, capsys):
     assert nll["data_nll"] is not None and "data's own NLL" in out
 
 
+@pytest.mark.slow
 def test_plot_flags_select_figures(tiny_run, capsys):
     code, out, err = run_cli(capsys, "plot", tiny_run, "--trajectories", "--animate")
     assert code == 0, err
@@ -122,6 +129,7 @@ def test_plot_flags_select_figures(tiny_run, capsys):
     assert not (tiny_run / "data.png").exists()
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_table_and_figure_into_its_directory(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # as inside a clone: ./BENCHMARKS.md must stay untouched by default
     markdown, figure = tmp_path / "runs" / "BENCHMARKS.md", tmp_path / "runs" / "toy_suite.png"
@@ -181,6 +189,7 @@ def test_bad_data_files(tmp_path, capsys, content, pattern):
     assert_clean_error(code, err, pattern)
 
 
+@pytest.mark.slow
 def test_three_dimensional_csv_trains_samples_and_evaluates(tmp_path, capsys):
     points = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 2.0, 0.5])
     np.savetxt(tmp_path / "data.csv", points.numpy(), delimiter=",", header="a,b,c", comments="")
@@ -212,6 +221,7 @@ def test_run_directory_without_model(tmp_path, capsys, good_file):
     assert good_file.read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_corrupt_and_mismatched_checkpoints(tiny_run, tmp_path, capsys, good_file):
     checkpoint = tiny_run / "model.safetensors"
     original = checkpoint.read_bytes()
@@ -228,6 +238,7 @@ def test_corrupt_and_mismatched_checkpoints(tiny_run, tmp_path, capsys, good_fil
     assert good_file.read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_bad_sample_requests_leave_output_alone(tiny_run, capsys, good_file):
     for argv, pattern in ((["--n", 0], "--n must be a positive integer"),
                           (["--n", -3], "--n must be a positive integer"),
@@ -240,6 +251,7 @@ def test_bad_sample_requests_leave_output_alone(tiny_run, capsys, good_file):
     assert good_file.read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_unwritable_output(tiny_run, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -249,6 +261,7 @@ def test_unwritable_output(tiny_run, tmp_path, capsys):
     assert_clean_error(code, err, "cannot write")
 
 
+@pytest.mark.slow
 def test_real_process_prints_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "scorelab.app.cli", "train", "--dataset", "nope",
                              "--out", str(tmp_path / "r")], capture_output=True, text=True)
@@ -266,6 +279,7 @@ def test_help_at_every_level(capsys):
         assert out.startswith("usage: scorelab") and "--help" in out
 
 
+@pytest.mark.slow
 def test_trained_run_samples_with_the_solvers_from_the_command_line(tiny_run, tmp_path, capsys):
     out = tmp_path / "heun.npy"
     code, _, err = run_cli(capsys, "sample", tiny_run, "--sampler", "heun", "--sample-steps", "4", "--n", "64",
@@ -278,6 +292,7 @@ def test_trained_run_samples_with_the_solvers_from_the_command_line(tiny_run, tm
     assert not (tmp_path / "no.npy").exists()
 
 
+@pytest.mark.slow
 def test_demo_trains_samples_evaluates_and_draws_every_figure(tmp_path, capsys, monkeypatch):
     from scorelab.app import demo
 

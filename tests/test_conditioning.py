@@ -72,6 +72,7 @@ SAMPLERS = {
 
 @pytest.mark.parametrize("shape_name", SHAPES)
 @pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.slow
 def test_each_sampler_recovers_both_conditional_gaussians_from_one_batch(shape_name, sampler):
     shape = SHAPES[shape_name]
     model = conditional_gaussian(shape)

@@ -90,6 +90,7 @@ def test_bad_values_are_one_config_error_flat_or_in_tables(values, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_a_sectioned_config_file_and_flags(tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text('[model]\nhidden = 16\n[optim]\nsteps = 10\nlr = 0.002\n[sampler]\nname = "ald"\nn_steps_each = 3\n')

@@ -211,6 +211,7 @@ GAUSSIAN_SAMPLERS = {
 
 
 @pytest.mark.parametrize("name", GAUSSIAN_SAMPLERS)
+@pytest.mark.slow
 def test_samplers_reproduce_gaussian_mean_and_covariance(name):
     samples = GAUSSIAN_SAMPLERS[name](gaussian_score(MEAN, COV), _ddpm_start(20_000, 11))
     # About 4 standard errors (0.025 for the mean, 0.03 for the variances) at N = 20 000; the
@@ -301,6 +302,7 @@ def test_exact_mixture_eps_reaches_w2_ratio_1_2(name):
 # --- training integration ---
 
 
+@pytest.mark.slow
 def test_ddpm_config_trains_and_samples_with_every_diffusion_sampler(tmp_path):
     config = sl.Config(dataset="moons", n_data=256, model="ddpm", schedule="cosine",
                        timesteps=100, steps=20, batch_size=64, hidden=16, depth=2, checkpoint_every=20)

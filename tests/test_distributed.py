@@ -44,6 +44,7 @@ def logged(run_dir):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_two_ranks_of_half_a_batch_follow_one_process_of_the_whole_batch(tmp_path):
     """The harness feeds both runs the same rows: step t's rows are a function of t alone, and rank r of
     W takes the r-th slice of them. Exact score matching draws no noise, so the rows are all there is."""
@@ -62,6 +63,7 @@ def test_two_ranks_of_half_a_batch_follow_one_process_of_the_whole_batch(tmp_pat
     assert len(losses[0]) == 4 and losses[0][-1] < losses[0][0]  # 12 steps of training, not a start compared
 
 
+@pytest.mark.slow
 def test_the_higher_order_objectives_get_the_mean_gradient_through_ddp_and_train(tmp_path):
     """Exact and sliced score matching differentiate the score in x, and the energy model's score is itself a
     gradient: each reaches DDP through out-of-place ``autograd.grad``, and each rank's averaged gradient equals
@@ -71,6 +73,7 @@ def test_the_higher_order_objectives_get_the_mean_gradient_through_ddp_and_train
     assert result.stdout.split() == ["ok", "exact", "ok", "sliced", "ok", "energy"]
 
 
+@pytest.mark.slow
 def test_a_rank_that_raises_brings_the_job_down_with_its_one_line_message(tmp_path):
     result = torchrun(HARNESS, "fail", tmp_path / "run", timeout=120)  # a hang would time out
     assert result.returncode != 0
@@ -78,6 +81,7 @@ def test_a_rank_that_raises_brings_the_job_down_with_its_one_line_message(tmp_pa
     assert "[rank0]: Traceback" not in result.stderr and "[rank1]: Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_nan_on_any_rank_stops_every_rank_and_keeps_the_last_good_checkpoint(tmp_path):
     rows = np.random.default_rng(0).normal(size=(512, 2))
     rows[100] = 1e30  # finite, but its loss is not: drawn by whichever rank, at some step past the first checkpoint
@@ -98,6 +102,7 @@ def free_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_nodes_train_what_two_processes_of_one_machine_do_and_resume_on_one(tmp_path):
     """Two torchrun launches of one process each, joined by a c10d rendezvous on 127.0.0.1, as two machines
     would be; then the run resumes in a single process, which takes the world size change as a new stream."""
@@ -121,6 +126,7 @@ def test_two_nodes_train_what_two_processes_of_one_machine_do_and_resume_on_one(
     assert sl.load_run(tmp_path / "nodes", "cpu").step == 40
 
 
+@pytest.mark.slow
 def test_sampling_on_two_processes_writes_the_samples_of_one(tiny_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 30, "--batch-size", 4, "--out", tmp_path / "one.npy")
     assert code == 0, err
@@ -131,6 +137,7 @@ def test_sampling_on_two_processes_writes_the_samples_of_one(tiny_run, tmp_path,
     assert np.array_equal(np.load(tmp_path / "two.npy"), np.load(tmp_path / "one.npy"))
 
 
+@pytest.mark.slow
 def test_nproc_refuses_what_cannot_split_and_a_launch_inside_torchrun(tmp_path, capsys, monkeypatch):
     result = launch("-m", "scorelab", "train", "--nproc", 2, "--out", tmp_path / "run", *FLAGS, "--batch-size", 63)
     lines = result.stderr.strip().splitlines()

@@ -26,6 +26,7 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_the_site_builds_strictly_with_every_page(site):
     for page in ("index.html", "concepts.html", "modalities/points.html", "modalities/images.html",
                  "modalities/waveforms.html", "cli.html", "config-reference.html", "results.html",
@@ -35,6 +36,7 @@ def test_the_site_builds_strictly_with_every_page(site):
     assert len(list((ROOT / "docs/tutorials").glob("*.ipynb"))) == 4
 
 
+@pytest.mark.slow
 def test_the_config_reference_is_the_registries(site):
     """Every registered part and every setting appears on the generated page, with its flag."""
     from scorelab.runs.config import CHOICE_SECTIONS, OptimSettings, RunSettings, parts
@@ -50,6 +52,7 @@ def test_the_config_reference_is_the_registries(site):
             assert f"<code>--{name.replace('_', '-')}</code>" in page, name
 
 
+@pytest.mark.slow
 def test_the_cli_page_holds_every_commands_help(site):
     page = (site / "cli.html").read_text()
     for command in ("train", "sample", "evaluate", "plot", "report", "vocode", "demo", "bench"):
@@ -57,6 +60,7 @@ def test_the_cli_page_holds_every_commands_help(site):
     assert "cli-help" not in page
 
 
+@pytest.mark.slow
 def test_the_site_loads_nothing_from_the_network(site):
     """Opened from file://, a page must not wait on (or fail to load) scripts, styles or fonts from outside."""
     for page in site.rglob("*.html"):
@@ -68,6 +72,7 @@ def test_the_site_loads_nothing_from_the_network(site):
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian's chromium package; .ci/run installs it)")
 @pytest.mark.parametrize("page", ["index.html", "tutorials/02_diffusion.html", "config-reference.html",
                                   "results.html"])
+@pytest.mark.slow
 def test_a_page_renders_in_chromium_with_every_image_loaded_and_no_error(site, page, tmp_path):
     path = site / page
     verdict = browser_verdict(path, path.parent)  # beside the page, so its relative links resolve
@@ -82,6 +87,7 @@ def readme_example() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # it writes runs/ into the working directory
     torch.manual_seed(0)

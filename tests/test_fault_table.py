@@ -167,6 +167,7 @@ def test_the_table_has_at_least_forty_rows():
 
 
 @pytest.mark.parametrize("case", sorted(ROWS))
+@pytest.mark.slow
 def test_a_bad_input_is_one_line_exit_code_2_and_changes_no_file(case, trained, tmp_path, capsys):
     setup, message = ROWS[case]
     argv = setup(tmp_path, trained)

@@ -271,6 +271,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return x[train], y[train], x[test], y[test]
 
 
+@pytest.mark.slow
 def test_classifier_reaches_97_percent_on_digits(digits):
     train_x, train_y, test_x, test_y = digits
     model = train_classifier(train_x, train_y, seed=0, augment=True)  # as scorelab.evaluation.images trains it
@@ -285,6 +286,7 @@ def test_classifier_takes_any_image_size(shape):
     assert model(x).shape == (2, 10) and model.features(x).shape == (2, classifier.FEATURES)
 
 
+@pytest.mark.slow
 def test_training_is_seeded_and_leaves_the_global_rng_alone(digits):
     train_x, train_y = digits[0][:256], digits[1][:256]
     state = torch.get_rng_state()
@@ -308,6 +310,7 @@ def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(a.state_dict()[name], b.state_dict()[name]) for name in a.state_dict())
 
 
+@pytest.mark.slow
 def test_classifier_for_caches_and_retrains_a_corrupt_entry(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("SCORELAB_CACHE", str(tmp_path))
     train_x, train_y = digits[0][:256], digits[1][:256]

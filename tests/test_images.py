@@ -193,6 +193,7 @@ def test_an_image_run_trains_samples_and_writes_images_in_their_units(tmp_path, 
     assert code == 2 and "FILE.npy" in err
 
 
+@pytest.mark.slow
 def test_a_png_of_points_is_refused(tiny_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 10, "--out", tmp_path / "points.png")
     assert code == 2 and "images" in err and err.count("\n") == 1

@@ -103,6 +103,7 @@ def _without_fourier_features(run_dir: Path) -> None:
                             if not line.startswith("fourier_features")))
 
 
+@pytest.mark.slow
 def test_a_ddpm_run_saved_before_its_fourier_features_loads_samples_and_resumes_as_it_was(tmp_path, capsys):
     from conftest import run_cli, tiny_config
 

@@ -33,6 +33,7 @@ def test_w2_between_point_masses_is_their_distance():
     assert metrics.wasserstein2(a, b) == pytest.approx(5.0, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_w2_between_shifted_gaussians_approaches_the_shift():
     shift = (3.0, 4.0)  # ‖m‖ = 5: W2(N(0, I), N(m, I)) = ‖m‖
 
@@ -134,6 +135,7 @@ def test_quality_takes_fixed_samples_and_a_finite_data_set():
         metrics.quality(model, data, n=200, repeats=4)
 
 
+@pytest.mark.slow
 def test_floor_is_iid_so_a_perfect_sampler_of_a_stratified_generator_scores_one():
     """``rings`` puts its points at evenly spaced angles; an i.i.d. sampler of the same density
     (rows picked at random from a 20× larger draw) reaches ratio ≈ 1 only against the i.i.d. floor."""

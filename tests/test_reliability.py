@@ -24,6 +24,7 @@ def hashes(directory):
             if path.is_file() and path.name != LOCK_NAME}
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_with_one_line_naming_the_holder(tiny_run, capsys):
     before = hashes(tiny_run)
     with run_lock(tiny_run):
@@ -36,6 +37,7 @@ def test_a_second_writer_is_refused_with_one_line_naming_the_holder(tiny_run, ca
         pass
 
 
+@pytest.mark.slow
 def test_two_concurrent_trainings_into_one_directory_one_proceeds(tmp_path, capsys):
     run_dir = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "scorelab.app.cli", "train", "--out", str(run_dir), "--steps", "800",
@@ -55,6 +57,7 @@ def test_two_concurrent_trainings_into_one_directory_one_proceeds(tmp_path, caps
     assert not list(run_dir.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_the_next_writer_removes_the_temporaries_of_a_killed_one(tiny_run):
     stale = [tiny_run / ".model.safetensors.k3_x9a2b.tmp", tiny_run / ".train_log.csv.abcdefgh.tmp"]
     for path in stale:
@@ -84,6 +87,7 @@ def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path, capsys):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.slow
 def test_a_write_past_the_file_size_limit_keeps_every_file_of_the_run_and_names_the_file(tiny_run):
     """RLIMIT_FSIZE below the checkpoint's size in a child process, as a full disk would be."""
     import resource
@@ -107,6 +111,7 @@ def test_a_write_past_the_file_size_limit_keeps_every_file_of_the_run_and_names_
     assert sl.load_run(tiny_run).step == 60
 
 
+@pytest.mark.slow
 def test_the_checkpoint_carries_the_log_so_a_log_file_left_behind_by_a_failed_write_is_rewritten(tiny_run):
     """The checkpoint is written before the log beside it: a log write that then fails loses no row."""
     log = tiny_run / "train_log.csv"
@@ -128,6 +133,7 @@ def test_write_atomic_names_the_file_when_the_write_fails(tmp_path, monkeypatch)
     assert target.read_text() == "old" and sorted(path.name for path in tmp_path.iterdir()) == ["kept.txt"]
 
 
+@pytest.mark.slow
 def test_sample_creates_missing_parents_and_refuses_an_unwritable_path_before_sampling(tiny_run, tmp_path, capsys,
                                                                                          monkeypatch):
     code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 10, "--out", tmp_path / "new" / "deeper" / "s.npy")
@@ -143,6 +149,7 @@ def test_sample_creates_missing_parents_and_refuses_an_unwritable_path_before_sa
     assert_clean_error(code, err, "is not a writable directory")
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_there_is_nothing_to_do(tiny_run, capsys):
     before = hashes(tiny_run)
     code, out, err = run_cli(capsys, "train", "--out", tiny_run, "--resume", "--no-progress")
@@ -152,6 +159,7 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do(tiny_run, capsys):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.slow
 def test_sigint_ends_with_130_one_line_and_a_resumable_run(tmp_path):
     import signal
 
@@ -188,6 +196,7 @@ def log_rows(run_dir):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_resume_applies_a_new_learning_rate_and_records_it(tiny_run, capsys):
     code, out, err = run_cli(capsys, "train", "--out", tiny_run, "--resume", "--steps", 60, "--lr", 0.5,
                              "--no-progress")
@@ -200,6 +209,7 @@ def test_resume_applies_a_new_learning_rate_and_records_it(tiny_run, capsys):
     assert [int(row["step"]) for row in log_rows(tiny_run) if not row["note"]] == [10, 20, 30, 40, 50, 60]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_change_to_the_model_and_changes_nothing(tiny_run, capsys):
     before = hashes(tiny_run)
     code, _, err = run_cli(capsys, "train", "--out", tiny_run, "--resume", "--steps", 60, "--hidden", 64,
@@ -208,6 +218,7 @@ def test_resume_refuses_a_change_to_the_model_and_changes_nothing(tiny_run, caps
     assert hashes(tiny_run) == before
 
 
+@pytest.mark.slow
 def test_an_edited_config_toml_is_applied_or_refused_never_overwritten(tiny_run, capsys):
     path = tiny_run / "config.toml"
     original = path.read_text()
@@ -224,6 +235,7 @@ def test_an_edited_config_toml_is_applied_or_refused_never_overwritten(tiny_run,
     assert sl.Config.from_toml(path).optim.lr == 0.02
 
 
+@pytest.mark.slow
 def test_resume_refuses_to_shorten_a_run_and_a_new_dataset(tiny_run):
     saved = sl.Config.from_toml(tiny_run / "config.toml")
     with pytest.raises(sl.errors.ConfigError, match="below the checkpoint's step 40"):

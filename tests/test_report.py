@@ -46,6 +46,7 @@ def reported(tiny_run, capsys):
     return tiny_run / "report.html"
 
 
+@pytest.mark.slow
 def test_a_report_embeds_the_curve_every_figure_the_metrics_and_the_config(reported):
     page = Page(reported.read_text())
     images = [src for tag, src in page.sources if tag == "img"]
@@ -142,6 +143,7 @@ def test_a_report_of_no_run_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian's chromium package; .ci/run installs it)")
+@pytest.mark.slow
 def test_the_report_renders_in_chromium_with_every_image_loaded_and_no_error(reported, tmp_path):
     assert browser_verdict(reported, tmp_path) == {"images": 5, "broken": 0, "audio": 0, "silent": 0, "errors": []}
     screenshot = tmp_path / "report.png"

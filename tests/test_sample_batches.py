@@ -55,6 +55,7 @@ def test_batch_invariant_pads_to_whole_blocks_and_returns_the_batch_s_rows():
 
 
 @pytest.mark.parametrize("sampler", ["ald", "heun", "stochastic_heun"])
+@pytest.mark.slow
 def test_sample_i_of_a_2d_run_depends_on_seed_and_i_alone_whatever_the_batch(tiny_run, sampler):
     run = sl.load_run(tiny_run, "cpu")
     options = {"sampler": sampler} | ({} if sampler == "ald" else {"sample_steps": 5})
@@ -77,6 +78,7 @@ def test_sample_i_of_an_image_run_depends_on_seed_and_i_alone_whatever_the_batch
                            whole)
 
 
+@pytest.mark.slow
 def test_the_sample_command_writes_the_first_rows_of_a_larger_request_for_any_batch_size(tiny_run, tmp_path,
                                                                                           capsys):
     def sample(n, name, *flags):
@@ -119,6 +121,7 @@ def test_a_write_cut_short_leaves_the_old_file_and_no_temporary(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["samples.npy"]
 
 
+@pytest.mark.slow
 def test_a_request_that_cannot_fit_on_the_disk_is_refused_before_any_work(tiny_run, tmp_path, capsys, monkeypatch):
     import scorelab.runs.trained
 
@@ -138,6 +141,7 @@ def test_a_png_grid_of_more_images_than_it_can_show_is_refused():
         SampleWriter("grid.png", 10_001, (1, 8, 8), value_range=(0.0, 1.0))
 
 
+@pytest.mark.slow
 def test_an_allocation_that_fails_is_one_line(tiny_run, capsys, monkeypatch):
     import scorelab.runs.trained
 

@@ -61,6 +61,7 @@ def test_predictor_corrector_gets_mode_weights_right():
 # Sample quality: the exact 8-gaussians score, NCSNv2 settings, the project's W2 ratio.
 
 
+@pytest.mark.slow
 def test_annealed_langevin_with_ncsnv2_settings_reaches_w2_ratio_on_8gaussians():
     data = EIGHT_GAUSSIANS.sample(5000, torch.Generator().manual_seed(1))
     # σ_1 and ε from the NCSNv2 rules; L is given because the γ criterion sets no limit in 2-D.
@@ -251,6 +252,7 @@ def test_bad_arguments_raise_config_error(call):
 # Trained runs: the "pc" sampler and the annealed Langevin animation.
 
 
+@pytest.mark.slow
 def test_trained_run_samples_with_predictor_corrector(tiny_run):
     run = sl.load_run(tiny_run, device="cpu")
     seen: list[sl.sampling.StepInfo] = []
@@ -266,6 +268,7 @@ def test_trained_run_samples_with_predictor_corrector(tiny_run):
     assert len(seen) == 2 * 7
 
 
+@pytest.mark.slow
 def test_another_sampler_keeps_only_the_run_settings_that_mean_the_same(tiny_run):
     run = sl.load_run(tiny_run, device="cpu")
     assert run.config.sampler.name == "ald" and run.config.sampler.n_steps_each != 100
@@ -277,6 +280,7 @@ def test_another_sampler_keeps_only_the_run_settings_that_mean_the_same(tiny_run
     assert run.sampler_settings("ddim")[1].sample_steps == run.config.sampler.sample_steps
 
 
+@pytest.mark.slow
 def test_trained_noise_conditional_run_samples_with_plain_langevin_at_its_smallest_level(tiny_run):
     run = sl.load_run(tiny_run, device="cpu")
     seen: list[sl.sampling.StepInfo] = []
@@ -288,6 +292,7 @@ def test_trained_noise_conditional_run_samples_with_plain_langevin_at_its_smalle
     torch.testing.assert_close(seen[1].score[:4], run.model(seen[0].x[:4], sigma_min))
 
 
+@pytest.mark.slow
 def test_step_size_zero_takes_the_ncsnv2_rule_for_annealed_langevin_only(tiny_run):
     run = sl.load_run(tiny_run, device="cpu")
     seen: list[sl.sampling.StepInfo] = []
@@ -299,6 +304,7 @@ def test_step_size_zero_takes_the_ncsnv2_rule_for_annealed_langevin_only(tiny_ru
         run.sample(20, sampler="langevin", step_size=0.0)
 
 
+@pytest.mark.slow
 def test_animation_is_a_gif_with_frames_for_every_level(tiny_run, tmp_path):
     from PIL import Image
 

@@ -186,6 +186,7 @@ def assert_gaussian_moments(samples: torch.Tensor, mean: torch.Tensor, stds: tor
 
 @pytest.mark.parametrize("shape_name", SHAPES)
 @pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.slow
 def test_samplers_reach_the_gaussians_mean_and_covariance_in_every_shape(shape_name, sampler):
     shape = SHAPES[shape_name]
     samples = SAMPLERS[sampler](gaussian(shape), shape, seeded(7))
@@ -205,6 +206,7 @@ def test_gradient_ascent_climbs_to_the_gaussians_mode_in_every_shape(shape_name)
 
 
 @pytest.mark.parametrize("shape_name", SHAPES)
+@pytest.mark.slow
 def test_log_likelihood_and_bound_of_a_gaussian_in_every_shape(shape_name):
     shape = SHAPES[shape_name]
     truth = gaussian(shape)

@@ -122,6 +122,7 @@ def test_registered_solvers_sample_the_gaussian_from_either_process(name, proces
     torch.testing.assert_close(samples.std(0), STD, atol=0, rtol=4 / (2 * 20_000) ** 0.5)
 
 
+@pytest.mark.slow
 def test_churn_samples_the_gaussian_and_follows_its_generator():
     process = VE(80.0, 0.002)
     samples = _registered("stochastic_heun", process, 20_000, 5, sample_steps=128)

@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("sklearn", "ot", "scipy", "librosa", "matplotlib", "torchdiffeq")
 
 
@@ -19,6 +21,7 @@ def imported_after(code: str) -> set[str]:
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_importing_scorelab_and_its_core_loads_no_heavy_dependency():
     core = "import scorelab as sl\nsl.Config(); sl.sampling.SAMPLERS; sl.metrics.RatioReport; sl.likelihood.log_prob"
     loaded = imported_after(core)
@@ -32,6 +35,7 @@ def test_help_and_a_mistyped_command_load_no_torch():
         assert "torch" not in imported_after(code), argv
 
 
+@pytest.mark.slow
 def test_each_dependency_still_loads_where_it_is_used():
     code = ("import torch, scorelab as sl\n"
             "sl.data.load('moons', 10)\n"

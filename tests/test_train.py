@@ -34,6 +34,7 @@ def assert_same_weights(a, b):
         assert torch.equal(wa[key], wb[key]), key
 
 
+@pytest.mark.slow
 def test_run_directory_contents(tiny_run):
     for name in ("config.toml", "model.safetensors", "train_log.csv"):
         assert (tiny_run / name).is_file()
@@ -48,6 +49,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     config = tiny_config()
     sl.train(config, tmp_path / "full", progress=False)
@@ -75,6 +77,7 @@ def _steps_and_losses(run_dir):
         return [(row["step"], row["loss"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkills_at_seeded_random_moments_equals_uninterrupted(tmp_path):
     """Kill a real `scorelab train` process three times at seeded random moments (a checkpoint write may be
     among them), resume it each time, and compare with an uninterrupted run: the same weights, the same steps
@@ -110,6 +113,7 @@ def test_resume_after_sigkills_at_seeded_random_moments_equals_uninterrupted(tmp
     assert not list((tmp_path / "killed").glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     config = tiny_config()
     sl.train(config, tmp_path / "run", progress=False)
@@ -125,11 +129,13 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_trained_run(tiny_run):
     with pytest.raises(sl.errors.CheckpointError, match="already holds a trained model"):
         sl.train(tiny_config(), tiny_run, progress=False)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_samples(tmp_path):
     for name in ("a", "b"):
         sl.train(tiny_config(), tmp_path / name, progress=False)
@@ -139,6 +145,7 @@ def test_same_seed_same_weights_and_samples(tmp_path):
     assert torch.equal(*samples)
 
 
+@pytest.mark.slow
 def test_standardize_maps_samples_back(tmp_path):
     config = tiny_config(standardize=True, dataset="swiss_roll")
     sl.train(config, tmp_path / "run", progress=False)
@@ -148,6 +155,7 @@ def test_standardize_maps_samples_back(tmp_path):
     torch.testing.assert_close(run.normalisation.to_data(run.normalisation.to_model(data)), data)
 
 
+@pytest.mark.slow
 def test_sigma_max_zero_takes_the_largest_pairwise_distance_and_saves_it(tiny_run):
     config = sl.Config.from_toml(tiny_run / "config.toml")
     data = sl.data.load("swiss_roll", 512, generator=torch.Generator().manual_seed(3))
@@ -186,6 +194,7 @@ def test_sliced_objectives_use_the_configured_projections(objective, variance_re
     assert loss(config.objective.settings).item() == expected.item() != one_projection.item()
 
 
+@pytest.mark.slow
 def test_n_levels_zero_applies_the_gamma_criterion_and_saves_the_number(tmp_path):
     path = tmp_path / "six_d.npy"
     np.save(path, np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32))

@@ -148,6 +148,7 @@ def test_one_training_step_opens_every_gradient_from_the_zero_start():
     assert all(gradients[1].values())
 
 
+@pytest.mark.slow
 def test_output_depends_on_the_noise_level():
     x = torch.randn(4, 1, 8, 8)
     net = unet((1, 8, 8))

@@ -164,6 +164,7 @@ def test_the_wavegrad_model_brings_its_family():
         build_model("wavegrad", config.model.settings, shape=(2,), process=VP())
 
 
+@pytest.mark.slow
 def test_a_tiny_wavegrad_on_tones_lowers_its_loss_on_waveforms_scaled_to_unit_variance(tmp_path):
     from scorelab.runs.trained import TrainedRun
     from scorelab.runs.training import training_data
@@ -179,6 +180,7 @@ def test_a_tiny_wavegrad_on_tones_lowers_its_loss_on_waveforms_scaled_to_unit_va
     assert OBJECTIVES["eps"].make({"eps_norm": "l1"}).eps_norm == "l1"
 
 
+@pytest.mark.slow
 def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     """train (with the schedule search), vocode, sample, evaluate and plot on a tiny tones run."""
     from scorelab.data.audio import tone
