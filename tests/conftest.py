@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,20 @@ def browser_verdict(page, scratch):
     dom = render_in_chromium(checked, "--virtual-time-budget=15000", "--dump-dom").stdout
     assert '<pre id="verdict">' in dom, "the page's check never ran"
     return json.loads(dom.split('<pre id="verdict">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+
+
+def without_saved_setting(run_dir: Path, section: str, key: str) -> None:
+    """Rewrite the run in ``run_dir`` as it was saved before ``[section] key`` existed: the key leaves the
+    checkpoint's config and ``config.toml``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = Path(run_dir) / "model.safetensors"
+    with safe_open(path, framework="pt") as file:
+        metadata = file.metadata()
+    config = json.loads(metadata["config"])
+    del config[section][key]
+    save_file(load_file(path), path, metadata={**metadata, "config": json.dumps(config)})
+    toml = Path(run_dir) / "config.toml"
+    toml.write_text("".join(line for line in toml.read_text().splitlines(keepends=True)
+                            if not line.startswith(f"{key} =")))

@@ -85,32 +85,13 @@ def test_a_v010_run_evaluates_but_does_not_resume(tmp_path, capsys):
     assert "W2" in capsys.readouterr().out
 
 
-def _without_fourier_features(run_dir: Path) -> None:
-    """Rewrite a ddpm run as it was saved before its model had the ``fourier_features`` setting."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    path = run_dir / "model.safetensors"
-    with safe_open(path, framework="pt") as file:
-        metadata = file.metadata()
-    config = json.loads(metadata["config"])
-    del config["model"]["fourier_features"]
-    save_file(load_file(path), path, metadata={**metadata, "config": json.dumps(config)})
-    toml = run_dir / "config.toml"
-    toml.write_text("".join(line for line in toml.read_text().splitlines(keepends=True)
-                            if not line.startswith("fourier_features")))
-
-
-@pytest.mark.slow
 def test_a_ddpm_run_saved_before_its_fourier_features_loads_samples_and_resumes_as_it_was(tmp_path, capsys):
-    from conftest import run_cli, tiny_config
+    from conftest import run_cli, tiny_config, without_saved_setting
 
     run_dir = tmp_path / "ddpm"
     sl.train(tiny_config(model="ddpm", fourier_features=0, timesteps=50), run_dir, progress=False)
     then = draw(sl.load_run(run_dir, device="cpu"), "ddim", {"sample_steps": 5})
-    _without_fourier_features(run_dir)
+    without_saved_setting(run_dir, "model", "fourier_features")
     assert "fourier_features" not in (run_dir / "config.toml").read_text()
 
     run = sl.load_run(run_dir, device="cpu")

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import CHROMIUM, assert_clean_error, browser_verdict, run_cli
+from conftest import CHROMIUM, assert_clean_error, browser_verdict, run_cli, without_saved_setting
 
 import scorelab as sl
 from scorelab.core.noise import alphas_cumprod, beta_schedule, sigmas_of_betas
@@ -241,17 +241,8 @@ def _a_run_searched_before_schedules_were_a_setting_samples_as_it_did(run_dir, o
     """A copy of ``run_dir`` laid out as before: no ``schedules`` setting, the chains in noise_schedules.json."""
     import shutil
 
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
     shutil.copytree(run_dir, old_dir)
-    path = old_dir / "model.safetensors"
-    with safe_open(path, framework="pt") as file:
-        metadata = file.metadata()
-    config = json.loads(metadata["config"])
-    del config["sampler"]["schedules"]
-    save_file(load_file(path), path, metadata={**metadata, "config": json.dumps(config)})
-    (old_dir / "config.toml").unlink()
+    without_saved_setting(old_dir, "sampler", "schedules")
     (old_dir / "schedule_search.json").rename(old_dir / "noise_schedules.json")
     mel = torch.randn(1, 80, 4, generator=torch.Generator().manual_seed(0))
 
