@@ -85,6 +85,7 @@ def test_a_v010_run_evaluates_but_does_not_resume(tmp_path, capsys):
     assert "W2" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_ddpm_run_saved_before_its_fourier_features_loads_samples_and_resumes_as_it_was(tmp_path, capsys):
     from conftest import run_cli, tiny_config, without_saved_setting
 
