@@ -29,6 +29,7 @@ from torch import Tensor
 
 from scorelab.core.errors import DataError
 from scorelab.data.mel import MelSettings
+from scorelab.data.speech import speech_corpus
 
 SAMPLE_RATE, HOP = MelSettings().sample_rate, MelSettings().hop
 WAV_SUFFIX = ".wav"
@@ -114,8 +115,6 @@ def tones_set(n_train: int, n_test: int, seconds: float, seed: int) -> AudioSet:
 @functools.lru_cache(maxsize=2)
 def speech_set(test_sentences: int) -> AudioSet:
     """eSpeak NG's speech of :data:`scorelab.data.speech.SENTENCES`, the last ``test_sentences`` held out."""
-    from scorelab.data.speech import speech_corpus
-
     corpus = speech_corpus(test_sentences=test_sentences)
     if corpus.sample_rate != SAMPLE_RATE:
         raise DataError(f"eSpeak NG speaks at {corpus.sample_rate} Hz, but the mel features are at {SAMPLE_RATE} Hz")

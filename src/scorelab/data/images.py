@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from scorelab.core.errors import DataError
+from scorelab.data.files import read_npy
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MNIST_FILE = Path("data", "data", "mnist_5k.csv.gz")
@@ -155,8 +156,6 @@ def named_set(name: str, test_fraction: float, seed: int) -> ImageSet:
 def user_set(path: str, test_fraction: float, seed: int) -> ImageSet:
     """A folder of images (0–255, 256 levels) or an image ``.npy`` (its own range; integer-valued
     arrays count as levels low…high), split without labels."""
-    from scorelab.data.files import read_npy
-
     source = Path(path)
     if source.is_dir():
         array = image_array(folder_array(source), path)

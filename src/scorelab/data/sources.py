@@ -30,6 +30,7 @@ from scorelab.core.registry import Part, Registry
 from scorelab.data import audio as audio_sets
 from scorelab.data import images as image_sets
 from scorelab.data.files import SUFFIXES, load_file
+from scorelab.data.mel import log_mel
 from scorelab.data.modality import IMAGES, POINTS, WAVEFORMS, Modality
 from scorelab.data.settings import PATH_SETTINGS, SETTINGS, TOY_SETS, ImageSettings
 from scorelab.data.toy import DATASETS
@@ -70,8 +71,6 @@ def _image_part(name: str, help: str, image_set: Callable[[str, float, int], ima
 
 def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_sets.AudioSet],
                 settings: type) -> DataPart:
-    from scorelab.data.mel import log_mel
-
     def load(source: str, settings, generator) -> Tensor:
         hop = audio_sets.HOP
         return audio_sets.segments(audio_set(source, settings).fit, settings.segment_frames * hop, hop)

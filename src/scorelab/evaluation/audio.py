@@ -28,6 +28,7 @@ from scorelab.data.audio import AudioSet
 from scorelab.data.mel import MelSettings
 from scorelab.data.sources import data_part
 from scorelab.evaluation.vocoding import Vocoded, griffin_lim_vocode, require_waveform_run, vocode, write_wav
+from scorelab.metrics.audio import log_mel_distance, multi_resolution_stft_distance
 from scorelab.runs.trained import TrainedRun
 
 WAVEGRAD_STEPS = (6, 25, 50, 1000)
@@ -77,8 +78,6 @@ def test_utterances(run: TrainedRun, n: int | None = None) -> tuple[list[Tensor]
 
 
 def _scores(out: Tensor, reference: Tensor) -> tuple[float, float]:
-    from scorelab.metrics.audio import log_mel_distance, multi_resolution_stft_distance
-
     whole = len(reference) // 512 * 512  # the multi-resolution STFT needs whole frames at hop 512
     if whole == 0:
         raise DataError(f"a test utterance of {len(reference)} samples is shorter than the 512 that the STFT "

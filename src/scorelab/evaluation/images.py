@@ -26,6 +26,7 @@ from scorelab.core.errors import require_positive_int
 from scorelab.data.images import ImageSet
 from scorelab.data.sources import data_part
 from scorelab.metrics.bits import bits_per_dim, dequantise, gaussian_bits, mixture_bits
+from scorelab.metrics.classifier import accuracy, classifier_for, embed
 from scorelab.metrics.features import (
     class_coverage,
     frechet_distance,
@@ -44,8 +45,6 @@ def image_set_of(run: TrainedRun) -> ImageSet:
 
 def classifier_of(run: TrainedRun):
     """The feature classifier of the run's data set, trained on its training split (cached)."""
-    from scorelab.metrics.classifier import classifier_for
-
     image_set, data = image_set_of(run), run.config.data
     # One-pixel shifts: digits' 1437 training images alone leave the classifier short of 97% test accuracy.
     return classifier_for(run.normalisation.to_model(image_set.train), image_set.train_labels,
@@ -66,8 +65,6 @@ def feature_quality(run: TrainedRun, samples: Tensor, image_set: ImageSet, seed:
     The test split (m images) is compared with blocks of m samples and with as many seeded draws of
     m training images (the floor); ``samples`` must hold at least m.
     """
-    from scorelab.metrics.classifier import accuracy, embed
-
     classifier = classifier_of(run)
     to_model = run.normalisation.to_model
     test = to_model(image_set.test)

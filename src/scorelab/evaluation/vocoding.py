@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scorelab.core.atomic import write_atomic
 from scorelab.core.errors import ConfigError, DataError
-from scorelab.data.mel import MelSettings, log_mel
+from scorelab.data.mel import MelSettings, griffin_lim, log_mel
 from scorelab.data.modality import WAVEFORMS
 from scorelab.runs.trained import TrainedRun
 
@@ -60,8 +61,6 @@ def vocode(run: TrainedRun, wave: Tensor, *, generator: torch.Generator | None =
 
 def griffin_lim_vocode(wave: Tensor, n_iter: int, seed: int = 0) -> Vocoded:
     """Griffin-Lim's reconstruction of ``wave`` [L] from the same log-mel spectrogram (the baseline)."""
-    from scorelab.data.mel import griffin_lim
-
     padded = whole_frames(wave)
     mel = log_mel(padded)
     begin = time.perf_counter()
@@ -74,8 +73,6 @@ def write_wav(path: Path, wave: Tensor, sample_rate: int = MEL.sample_rate) -> N
     import io
 
     from scipy.io import wavfile
-
-    from scorelab.core.atomic import write_atomic
 
     buffer = io.BytesIO()
     samples = np.round(wave.clamp(-1, 1).numpy().astype(np.float64) * 32767).astype(np.int16)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from scorelab.core.errors import ConfigError
 from scorelab.core.processes import NoiseProcess
 from scorelab.core.registry import Part, Registry
+from scorelab.data.mel import MelSettings
 from scorelab.models.embedding import sinusoidal_embedding
 from scorelab.models.energy import EnergyScore
 from scorelab.models.mlp import (
@@ -85,8 +86,6 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def _waveform_shape(shape: tuple[int, ...]) -> int:
     """The hop of the mel features, after checking that one sample is a waveform [1, L] of whole frames."""
-    from scorelab.data.mel import MelSettings
-
     hop = MelSettings().hop
     if len(shape) != 2 or shape[0] != 1 or shape[1] % hop:
         raise ConfigError(f"model 'wavegrad' learns mono waveforms [1, L] with L a multiple of {hop}, but one sample "
@@ -95,8 +94,6 @@ def _waveform_shape(shape: tuple[int, ...]) -> int:
 
 
 def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], sigma_data: float) -> Preconditioned:
-    from scorelab.data.mel import MelSettings
-
     _waveform_shape(shape)
     # The UBlocks' factors multiply to the hop of 256 samples; coarse first, as the paper's 5, 5, 3, 2, 2 for 300.
     network = WaveGrad(MelSettings().n_mels, (4, 4, 4, 2, 2), settings.width, settings.repeats)

@@ -32,7 +32,7 @@ from scorelab.core.rng import rademacher, randn_like
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import batch_sum, per_sample, require_batch
 from scorelab.sampling.ancestral import DDPM_VARIANCES, posterior_mean, step_variance
-from scorelab.sampling.ode import check_ode_options
+from scorelab.sampling.ode import ADAPTIVE_METHODS, check_ode_options
 
 DIVERGENCES = ("auto", "exact", "hutchinson")
 EXACT_DIVERGENCE_MAX_DIM = 8
@@ -72,7 +72,8 @@ def log_prob(
         process: the ODE runs over its [σ_min, σ_max] and ends in its prior (for a DDPM chain,
             σ_1 and σ_T, and x_T ~ N(0, I) seen in y = x_T/√ᾱ_T).
         divergence: ``exact``, ``hutchinson`` or ``auto`` (exact for D ≤ 8).
-        method, rtol, atol: the torchdiffeq solver and its tolerances.
+        method, rtol, atol: the torchdiffeq solver and its tolerances; a fixed-step solver (``rk4``, ...)
+            takes one step per interval of the process's grid.
         generator: draws the Rademacher probes.
         cond: passed to the score.
 
@@ -96,7 +97,10 @@ def log_prob(
         value, div = _score_and_divergence(score, state[0], sigma.expand(batch), probe, cond)
         return -sigma * value, sigma * div
 
-    sigmas = torch.tensor([process.sigma_min, process.sigma_max], dtype=x.dtype, device=x.device)
+    # An adaptive solver chooses its own steps between the ends; a fixed-step one takes one step per interval
+    # of the grid it is given, so it walks the process's own levels, smallest first.
+    sigmas = (torch.tensor([process.sigma_min, process.sigma_max]) if method in ADAPTIVE_METHODS
+              else process.grid().flip(0)).to(dtype=x.dtype, device=x.device)
     start = (x, torch.zeros(batch, dtype=x.dtype, device=x.device))
     path, integral = odeint(augmented_drift, start, sigmas, method=method, rtol=rtol, atol=atol)
     return process.prior_log_prob(path[-1]) - integral[-1]
