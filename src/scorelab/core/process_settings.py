@@ -16,6 +16,9 @@ from scorelab.core.registry import (
     setting,
 )
 
+# The training densities of the flow process's t (Esser et al. 2024, Sec. 3.1).
+T_DENSITIES = ("uniform", "logit_normal")
+
 # The β schedules of the variance-preserving chain (scorelab.core.noise.beta_schedule).
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine", "wavegrad")
 
@@ -48,5 +51,27 @@ class VPSettings(Continuous):
     timesteps: int = setting(1000, "number of steps T of the diffusion chain", positive_int)
 
 
+def _open_unit(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise ConfigError(f"{name} must be in (0, 1), got {value}")
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    t_min: float = setting(0.002, "smallest t of the interpolant (1 − t)x + tz; σ_min = t_min/(1 − t_min)",
+                           _open_unit)
+    t_max: float = setting(0.995, "largest t, below 1 so that σ_max = t_max/(1 − t_max) stays finite",
+                           _open_unit)
+    t_density: str = setting("uniform", "training t: " + " | ".join(T_DENSITIES) + " (Esser et al. 2024)",
+                             one_of(*T_DENSITIES))
+    logit_mean: float = setting(0.0, "location m of the logit-normal t: logit t = log σ ~ N(m, s²)")
+    logit_std: float = setting(1.0, "scale s of the logit-normal t", positive)
+    n_levels: int = setting(32, "levels of the sampler grid, uniform in t from t_max to t_min", positive_int)
+
+    def check(self) -> None:
+        if self.t_min >= self.t_max:
+            raise ConfigError(f"t_min ({self.t_min}) must be below t_max ({self.t_max})")
+
+
 # Every noise process by name, in registration order (scorelab.core.processes registers these, no other).
-SETTINGS: dict[str, type] = {"ve": VESettings, "vp": VPSettings}
+SETTINGS: dict[str, type] = {"ve": VESettings, "vp": VPSettings, "flow": FlowSettings}

@@ -21,6 +21,12 @@ The three views of a score are conversions in y (Song et al. 2021, App. B; Karra
 the denoiser D(y, σ) = y + σ²·s(y, σ) (Tweedie's formula, E[x | y]), the noise
 ε̂(y, σ) = −σ·s(y, σ) (E[z | y], DDPM's ε-prediction, the same number in x_t), and the
 score in the process's own coordinates, ∇_{x_t} log p_t = s(y, σ)/a(σ).
+
+The flow process is the linear interpolant x_t = (1 − t)·x + t·z of flow matching (Lipman et al.
+2022; Liu et al. 2022, rectified flow): a = 1 − t and σ = t/(1 − t), so t = σ/(1 + σ) (Karras et al.
+2022's s(t) and σ(t)). Its fourth view is the velocity v = z − x, E[z − x | x_t] = dx_t/dt along the
+probability-flow ODE (:func:`velocity_from_score`). VE, VP and flow are one ODE in y, dy/dσ = −σ·s(y, σ);
+nothing outside this module branches on the family.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ from scorelab.core.noise import (
     spaced_timesteps,
     vp_sigmas,
 )
-from scorelab.core.process_settings import SETTINGS, VESettings
-from scorelab.core.registry import Part, Registry
+from scorelab.core.process_settings import SETTINGS, FlowSettings, VESettings
+from scorelab.core.registry import Part, Registry, make_settings
 from scorelab.core.rng import AnyGenerator, rand, randint, randn
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import append_dims, batch_sum
@@ -80,6 +86,41 @@ def clipped_denoiser(score: Score, low: float, high: float) -> Score:
 def eps_from_score(score: Tensor, sigma: Tensor) -> Tensor:
     """ε̂ = −σ·s(y, σ) = E[z | y]: the noise prediction of DDPM (Ho et al. 2020, eq. 11) from a score."""
     return -append_dims(sigma, score.ndim) * score
+
+
+def flow_time(sigma: Tensor) -> Tensor:
+    """t = σ/(1 + σ): the time of the linear interpolant x_t = (1 − t)x + tz at noise level σ."""
+    return sigma / (1 + sigma)
+
+
+def flow_sigma(t: Tensor) -> Tensor:
+    """σ = t/(1 − t): the noise level of the linear interpolant at time t (Karras et al. 2022, Table 1's σ(t))."""
+    return t / (1 - t)
+
+
+def velocity_from_denoised(y: Tensor, denoised: Tensor, sigma: Tensor) -> Tensor:
+    """v = (x_t − D)/t = (y − (1 + σ)·D(y, σ))/σ: the flow-matching velocity E[z − x | x_t] (Lipman et al. 2022).
+
+    From x_t = (1 − t)x + tz, x_t − x = t(z − x), so E[z − x | x_t] = (x_t − E[x | x_t])/t; with
+    x_t = y/(1 + σ) and t = σ/(1 + σ) this is (y − (1 + σ)D)/σ, in x_t's coordinates (v = dx_t/dt).
+    """
+    column = append_dims(sigma, y.ndim)
+    return (y - (1 + column) * denoised) / column
+
+
+def velocity_from_score(y: Tensor, score: Tensor, sigma: Tensor) -> Tensor:
+    """v = −y − σ(1 + σ)·s(y, σ): :func:`velocity_from_denoised` with Tweedie's D = y + σ²s.
+
+    At the conditional score s = −z/σ of one data point it is z − x exactly (y = x + σz).
+    """
+    column = append_dims(sigma, y.ndim)
+    return -y - column * (1 + column) * score
+
+
+def score_from_velocity(y: Tensor, velocity: Tensor, sigma: Tensor) -> Tensor:
+    """s(y, σ) = −(v + y)/(σ(1 + σ)), the inverse of :func:`velocity_from_score`."""
+    column = append_dims(sigma, y.ndim)
+    return -(velocity + y) / (column * (1 + column))
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -212,6 +253,49 @@ class VP(NoiseProcess):
         return f"VP(schedule={self.schedule!r}, timesteps={self.timesteps}, continuous={self.continuous})"
 
 
+class Flow(NoiseProcess):
+    """The linear interpolant of flow matching: x_t = (1 − t)·x + t·z, t in [t_min, t_max] (Lipman et al. 2022).
+
+    It is the core's perturbation with a(σ) = 1 − t = 1/(1 + σ) and σ = t/(1 − t) (Karras et al. 2022,
+    Table 1), so its scores, denoisers and samplers are the VE ones in y = x_t/(1 − t); t_max < 1
+    keeps σ_max finite. Training t: uniform on [t_min, t_max] (conditional flow matching), or
+    logit-normal (Esser et al. 2024, Sec. 3.1), logit t = log σ ~ N(m, s²), clamped to the range.
+    Grid: ``n_levels`` times uniform in t, t_max first. Prior: x_{t_max} ~ N(0, ((1 − t)² + t²)·I),
+    the marginal for data of unit variance (as VP's), N(0, (1 + σ_max²)·I) in y.
+    """
+
+    def __init__(self, t_min: float = 0.002, t_max: float = 0.995, t_density: str = "uniform",
+                 logit_mean: float = 0.0, logit_std: float = 1.0, n_levels: int = 32) -> None:
+        make_settings(FlowSettings, dict(t_min=t_min, t_max=t_max, t_density=t_density, logit_mean=logit_mean,
+                                         logit_std=logit_std, n_levels=n_levels), "process 'flow'")
+        self.t_min, self.t_max, self.t_density = float(t_min), float(t_max), t_density
+        self.logit_mean, self.logit_std, self.n_levels = float(logit_mean), float(logit_std), n_levels
+        self.sigma_min, self.sigma_max = self.t_min / (1 - self.t_min), self.t_max / (1 - self.t_max)
+
+    def scale(self, sigma: Tensor) -> Tensor:
+        return 1 / (1 + sigma)
+
+    def training_sigma(self, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.t_density == "uniform":
+            t = self.t_min + rand(n, like, generator, dtype=torch.float64) * (self.t_max - self.t_min)
+            return flow_sigma(t).to(like.dtype)
+        normal = randn((n,), generator, device=like.device, dtype=torch.float64)
+        sigma = torch.exp(self.logit_mean + self.logit_std * normal)
+        return sigma.clamp(self.sigma_min, self.sigma_max).to(like.dtype)
+
+    def grid(self, n_steps: int | None = None) -> Tensor:
+        t = torch.linspace(self.t_max, self.t_min, n_steps or self.n_levels, dtype=torch.float64)
+        return flow_sigma(t)
+
+    @property
+    def prior_std(self) -> float:
+        return math.sqrt(1 + self.sigma_max**2)
+
+    def __repr__(self) -> str:
+        return (f"Flow(t_min={self.t_min:g}, t_max={self.t_max:g}, t_density={self.t_density!r}, "
+                f"logit_mean={self.logit_mean:g}, logit_std={self.logit_std:g}, n_levels={self.n_levels})")
+
+
 # --- the registry (each process's settings: scorelab.core.process_settings) ----------------------
 
 
@@ -246,3 +330,7 @@ PROCESSES.register(ProcessPart(
     "vp", SETTINGS["vp"], "variance preserving: x_t = √ᾱ_t x + √(1 − ᾱ_t) z over T steps (DDPM)",
     implies={"objective": "eps", "sampler": "ddpm"},
     build=lambda s: VP(s.schedule, s.timesteps, s.continuous), max_steps=lambda s: s.timesteps))
+PROCESSES.register(ProcessPart(
+    "flow", SETTINGS["flow"], "linear interpolant x_t = (1 − t)x + tz of flow matching (σ = t/(1 − t))",
+    implies={"objective": "flow_matching", "sampler": "euler"},
+    build=lambda s: Flow(s.t_min, s.t_max, s.t_density, s.logit_mean, s.logit_std, s.n_levels)))

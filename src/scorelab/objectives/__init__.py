@@ -3,7 +3,7 @@
 - :mod:`~scorelab.objectives.score_matching`: exact (Hyvärinen) and sliced score matching, which
   train an unconditional score s(x) on clean data;
 - :mod:`~scorelab.objectives.denoising`: denoising score matching at one level, annealed over
-  many (NCSN), and DDPM's ε-loss, which train a noise-conditional score s(x, σ).
+  many (NCSN), DDPM's ε-loss and conditional flow matching, which train a noise-conditional score s(x, σ).
 
 :data:`OBJECTIVES` (:mod:`scorelab.objectives.registry`) registers each by name with its settings
 (:mod:`scorelab.objectives.settings`, without torch), for ``scorelab train --objective``. The names
@@ -28,6 +28,7 @@ _OBJECTS = {
     "eps_loss": _DENOISING,
     "eps_loss_at": _DENOISING,
     "exact_score_matching": _SCORE_MATCHING,
+    "flow_matching_loss_at": _DENOISING,
     "random_projections": _SCORE_MATCHING,
     "sliced_score_matching": _SCORE_MATCHING,
     "stable_target": _DENOISING,

@@ -1,4 +1,4 @@
-"""Denoising score matching: at one noise level, over many (the NCSN loss), and DDPM's ε-loss.
+"""Denoising score matching: at one noise level, over many (the NCSN loss), DDPM's ε-loss and flow matching.
 
 Pure functions ``(score, x, ...) -> scalar loss``. Data of any shape [B, *shape]; every
 loss sums over the non-batch dimensions and averages over the batch, and ``x`` is never
@@ -86,17 +86,39 @@ def denoising_score_matching(
 
 def denoising_loss_at(
     score: Score, x: Tensor, sigma: Tensor, *, weight_power: float = 2.0, reference: Tensor | None = None,
-    generator: torch.Generator | None = None, cond: Any = None,
+    generator: torch.Generator | None = None, cond: Any = None, residual_weight: Tensor | None = None,
 ) -> Tensor:
     """(1/B) Σ_b λ(σ_b)·½‖s(x̃_b, σ_b) + (x̃_b − x_b)/σ_b²‖², λ(σ) = σ^weight_power, at given levels σ [B].
 
     The annealed loss with the levels already drawn (by a noise process, or uniformly
-    from a list in :func:`annealed_denoising_score_matching`).
+    from a list in :func:`annealed_denoising_score_matching`). ``residual_weight`` [B], when
+    given, replaces λ(σ)/σ², the weight of the scaled residual ‖σs + z‖² (so λ(σ) = σ²·residual_weight):
+    any weighting of the denoising loss, as :func:`flow_matching_loss_at` uses.
     """
     residual = scaled_denoising_residual(score, x, sigma, conditional=True, generator=generator,
                                          reference=reference, cond=cond)
-    weight = sigma ** (weight_power - 2.0)
+    weight = sigma ** (weight_power - 2.0) if residual_weight is None else residual_weight
     return 0.5 * (weight * batch_sum(residual.pow(2))).mean()
+
+
+def flow_matching_loss_at(score: Score, x: Tensor, sigma: Tensor, *, generator: torch.Generator | None = None,
+                          cond: Any = None) -> Tensor:
+    """Conditional flow matching, E‖v_θ(x_t, t) − (z − x)‖² (Lipman et al. 2022, eq. 23), at levels σ [B].
+
+    x_t = (1 − t)x + tz with t = σ/(1 + σ), and v_θ is the model's velocity view
+    (:func:`scorelab.core.processes.velocity_from_denoised`), v_θ = (x_t − D_θ)/t. Since
+    x_t − x = t(z − x), the target is z − x = (x_t − x)/t, so
+
+        v_θ − (z − x) = (x − D_θ)/t,   ‖v_θ − (z − x)‖² = ‖D_θ − x‖²/t² = ((1 + σ)/σ)²·‖D_θ − x‖²:
+
+    the denoising loss with λ_D(σ) = ((1 + σ)/σ)² on ‖D_θ − x‖², 1/t², the flow weighting of Esser et al.
+    2024 (Sec. 3.1). With D_θ − x = σ(σs + z) it is (1 + σ)²·‖σs + z‖², and in this module's
+    λ(σ)·½‖s + (x̃ − x)/σ²‖² it is λ(σ) = 2σ²(1 + σ)²: twice :func:`denoising_loss_at` with
+    ``residual_weight = (1 + σ)²``, which is what is computed. Summed over dimensions, averaged over the batch;
+    ``score`` is called as ``score(y, sigma)`` in VE coordinates y = x_t/(1 − t).
+    """
+    residual_weight = (1 + sigma) ** 2
+    return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond, residual_weight=residual_weight)
 
 
 def uniform_levels(x: Tensor, sigmas: Tensor, generator: torch.Generator | None) -> Tensor:

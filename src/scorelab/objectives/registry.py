@@ -3,7 +3,7 @@
 - :mod:`~scorelab.objectives.score_matching`: exact (Hyvärinen) and sliced score matching, which
   train an unconditional score s(x) on clean data;
 - :mod:`~scorelab.objectives.denoising`: denoising score matching at one level, annealed over
-  many (NCSN), and DDPM's ε-loss, which train a noise-conditional score s(x, σ).
+  many (NCSN), DDPM's ε-loss and conditional flow matching, which train a noise-conditional score s(x, σ).
 
 :data:`OBJECTIVES` registers each by name with its settings (the dataclass :mod:`scorelab.objectives.settings`
 catalogues under that name), for ``scorelab train --objective``.
@@ -27,6 +27,7 @@ from scorelab.objectives.denoising import (
     denoising_score_matching,
     eps_loss,
     eps_loss_at,
+    flow_matching_loss_at,
     stable_target,
 )
 from scorelab.objectives.score_matching import (
@@ -39,6 +40,7 @@ from scorelab.objectives.settings import EPS_NORMS, PROJECTIONS, SETTINGS
 
 __all__ = ["EPS_NORMS", "OBJECTIVES", "PROJECTIONS", "TRACES", "ObjectivePart", "annealed_denoising_score_matching",
            "denoising_loss_at", "denoising_score_matching", "eps_loss", "eps_loss_at", "exact_score_matching",
+           "flow_matching_loss_at",
            "random_projections", "sliced_score_matching", "stable_target"]
 
 # loss(score, batch, cond, process, settings, generator): the rows of ``batch`` past the
@@ -104,3 +106,8 @@ OBJECTIVES.register(ObjectivePart(
     noise_conditional=False,
     loss=lambda score, batch, cond, process, settings, generator: denoising_score_matching(
         score, batch, process.sigma_min, generator=generator, cond=cond)))
+OBJECTIVES.register(ObjectivePart(
+    "flow_matching", SETTINGS["flow_matching"], "conditional flow matching ‖v_θ − (z − x)‖² at the process's levels: "
+    "the denoising loss weighted ((1 + σ)/σ)² on ‖D_θ − x‖²",
+    loss=lambda score, batch, cond, process, settings, generator: flow_matching_loss_at(
+        score, batch, process.training_sigma(len(batch), batch, generator), generator=generator, cond=cond)))

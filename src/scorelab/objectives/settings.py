@@ -46,4 +46,5 @@ SETTINGS: dict[str, type] = {
     "sliced": SlicedSettings,
     "sliced_vr": SlicedSettings,
     "dsm": NoSettings,
+    "flow_matching": NoSettings,
 }

@@ -21,6 +21,7 @@ _OBJECTS = {
     "CountingScore": "scorelab.sampling.ode",
     "probability_flow": "scorelab.sampling.ode",
     "dpm_solver_2m": "scorelab.sampling.solvers",
+    "flow_euler": "scorelab.sampling.solvers",
     "heun": "scorelab.sampling.solvers",
     "Callback": "scorelab.sampling.steps",
     "StepInfo": "scorelab.sampling.steps",

@@ -26,7 +26,7 @@ from scorelab.sampling.ancestral import ddim, ddpm
 from scorelab.sampling.langevin import annealed_langevin, langevin, predictor_corrector
 from scorelab.sampling.ode import probability_flow
 from scorelab.sampling.settings import SETTINGS, parse_betas, parse_schedules
-from scorelab.sampling.solvers import dpm_solver_2m, heun
+from scorelab.sampling.solvers import dpm_solver_2m, flow_euler, heun
 from scorelab.sampling.steps import Callback
 
 # sample(score, process, settings, start, generator, callback, cond) -> samples; ``start`` is
@@ -70,6 +70,12 @@ def _dpm_solver_2m(score, process, settings, start, generator, callback, cond):
     """DPM-Solver++(2M) on the Karras grid over the process's σ range."""
     return dpm_solver_2m(score, start, _karras_grid(process, settings, start.device), generator=generator,
                          callback=callback, cond=cond)
+
+
+def _flow_euler(score, process, settings, start, generator, callback, cond):
+    """Euler in t (flow matching) down the process's grid (every level, or ``sample_steps`` of them), then to t = 0."""
+    return flow_euler(score, start, _grid(process, settings, start.device), generator=generator, callback=callback,
+                      cond=cond)
 
 
 def _annealed_langevin(score, process, settings, start, generator, callback, cond):
@@ -167,3 +173,6 @@ SAMPLERS.register(SamplerPart("dpmpp_2m", SETTINGS["dpmpp_2m"], "DPM-Solver++(2M
 SAMPLERS.register(SamplerPart(
     "wavegrad", SETTINGS["wavegrad"], "WaveGrad's ancestral chain on a searched few-step schedule", sample=_wavegrad,
     respaces_process=True))
+SAMPLERS.register(SamplerPart(
+    "euler", SETTINGS["euler"], "Euler in t on the flow-matching ODE, x_t' = x_t + (t' − t)·v, down the process's grid",
+    sample=_flow_euler, respaces_process=True))

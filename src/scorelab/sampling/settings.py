@@ -118,6 +118,12 @@ class DPMSolverSettings(KarrasGrid):
     sample_steps: int = redefault(KarrasGrid, "sample_steps", 20)
 
 
+@dataclass(frozen=True)
+class FlowEulerSettings:
+    sample_steps: int = setting(0, "levels of the process's grid (flow: uniform in t), then one step to t = 0; "
+                                   "K levels cost K evaluations (0: every level)", at_least_zero("every level"))
+
+
 def parse_betas(text: str) -> list[float]:
     """β_1, …, β_N from comma-separated numbers, each in (0, 1), or a :class:`ConfigError`."""
     try:
@@ -171,4 +177,5 @@ SETTINGS: dict[str, type] = {
     "stochastic_heun": StochasticHeunSettings,
     "dpmpp_2m": DPMSolverSettings,
     "wavegrad": WaveGradSamplerSettings,
+    "euler": FlowEulerSettings,
 }

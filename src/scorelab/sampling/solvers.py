@@ -1,4 +1,4 @@
-"""Few-step solvers of the probability-flow ODE through the denoiser: EDM's Heun and DPM-Solver++(2M).
+"""Few-step solvers of the probability-flow ODE through the denoiser: EDM's Heun, DPM-Solver++(2M), flow Euler.
 
 In the VE coordinates of :mod:`scorelab.core.processes` the probability-flow ODE reads
 
@@ -23,6 +23,10 @@ model in VE coordinates is the same ODE). Each step from σ to σ' is one of:
   a second-order multistep method that reuses the previous step's denoiser, so each step
   costs one evaluation. Its first step (no previous D) and its last step (σ' = 0, where
   h is infinite and the step is y' = D) are first order.
+- **Euler in t** (flow matching; Lipman et al. 2022, Liu et al. 2022): in the flow coordinates
+  x_t = y/(1 + σ), t = σ/(1 + σ), the velocity v = (x_t − D)/t gives x_(t') = x_t + (t' − t)·v;
+  1 evaluation per step. In y this is exactly Euler in σ, y' = y + (σ' − σ)(y − D)/σ (DDIM with
+  η = 0): the same solver of the same ODE, written in t.
 
 Conventions of every sampler are in :mod:`scorelab.sampling.steps`; the callback gets ``x`` =
 y after the step, ``sigma`` = σ (σ̂ with churn), ``step_size`` = σ − σ' and ``score`` = s(y, σ).
@@ -37,6 +41,7 @@ import torch
 from torch import Tensor
 
 from scorelab.core.errors import ConfigError
+from scorelab.core.processes import velocity_from_denoised
 from scorelab.core.rng import randn_like
 from scorelab.core.score import Score
 from scorelab.core.shapes import per_sample
@@ -137,6 +142,39 @@ def dpm_solver_2m(
                 estimate = (1 + half_inverse_r) * denoised - half_inverse_r * previous
             x = (sigma_next / sigma) * x - math.expm1(-h) * estimate
             previous, previous_h = denoised, h
+        if callback is not None:
+            callback(StepInfo(x, step, sigma, sigma - sigma_next, grad))
+    return x
+
+
+@torch.no_grad()
+def flow_euler(
+    score: Score,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    cond: Any = None,
+) -> Tensor:
+    """Euler's method in t on the flow-matching ODE dx_t/dt = v(x_t, t) (Lipman et al. 2022, Sec. 4).
+
+        x_t = y/(1 + σ),  t = σ/(1 + σ),  v = (x_t − D(y, σ))/t,  x_(t') = x_t + (t' − t)·v,  y' = (1 + σ')·x_(t'),
+
+    down the grid and a last step to t' = 0, where x_0 = x_t − t·v = D. The velocity is the model's
+    (:func:`scorelab.core.processes.velocity_from_denoised`), so any score serves, whatever process
+    trained it. Deterministic: ``generator`` is accepted for the common signature and not used.
+
+    Args:
+        score: ``score(y, sigma)``, sigma of shape [B]; a model with a ``denoise`` view is called through it.
+        x: y at σ_1, usually ``process.prior(...)``, [B, *shape].
+        sigmas: the noise levels, largest first, e.g. ``Flow(...).grid()`` (uniform in t); one more step goes to 0.
+    """
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
+        denoised, grad = call_denoiser(score, x, per_sample(sigma, x), cond)
+        velocity = velocity_from_denoised(x, denoised, per_sample(sigma, x))
+        t, t_next = sigma / (1 + sigma), sigma_next / (1 + sigma_next)
+        x = (1 + sigma_next) * (x / (1 + sigma) + (t_next - t) * velocity)
         if callback is not None:
             callback(StepInfo(x, step, sigma, sigma - sigma_next, grad))
     return x
