@@ -333,4 +333,8 @@ PROCESSES.register(ProcessPart(
 PROCESSES.register(ProcessPart(
     "flow", SETTINGS["flow"], "linear interpolant x_t = (1 − t)x + tz of flow matching (σ = t/(1 − t))",
     implies={"objective": "flow_matching", "sampler": "euler"},
+    # The velocity is v = (y − (1 + σ)·D)/σ: under the VE parameterisation (D = y + σF) an error in F comes out
+    # (1 + σ) times larger in v at high noise, while EDM's c_out keeps D's error, and so v's, bounded
+    # (tests/test_flow.py, the trained Gaussian's velocity).
+    presets={"parameterisation": "edm"},
     build=lambda s: Flow(s.t_min, s.t_max, s.t_density, s.logit_mean, s.logit_std, s.n_levels)))
