@@ -48,11 +48,13 @@ def test_flow_sigma_and_time_are_inverse_and_the_scale_is_one_minus_t():
     torch.testing.assert_close(flow_time(sigma), t, rtol=1e-14, atol=1e-14)
     flow = Flow()
     torch.testing.assert_close(flow.scale(sigma), 1 - t, rtol=1e-14, atol=1e-14)
-    x, z = torch.randn(50, 2, dtype=torch.float64), torch.randn(50, 2, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    x, z = (torch.randn(50, 2, generator=generator, dtype=torch.float64) for _ in range(2))
     torch.testing.assert_close(flow.perturb(x, sigma, z), (1 - t[:, None]) * x + t[:, None] * z)
     grid = flow.grid(5)
-    torch.testing.assert_close(flow_time(grid), torch.linspace(0.995, 0.002, 5, dtype=torch.float64))
-    assert flow.sigma_max == pytest.approx(0.995 / 0.005) and flow.sigma_min == pytest.approx(0.002 / 0.998)
+    assert (flow.t_min, flow.t_max) == (0.002, 0.98)
+    torch.testing.assert_close(flow_time(grid), torch.linspace(0.98, 0.002, 5, dtype=torch.float64))
+    assert flow.sigma_max == pytest.approx(0.98 / 0.02) and flow.sigma_min == pytest.approx(0.002 / 0.998)
 
 
 def test_training_t_is_uniform_or_logit_normal():

@@ -264,7 +264,7 @@ class Flow(NoiseProcess):
     the marginal for data of unit variance (as VP's), N(0, (1 + σ_max²)·I) in y.
     """
 
-    def __init__(self, t_min: float = 0.002, t_max: float = 0.995, t_density: str = "uniform",
+    def __init__(self, t_min: float = 0.002, t_max: float = 0.98, t_density: str = "uniform",
                  logit_mean: float = 0.0, logit_std: float = 1.0, n_levels: int = 32) -> None:
         make_settings(FlowSettings, dict(t_min=t_min, t_max=t_max, t_density=t_density, logit_mean=logit_mean,
                                          logit_std=logit_std, n_levels=n_levels), "process 'flow'")
