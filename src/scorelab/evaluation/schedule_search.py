@@ -37,6 +37,7 @@ from scorelab.metrics.audio import log_mel_distance
 from scorelab.runs.checkpoint import save_config
 from scorelab.runs.config import Config
 from scorelab.runs.trained import TrainedRun
+from scorelab.sampling.settings import format_betas, format_schedules
 
 RECORD_FILE = "schedule_search.json"
 SEARCHED_STEPS = (6, 25, 50)
@@ -98,7 +99,7 @@ def reconstruction_error(run: TrainedRun, waves: Tensor, betas: list[float], see
     their mel spectrograms along the chain ``betas`` (seeded, so every candidate sees the same noise)."""
     mel = log_mel(waves[:, 0]).to(run.device)
     out = run.sample(len(waves), sampler="wavegrad", cond=mel, shape=tuple(waves.shape[1:]),
-                     generator=torch.Generator().manual_seed(seed), betas=",".join(map(repr, betas)))
+                     generator=torch.Generator().manual_seed(seed), betas=format_betas(betas))
     return log_mel_distance(out[:, 0], waves[:, 0]).mean().item()
 
 
@@ -119,8 +120,7 @@ def prepare(run_dir: Path, steps: tuple[int, ...] = SEARCHED_STEPS) -> dict[str,
         result = search(lambda betas: reconstruction_error(run, waves, betas), candidates(training, n_steps))
         saved[str(n_steps)] = {"name": result.name, "betas": result.betas, "log_mel_error": result.errors[result.name],
                                "candidates": result.errors}
-    schedules = ";".join(f"{n_steps}:{','.join(map(repr, found['betas']))}" for n_steps, found in saved.items())
-    save_config(run_dir, run.config.replace(schedules=schedules))
+    save_config(run_dir, run.config.replace(schedules=format_schedules(saved)))
     write_atomic(Path(run_dir) / RECORD_FILE, (json.dumps(saved, indent=1) + "\n").encode())
     return saved
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # scorelab/plots/__init__.py, which runs first, has chosen the Agg backend
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")  # files only, never a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from scorelab.core.atomic import write_atomic  # noqa: E402
-from scorelab.runs.trained import TrainedRun  # noqa: E402
-from scorelab.sampling import StepInfo  # noqa: E402
+from scorelab.core.atomic import write_atomic
+from scorelab.runs.trained import TrainedRun
+from scorelab.sampling import StepInfo
 
 
 def save_figure(figure: plt.Figure, path: str | Path) -> Path:

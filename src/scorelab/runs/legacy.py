@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scorelab.core.errors import CheckpointError, ConfigError
+from scorelab.sampling.settings import format_schedules
 
 # Every key of 0.1.0's Config, in its order.
 V010_KEYS = frozenset((
@@ -71,8 +72,6 @@ def with_schedules_saved_beside(config: Any, run_dir: str | Path) -> Any:
     if config.sampler.name != "wavegrad" or settings.schedules or not path.is_file():
         return config
     try:
-        saved = json.loads(path.read_text())
-        schedules = ";".join(f"{steps}:{','.join(map(repr, found['betas']))}" for steps, found in saved.items())
-        return config.replace(schedules=schedules)
+        return config.replace(schedules=format_schedules(json.loads(path.read_text())))
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: unreadable ({exc}); delete it and run the schedule search again") from None

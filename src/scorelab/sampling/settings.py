@@ -135,6 +135,11 @@ def parse_betas(text: str) -> list[float]:
     return betas
 
 
+def format_betas(betas: list[float]) -> str:
+    """The text of ``betas`` that :func:`parse_betas` reads back exactly (``repr`` round-trips a float)."""
+    return ",".join(map(repr, betas))
+
+
 def _check_betas(name: str, value: str) -> None:
     if value:
         parse_betas(value)
@@ -149,6 +154,12 @@ def parse_schedules(text: str) -> dict[int, str]:
             raise ConfigError(f"schedules must read N:β_1,…,β_N;… with N β's each, got {item!r}")
         schedules[int(steps)] = betas
     return schedules
+
+
+def format_schedules(searched: dict) -> str:
+    """The ``schedules`` setting from searched chains by their number of steps, {N: {"betas": [...]}, ...}
+    (the schedule search's record), as :func:`parse_schedules` reads it."""
+    return ";".join(f"{steps}:{format_betas(found['betas'])}" for steps, found in searched.items())
 
 
 def _check_schedules(name: str, value: str) -> None:
