@@ -27,7 +27,7 @@ from scorelab.core.errors import ScorelabError
 from scorelab.models import build_model
 from scorelab.objectives import OBJECTIVES
 from scorelab.runs.distributed import World
-from scorelab.runs.config import build_process, resolve_process
+from scorelab.runs.config import build_process, resolve_from_data
 from scorelab.runs.training import rank_seed
 
 torch.set_num_threads(1)
@@ -64,7 +64,7 @@ def gradients() -> None:
         config = sl.Config(**parts, n_data=256, hidden=32, depth=2, batch_size=32, steps=4, checkpoint_every=2,
                            log_every=2, seed=3, device="cpu")
         data = sl.data.load("swiss_roll", 256, generator=torch.Generator().manual_seed(0))
-        config = resolve_process(config, data)
+        config = resolve_from_data(config, data)
         process, objective = build_process(config), OBJECTIVES[config.objective.name]
         model = build_model(config.model.name, config.model.settings, shape=(2,), process=process, seed=config.seed)
         plain = copy.deepcopy(model)

@@ -154,6 +154,17 @@ ROWS: dict[str, tuple[Setup, str]] = {
                            "--out must end in .wav"),
     "evaluate vocoder steps zero": (lambda t, r: ["evaluate", r, "--vocoder-steps", 0], "--vocoder-steps"),
     "unknown device": (lambda t, r: ["sample", r, "--device", "tpu", "--out", t / "s.npy"], "tpu"),
+    # the new families' flags
+    "flow t_max of 1": (lambda t, r: _train("moons", t, "--process", "flow", "--t-max", 1), "t_max"),
+    "flow t_min above t_max": (lambda t, r: _train("moons", t, "--process", "flow", "--t-min", 0.5, "--t-max", 0.4),
+                               "t_min"),
+    "flow unknown t density": (lambda t, r: _train("moons", t, "--process", "flow", "--t-density", "beta"), "beta"),
+    "flow logit std zero": (lambda t, r: _train("moons", t, "--process", "flow", "--logit-std", 0), "logit_std"),
+    "lognormal sigma without continuous": (lambda t, r: _train("moons", t, "--sigma-density", "lognormal",
+                                                               "--model", "noise_conditional"), "--continuous"),
+    "unknown sigma density": (lambda t, r: _train("moons", t, "--sigma-density", "gamma"), "gamma"),
+    "edm p_std zero": (lambda t, r: _train("moons", t, "--model", "edm", "--p-std", 0), "p_std"),
+    "edm negative sigma_data": (lambda t, r: _train("moons", t, "--model", "edm", "--sigma-data", -1), "sigma_data"),
 }
 
 

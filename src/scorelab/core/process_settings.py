@@ -19,6 +19,10 @@ from scorelab.core.registry import (
 # The training densities of the flow process's t (Esser et al. 2024, Sec. 3.1).
 T_DENSITIES = ("uniform", "logit_normal")
 
+# The training densities of the VE process's continuous σ: the VE SDE's log-uniform σ (Song et al. 2021), or
+# EDM's log-normal one (Karras et al. 2022, Sec. 5).
+SIGMA_DENSITIES = ("log_uniform", "lognormal")
+
 # The β schedules of the variance-preserving chain (scorelab.core.noise.beta_schedule).
 BETA_SCHEDULES = ("linear", "quadratic", "sigmoid", "cosine", "wavegrad")
 
@@ -36,8 +40,16 @@ class VESettings(Continuous):
     sigma_min: float = setting(0.01, "smallest noise level σ_L", positive)
     n_levels: int = setting(20, "number of geometric noise levels L; 0 applies the NCSNv2 γ criterion "
                                 "(data of 5 or more dimensions)", at_least_zero("the NCSNv2 γ criterion"))
+    sigma_density: str = setting("log_uniform", "continuous training σ: " + " | ".join(SIGMA_DENSITIES)
+                                 + " (ln σ ~ N(p_mean, p_std²), EDM)", one_of(*SIGMA_DENSITIES))
+    p_mean: float = setting(-1.2, "P_mean, the mean of ln σ under the lognormal density (EDM: −1.2)")
+    p_std: float = setting(1.2, "P_std, the standard deviation of ln σ under the lognormal density (EDM: 1.2)",
+                           positive)
 
     def check(self) -> None:
+        if self.sigma_density != "log_uniform" and not self.continuous:
+            raise ConfigError(f"sigma_density {self.sigma_density!r} draws σ from a continuum; add --continuous "
+                              "(the discrete NCSN draws one of its n_levels levels)")
         if self.sigma_max < 0:
             raise ConfigError(f"sigma_max must be > 0, or 0 for the largest pairwise distance in the data; "
                               f"got {self.sigma_max}")

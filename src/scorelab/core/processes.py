@@ -180,18 +180,30 @@ class VE(NoiseProcess):
     """The variance-exploding process: y = x + σz, a(σ) = 1 (Song & Ermon 2019; the VE SDE of Song et al. 2021).
 
     Discrete: the geometric levels σ_1 > … > σ_L of ``geometric_sigmas``, one drawn uniformly per
-    training sample (the NCSN loss). Continuous: log σ uniform on [log σ_min, log σ_max], the VE
-    SDE's σ(t) = σ_min(σ_max/σ_min)^t at t ~ U(0, 1). The prior is N(0, σ_max²·I), as in both papers.
+    training sample (the NCSN loss). Continuous, ``sigma_density``:
+
+    - ``log_uniform``: log σ uniform on [log σ_min, log σ_max], the VE SDE's σ(t) = σ_min(σ_max/σ_min)^t
+      at t ~ U(0, 1);
+    - ``lognormal``: ln σ ~ N(P_mean, P_std²), EDM's training density (Karras et al. 2022, Sec. 5 and
+      Table 1), which spends the training on the middle levels, where the loss can still fall, and is not
+      bounded by the sampler's range (as in EDM).
+
+    The prior is N(0, σ_max²·I), as in both papers.
     """
 
-    def __init__(self, sigma_max: float, sigma_min: float, n_levels: int = 20, continuous: bool = False) -> None:
+    def __init__(self, sigma_max: float, sigma_min: float, n_levels: int = 20, continuous: bool = False,
+                 sigma_density: str = "log_uniform", p_mean: float = -1.2, p_std: float = 1.2) -> None:
         self.levels = geometric_sigmas(sigma_max, sigma_min, n_levels)
         self.sigma_max, self.sigma_min, self.continuous = float(sigma_max), float(sigma_min), continuous
+        self.sigma_density, self.p_mean, self.p_std = sigma_density, float(p_mean), float(p_std)
 
     def scale(self, sigma: Tensor) -> Tensor:
         return torch.ones_like(sigma)
 
     def training_sigma(self, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.continuous and self.sigma_density == "lognormal":
+            normal = randn((n,), generator, device=like.device, dtype=torch.float64)
+            return torch.exp(self.p_mean + self.p_std * normal).to(like.dtype)
         if self.continuous:
             u = rand(n, like, generator, dtype=torch.float64)
             return torch.exp(math.log(self.sigma_min) + u * math.log(self.sigma_max / self.sigma_min)).to(like.dtype)
@@ -206,8 +218,10 @@ class VE(NoiseProcess):
         return self.sigma_max
 
     def __repr__(self) -> str:
+        density = (f", sigma_density='lognormal', p_mean={self.p_mean:g}, p_std={self.p_std:g}"
+                   if self.sigma_density == "lognormal" else "")
         return (f"VE(sigma_max={self.sigma_max:g}, sigma_min={self.sigma_min:g}, n_levels={len(self.levels)}, "
-                f"continuous={self.continuous})")
+                f"continuous={self.continuous}{density})")
 
 
 class VP(NoiseProcess):
@@ -301,13 +315,12 @@ class Flow(NoiseProcess):
 
 @dataclass(frozen=True)
 class ProcessPart(Part):
-    """A registered noise process: ``build(settings)``; ``resolve(settings, data)`` fills settings
-    that are measured on the training data (0 = "from the data") and returns them."""
+    """A registered noise process: ``build(settings)``; ``max_steps(settings)``, the most levels a sampler
+    may pick from its grid (a discrete chain's T)."""
 
     section = "process"
 
     build: Callable[[object], NoiseProcess] = None  # type: ignore[assignment]
-    resolve: Callable[[object, Tensor], object] = lambda settings, data: settings
     max_steps: Callable[[object], int | None] = lambda settings: None
 
 
@@ -325,10 +338,12 @@ def _resolve_ve(settings: VESettings, data: Tensor) -> VESettings:
 PROCESSES: Registry[ProcessPart] = Registry("process")
 PROCESSES.register(ProcessPart(
     "ve", SETTINGS["ve"], "variance exploding: y = x + σz over geometric levels (NCSN)",
-    build=lambda s: VE(s.sigma_max, s.sigma_min, s.n_levels, s.continuous), resolve=_resolve_ve))
+    build=lambda s: VE(s.sigma_max, s.sigma_min, s.n_levels, s.continuous, s.sigma_density, s.p_mean, s.p_std),
+    resolve=_resolve_ve))
 PROCESSES.register(ProcessPart(
     "vp", SETTINGS["vp"], "variance preserving: x_t = √ᾱ_t x + √(1 − ᾱ_t) z over T steps (DDPM)",
-    implies={"objective": "eps", "sampler": "ddpm"},
+    # Alone, --process vp keeps the network it had while the NCSN was the default family.
+    implies={"model": "noise_conditional", "objective": "eps", "sampler": "ddpm"},
     build=lambda s: VP(s.schedule, s.timesteps, s.continuous), max_steps=lambda s: s.timesteps))
 PROCESSES.register(ProcessPart(
     "flow", SETTINGS["flow"], "linear interpolant x_t = (1 − t)x + tz of flow matching (σ = t/(1 − t))",

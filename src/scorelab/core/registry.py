@@ -131,6 +131,8 @@ class Part:
     one (``--model energy`` trains by sliced score matching unless told otherwise).
     ``presets`` are settings of any section, by their flat names, that choosing this part
     brings unless they are stated (the U-Net trains with a smaller learning rate than an MLP).
+    ``resolve(settings, data)`` fills the settings that are measured on the training data (0 = "from
+    the data": the NCSN's σ_1, EDM's σ_d) and returns them, so that config.toml holds the numbers used.
     """
 
     section: ClassVar[str] = "part"  # each family's subclass names its config section
@@ -140,6 +142,7 @@ class Part:
     help: str = ""
     implies: Mapping[str, str] = field(default_factory=dict)
     presets: Mapping[str, Any] = field(default_factory=dict)
+    resolve: Callable[[Any, Any], Any] = lambda settings, data: settings
 
     def make(self, values: Mapping[str, Any] | None = None) -> Any:
         """This part's settings from ``values`` over its defaults."""

@@ -137,13 +137,22 @@ def _seed_levels(process: NoiseProcess) -> Tensor:
     return process.grid()
 
 
+# The NCSN's parts: annealed DSM on the VE process's levels, sampled by EDM's stochastic Heun (BENCHMARKS.md
+# "sampler_table" chose it for this family).
+_NCSN = {"objective": "annealed_dsm", "sampler": "stochastic_heun"}
+
 MODELS: Registry[ModelPart] = Registry("model")
+def _log_noise_mlp(settings, shape: tuple[int, ...], process: NoiseProcess, sigma_data: float) -> Preconditioned:
+    """The MLP on [c_in·x, ln σ, Fourier features] under the settings' parameterisation."""
+    return Preconditioned(ConditionalMLP(_dim(shape), settings.hidden, settings.depth, noise_input="log",
+                                         fourier_features=settings.fourier_features),
+                          settings.parameterisation, sigma_data)
+
+
 MODELS.register(ModelPart(
-    "noise_conditional", SETTINGS["noise_conditional"], "MLP on [c_in·x, ln σ, Fourier features], s = F/σ (default)",
-    stands_for={"images": "unet"},
-    build=lambda s, shape, process, sigma_data: Preconditioned(
-        ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="log", fourier_features=s.fourier_features),
-        s.parameterisation, sigma_data),
+    "noise_conditional", SETTINGS["noise_conditional"], "MLP on [c_in·x, ln σ, Fourier features], s = F/σ (the NCSN)",
+    implies=_NCSN, stands_for={"images": "unet"},
+    build=_log_noise_mlp,
     upgrade=lambda state: _renamed(state, {"frequencies": "backbone.frequencies", "net.": "backbone.net."})))
 MODELS.register(ModelPart(
     "ddpm", SETTINGS["ddpm"], "MLP on [c_in·x, sinusoidal ln σ, Fourier features] under EDM's preconditioning, for DDPM",
@@ -152,6 +161,10 @@ MODELS.register(ModelPart(
         ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal",
                        fourier_features=s.fourier_features), s.parameterisation, sigma_data),
     upgrade=_upgrade_eps_mlp))
+MODELS.register(ModelPart(
+    "edm", SETTINGS["edm"], "MLP on [c_in·x, ln σ, Fourier features] trained by EDM's recipe (Karras et al. 2022)",
+    implies={"objective": "edm"}, stands_for={"images": "unet"},
+    build=_log_noise_mlp))
 MODELS.register(ModelPart(
     "unet", SETTINGS["unet"], "U-Net on c_in·x with a sinusoidal ln σ embedding, for images (their default: DDPM)",
     # The DDPM family is the image default: on digits, with 100 ancestral steps, it beat the NCSN family
@@ -173,7 +186,7 @@ MODELS.register(ModelPart(
              "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
     build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, sigma_data)))
 MODELS.register(ModelPart(
-    "condlinear", SETTINGS["condlinear"], "the seed's CondLinear NCSN, one embedding per noise level",
+    "condlinear", SETTINGS["condlinear"], "the seed's CondLinear NCSN, one embedding per noise level", implies=_NCSN,
     build=lambda s, shape, process, sigma_data: Preconditioned(
         CondLinearMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data),
     upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}),

@@ -20,7 +20,7 @@ from scorelab.core.registry import (
 )
 
 # What a backbone F predicts, turned into a score by the preconditioning (Karras et al. 2022, Table 1).
-PARAMETERISATIONS = ("score", "ve", "eps", "edm")
+PARAMETERISATIONS = ("score", "ve", "eps", "edm", "consistency")
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class NoiseConditionalSettings(Parameterised, FourierMLP):
 
 
 @dataclass(frozen=True)
-class EpsMLPSettings(Parameterised, FourierMLP):
-    # Its Fourier features keep the DDPM MLP from blurring the thin arms of pinwheel and the rings.
+class EDMParameterisedMLPSettings(Parameterised, FourierMLP):
+    # The DDPM and EDM MLPs: Fourier features of the input keep them from blurring the thin arms of pinwheel
+    # and the rings, and EDM's preconditioning keeps the network's input and output at unit scale.
     parameterisation: str = redefault(Parameterised, "parameterisation", "edm")
 
 
@@ -85,7 +86,8 @@ class UnconditionalSettings(MLPShape):
 # Every model by name, in registration order (scorelab.models.registry registers these, no other).
 SETTINGS: dict[str, type] = {
     "noise_conditional": NoiseConditionalSettings,
-    "ddpm": EpsMLPSettings,
+    "ddpm": EDMParameterisedMLPSettings,
+    "edm": EDMParameterisedMLPSettings,
     "unet": UNetSettings,
     "wavegrad": WaveGradSettings,
     "condlinear": CondLinearSettings,

@@ -121,6 +121,21 @@ def flow_matching_loss_at(score: Score, x: Tensor, sigma: Tensor, *, generator: 
     return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond, residual_weight=residual_weight)
 
 
+def edm_loss_at(score: Score, x: Tensor, sigma: Tensor, *, sigma_data: float, generator: torch.Generator | None = None,
+                cond: Any = None) -> Tensor:
+    """EDM's loss, E λ(σ)·‖D_θ(x + σz, σ) − x‖² with λ(σ) = (σ² + σ_d²)/(σ·σ_d)² (Karras et al. 2022, eq. 8 and
+    Table 1), at levels σ [B].
+
+    Under EDM's preconditioning D_θ = c_skip·y + c_out·F_θ, λ(σ)·c_out(σ)² = 1, so this is ‖F_θ − F_target‖²
+    with a target of unit variance at every σ: each level weighs the same at the network's output. With
+    D_θ − x = σ(σs + z), λ·‖D_θ − x‖² = ((σ² + σ_d²)/σ_d²)·‖σs + z‖², which is twice :func:`denoising_loss_at`
+    with that ``residual_weight``. Summed over dimensions, averaged over the batch; ``score`` is called as
+    ``score(y, sigma)``.
+    """
+    residual_weight = (sigma**2 + sigma_data**2) / sigma_data**2
+    return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond, residual_weight=residual_weight)
+
+
 def uniform_levels(x: Tensor, sigmas: Tensor, generator: torch.Generator | None) -> Tensor:
     """One level of ``sigmas`` per sample of ``x``, drawn uniformly: shape [B], ``x``'s dtype and device."""
     require_batch(x)

@@ -12,7 +12,7 @@ catalogues under that name), for ``scorelab train --objective``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ from scorelab.objectives.denoising import (
     annealed_denoising_score_matching,
     denoising_loss_at,
     denoising_score_matching,
+    edm_loss_at,
     eps_loss,
     eps_loss_at,
     flow_matching_loss_at,
@@ -39,7 +40,7 @@ from scorelab.objectives.score_matching import (
 from scorelab.objectives.settings import EPS_NORMS, PROJECTIONS, SETTINGS
 
 __all__ = ["EPS_NORMS", "OBJECTIVES", "PROJECTIONS", "TRACES", "ObjectivePart", "annealed_denoising_score_matching",
-           "denoising_loss_at", "denoising_score_matching", "eps_loss", "eps_loss_at", "exact_score_matching",
+           "denoising_loss_at", "denoising_score_matching", "edm_loss_at", "eps_loss", "eps_loss_at", "exact_score_matching",
            "flow_matching_loss_at",
            "random_projections", "sliced_score_matching", "stable_target"]
 
@@ -88,6 +89,7 @@ _UNCONDITIONAL = {"model": "mlp", "sampler": "langevin"}
 OBJECTIVES: Registry[ObjectivePart] = Registry("objective")
 OBJECTIVES.register(ObjectivePart(
     "annealed_dsm", SETTINGS["annealed_dsm"], "annealed denoising score matching over the process's levels (NCSN)",
+    implies={"model": "noise_conditional", "sampler": "stochastic_heun"},
     loss=_annealed_dsm, extra_rows=lambda settings: settings.reference_size))
 OBJECTIVES.register(ObjectivePart(
     "eps", SETTINGS["eps"], "DDPM's L_simple, ‖ε − ε̂‖² at the process's levels (or WaveGrad's ‖ε − ε̂‖₁)",
@@ -111,3 +113,20 @@ OBJECTIVES.register(ObjectivePart(
     "the denoising loss weighted ((1 + σ)/σ)² on ‖D_θ − x‖²",
     loss=lambda score, batch, cond, process, settings, generator: flow_matching_loss_at(
         score, batch, process.training_sigma(len(batch), batch, generator), generator=generator, cond=cond)))
+
+
+def _data_sigma(settings, data: Tensor):
+    """σ_d measured as the preconditioning measures it (the training data's standard deviation), when 0."""
+    return settings if settings.sigma_data else replace(settings, sigma_data=float(data.std()))
+
+
+OBJECTIVES.register(ObjectivePart(
+    "edm", SETTINGS["edm"], "EDM's denoising loss λ(σ)‖D_θ − x‖², λ = (σ² + σ_d²)/(σσ_d)², on log-normal σ",
+    # EDM's recipe (Karras et al. 2022, Table 1): its σ density and preconditioning, and its deterministic
+    # Heun sampler on the Karras grid from σ_min = 0.002.
+    implies={"process": "ve", "sampler": "heun"},
+    presets={"continuous": True, "sigma_density": "lognormal", "sigma_min": 0.002, "parameterisation": "edm"},
+    resolve=_data_sigma,
+    loss=lambda score, batch, cond, process, settings, generator: edm_loss_at(
+        score, batch, process.training_sigma(len(batch), batch, generator), sigma_data=settings.sigma_data,
+        generator=generator, cond=cond)))

@@ -38,6 +38,12 @@ class SlicedSettings:
     projection: str = setting("rademacher", " | ".join(PROJECTIONS), one_of(*PROJECTIONS))
 
 
+@dataclass(frozen=True)
+class EDMLossSettings:
+    sigma_data: float = setting(0.0, "σ_d of the loss weight λ(σ) = (σ² + σ_d²)/(σ·σ_d)²; 0: the training data's "
+                                     "standard deviation, the σ_d of the preconditioning", at_least_zero("the data's"))
+
+
 # Every objective by name, in registration order (scorelab.objectives.registry registers these, no other).
 SETTINGS: dict[str, type] = {
     "annealed_dsm": AnnealedDSMSettings,
@@ -47,4 +53,5 @@ SETTINGS: dict[str, type] = {
     "sliced_vr": SlicedSettings,
     "dsm": NoSettings,
     "flow_matching": NoSettings,
+    "edm": EDMLossSettings,
 }

@@ -315,12 +315,14 @@ def read_toml(path: str | Path) -> dict:
 
 
 def build_process(config: Config) -> NoiseProcess:
-    """The run's noise process (its settings resolved; see :func:`resolve_process`)."""
+    """The run's noise process (its settings resolved; see :func:`resolve_from_data`)."""
     return PROCESSES[config.process.name].build(config.process.settings)
 
 
-def resolve_process(config: Config, data: Tensor) -> Config:
-    """``config`` with the process settings that are measured on the training data (0 = "from the
-    data", e.g. σ_1 of the NCSNv2 rule) filled in, so that config.toml holds the numbers used."""
-    resolved = PROCESSES[config.process.name].resolve(config.process.settings, data)
-    return config.replace(**asdict(resolved))
+def resolve_from_data(config: Config, data: Tensor) -> Config:
+    """``config`` with the settings that are measured on the training data (0 = "from the data": σ_1 of
+    the NCSNv2 rule, EDM's σ_d) filled in by each chosen part, so that config.toml holds the numbers used."""
+    resolved = {}
+    for section, choice in config.choices.items():
+        resolved |= asdict(part_of(section, choice.name).resolve(choice.settings, data))
+    return config.replace(**resolved)

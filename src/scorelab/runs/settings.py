@@ -23,9 +23,10 @@ from scorelab.sampling import settings as sampler_settings
 CHOICE_SECTIONS = ("data", "model", "process", "objective", "sampler")
 NAME_KEYS = {"dataset": "data", "model": "model", "process": "process", "objective": "objective",
              "sampler": "sampler"}
-# The NCSN's sampler is EDM's stochastic Heun, chosen by BENCHMARKS.md "sampler_table".
-DEFAULTS = {"data": "swiss_roll", "model": "noise_conditional", "process": "ve", "objective": "annealed_dsm",
-            "sampler": "stochastic_heun"}
+# The default family on points is EDM's (Karras et al. 2022): of the families, its deterministic sampler scores
+# best at <= 20 network evaluations on the 2-D suite (BENCHMARKS.md "families"). Images imply the U-Net and its
+# DDPM family, waveforms WaveGrad (their data sets imply the model); the NCSN is --model noise_conditional.
+DEFAULTS = {"data": "swiss_roll", "model": "edm", "process": "ve", "objective": "edm", "sampler": "heun"}
 LR_SCHEDULES = ("cosine", "constant")
 
 # Each section's parts by name, in registration order, with their settings dataclasses (the registries

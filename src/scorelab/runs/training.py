@@ -54,7 +54,7 @@ from scorelab.runs.config import (
     build_process,
     flat_fields,
     read_toml,
-    resolve_process,
+    resolve_from_data,
 )
 from scorelab.runs.distributed import (
     World,
@@ -238,7 +238,7 @@ def _setup(config: Config, run_dir: Path, resume: bool, overwrite: bool, world: 
     raw = training_data(config)
     normalisation = data_normalisation(config, raw)
     data = normalisation.to_model(raw).to(device)
-    config = resolve_process(config, data)
+    config = resolve_from_data(config, data)
     changes: dict[str, tuple[Any, Any]] = {}
     if checkpoint is not None:
         config, changes = _reconcile_resume(checkpoint, config, asked, data)
@@ -254,7 +254,7 @@ def _reconcile_resume(checkpoint: Checkpoint, saved: Config, asked: Config,
                       data: Tensor) -> tuple[Config, dict[str, tuple[Any, Any]]]:
     """The config a resume trains on (``asked``, its "from the data" settings resolved as the saved run
     resolved them) and what it changes, or a :class:`ConfigError` for a change a resume may not make."""
-    asked = resolve_process(asked, data)
+    asked = resolve_from_data(asked, data)
     changes = resume_changes(saved, asked)
     if asked.optim.steps < checkpoint.step:
         raise ConfigError(f"steps = {asked.optim.steps} is below the checkpoint's step {checkpoint.step}; "
