@@ -155,6 +155,8 @@ def test_every_parameterisation_is_its_table_1_denoiser(parameterisation):
         "ve": (1, s, 1 / (s**2 + d**2).sqrt()),
         "eps": (1, -s, 1 / (s**2 + 1).sqrt()),
         "edm": (d**2 / (s**2 + d**2), s * d / (s**2 + d**2).sqrt(), 1 / (s**2 + d**2).sqrt()),
+        # σ_min = 0 by default: EDM's scalings (tests/test_consistency.py checks σ_min > 0).
+        "consistency": (d**2 / (s**2 + d**2), s * d / (s**2 + d**2).sqrt(), 1 / (s**2 + d**2).sqrt()),
     }[parameterisation]
     expected = c_skip * x + c_out * backbone(c_in * x, sigma.log())
     torch.testing.assert_close(model.denoise(x, sigma), expected)
