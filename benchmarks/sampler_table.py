@@ -2,6 +2,7 @@
 
     python benchmarks/sampler_table.py [--runs DIR] [--repeats 5] [--floor-repeats 20]
     python benchmarks/sampler_table.py --images RUNS [--image-dataset digits]
+    python benchmarks/sampler_table.py --few-step [--runs DIR]
 
 For each density of the suite and each run family (NCSN: the default config, and with
 ``--continuous``; DDPM: ``--model ddpm``, and the same without its input's Fourier features),
@@ -21,6 +22,9 @@ How a budget B becomes settings (the largest NFE ≤ B each sampler can do):
 - stochastic_heun: as heun, with its default churn (S_churn = 40, S_noise = 1).
 
 Writes the ``sampler_table`` section of BENCHMARKS.md and ``benchmarks/sampler_table.png``.
+
+With ``--few-step``, each family's default run (NCSN, DDPM, EDM, flow matching) under the deterministic
+solvers at budgets of 10 and 20 evaluations, which chose the default family on points: the ``families`` section.
 
 With ``--images``, the same cells for the two image families of ``images.py`` (the default U-Net
 DDPM and the U-Net NCSN, trained there or here into RUNS), measured by the FD ratio in the
@@ -50,8 +54,13 @@ FIGURE = Path(__file__).resolve().parent / "sampler_table.png"
 # The two families' defaults, and the NCSN trained on a continuum of levels (log σ uniform), which
 # is what samplers that step between the 20 levels ask of the network.
 # The DDPM MLP without the Fourier features of its input (as it was until 0.2) shows what they change.
-FAMILIES = {"ncsn": {}, "ncsn_continuous": {"continuous": True}, "ddpm": {"model": "ddpm"},
-            "ddpm_no_fourier": {"model": "ddpm", "fourier_features": 0}}
+FAMILIES = {"ncsn": {"model": "noise_conditional"}, "ncsn_continuous": {"model": "noise_conditional", "continuous": True},
+            "ddpm": {"model": "ddpm"}, "ddpm_no_fourier": {"model": "ddpm", "fourier_features": 0}}
+# --few-step: each family's default run (EDM's, the default on points, and flow matching's beside the NCSN and
+# DDPM) under the deterministic solvers that fit the target's budget, to choose the default family by.
+FEW_STEP_FAMILIES = {"ncsn": FAMILIES["ncsn"], "ddpm": FAMILIES["ddpm"], "edm": {"model": "edm"},
+                     "flow": {"process": "flow"}}
+FEW_STEP_CELLS = (("heun", 10), ("heun", 20), ("dpmpp_2m", 10), ("dpmpp_2m", 20), ("euler", 10), ("euler", 20))
 TARGET, TARGET_NFE = 1.3, 20  # issue 18: a W2 ratio <= 1.3 on every density at <= 20 evaluations
 BUDGETS = (5, 10, 20, 50, 100)
 TOLERANCES = (1e-2, 1e-3, 1e-5)
@@ -116,14 +125,15 @@ def w2_ratios(run: TrainedRun, samples: list[torch.Tensor], repeats: int, floor_
 def trained(runs: Path, dataset: str, family: str) -> TrainedRun:
     run_dir = runs / f"{family}-{dataset}"
     if not (run_dir / "model.safetensors").exists():
-        sl.train(sl.Config(dataset=dataset, **FAMILIES[family]), run_dir, progress=False, overwrite=True)
+        settings = (FAMILIES | FEW_STEP_FAMILIES)[family]
+        sl.train(sl.Config(dataset=dataset, **settings), run_dir, progress=False, overwrite=True)
     return TrainedRun.load(run_dir, "cpu")
 
 
 def target_lines(results: dict, datasets: list[str]) -> str:
     """A bullet per family: its cells of at most TARGET_NFE evaluations within TARGET on every density."""
     lines = []
-    for family in FAMILIES:
+    for family in dict.fromkeys(fam for (fam, *_) in results):
         met = []
         for sampler, label in dict.fromkeys((s, lab) for (fam, _, s, lab) in results if fam == family):
             ratios = {d: results[family, d, sampler, label][0] for d in datasets}
@@ -190,6 +200,38 @@ def image_table(runs: Path, dataset: str) -> None:
     write_section("sampler_table_images", f"Samplers on {dataset}: quality against network evaluations", body)
 
 
+def few_step_table(args: argparse.Namespace) -> None:
+    """The ``families`` section: every family's default run under the few-step deterministic solvers."""
+    results: dict = {}
+    for family in FEW_STEP_FAMILIES:
+        for dataset in args.datasets:
+            run = trained(args.runs, dataset, family)
+            chosen = [(sampler, budget) for sampler, budget in FEW_STEP_CELLS
+                      if sampler != "euler" or run.config.process.name == "flow"]
+            drawn = [draws(run, sampler, budget_settings(sampler, budget, run), args.repeats)
+                     for sampler, budget in chosen]
+            measured = w2_ratios(run, [samples for samples, _ in drawn], args.repeats, args.floor_repeats)
+            for (sampler, budget), ratio, (_, nfe) in zip(chosen, measured, drawn):
+                results[family, dataset, sampler, f"≤ {budget}"] = (ratio, nfe)
+            print(family, dataset, [f"{r:.2f}" for r in measured], flush=True)
+    rows = []
+    for family, sampler, label in dict.fromkeys((f, s, lab) for (f, _, s, lab) in results):
+        ratios = [results[family, d, sampler, label][0] for d in args.datasets]
+        nfe = max(results[family, d, sampler, label][1] for d in args.datasets)
+        rows.append([family, sampler, label, str(nfe), *(f"**{r:.2f}**" if r <= TARGET else f"{r:.2f}" for r in ratios),
+                     f"{max(ratios):.2f}"])
+    body = (f"W2 ratio (n = {N}, R = {args.repeats}, floor F = {args.floor_repeats}) of each family's default run "
+            "(3000 steps at batch 2048) on every density, under the deterministic solvers at a budget of 10 and 20 "
+            "network evaluations (how a budget becomes steps: `benchmarks/sampler_table.py`). `ncsn`: "
+            "`--model noise_conditional` (VE, 20 levels, annealed DSM); `ddpm`: `--model ddpm` (VP, T = 1000, "
+            "ε-loss); `edm`: `--model edm` (VE, ln σ ~ N(−1.2, 1.2²), λ(σ) = (σ² + σ_d²)/(σσ_d)², EDM's "
+            "preconditioning, σ from 0.002); `flow`: `--process flow` (the linear interpolant, uniform t, the "
+            f"flow-matching loss). **Bold**: ≤ {TARGET}. The default family on points is the one whose worst "
+            f"density scores best at ≤ {TARGET_NFE} evaluations:\n\n" + target_lines(results, args.datasets)
+            + "\n" + markdown_table(["family", "sampler", "budget", "nfe", *args.datasets, "worst"], rows))
+    write_section("families", "Families: few-step sampling of each family's default run", body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("/tmp/sampler_table_runs"))
@@ -198,8 +240,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=list(SUITE))
     parser.add_argument("--images", type=Path, metavar="RUNS", help="instead: the image runs of images.py in RUNS")
     parser.add_argument("--image-dataset", default="digits", help="with --images: the image set")
+    parser.add_argument("--few-step", action="store_true", help="instead: the families section (see FEW_STEP_FAMILIES)")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.few_step:
+        few_step_table(args)
+        return
     if args.images:
         image_table(args.images, args.image_dataset)
         return

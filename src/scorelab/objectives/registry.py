@@ -123,9 +123,11 @@ def _data_sigma(settings, data: Tensor):
 OBJECTIVES.register(ObjectivePart(
     "edm", SETTINGS["edm"], "EDM's denoising loss λ(σ)‖D_θ − x‖², λ = (σ² + σ_d²)/(σσ_d)², on log-normal σ",
     # EDM's recipe (Karras et al. 2022, Table 1): its σ density and preconditioning, and its deterministic
-    # Heun sampler on the Karras grid from σ_min = 0.002.
+    # Heun sampler on the Karras grid from σ_min = 0.002, here in 10 steps (19 evaluations): the target's budget
+    # of 20, at which this family did best (BENCHMARKS.md "families").
     implies={"process": "ve", "sampler": "heun"},
-    presets={"continuous": True, "sigma_density": "lognormal", "sigma_min": 0.002, "parameterisation": "edm"},
+    presets={"continuous": True, "sigma_density": "lognormal", "sigma_min": 0.002, "parameterisation": "edm",
+             "sample_steps": 10},
     resolve=_data_sigma,
     loss=lambda score, batch, cond, process, settings, generator: edm_loss_at(
         score, batch, process.training_sigma(len(batch), batch, generator), sigma_data=settings.sigma_data,
