@@ -80,6 +80,16 @@ def _broken_checkpoint(run: Path, tmp: Path, content: bytes) -> Path:
     return copy
 
 
+def _distill(run: Path, tmp: Path, out: Path | None = None) -> list:
+    return ["distill", run, "--out", out or tmp / "new_run", "--steps", 2, "--no-progress"]
+
+
+def _tiny_run(tmp: Path, **changes) -> Path:
+    run_dir = tmp / ("tiny_" + "_".join(str(value) for value in changes.values()))
+    sl.train(tiny_config(steps=2, **changes), run_dir, progress=False)
+    return run_dir
+
+
 ROWS: dict[str, tuple[Setup, str]] = {
     # 2-D data files
     "csv with text": (lambda t, r: _train(_write(t / "d.csv", "x,y\n1,a\n2,3\n"), t), "d.csv"),
@@ -165,6 +175,35 @@ ROWS: dict[str, tuple[Setup, str]] = {
     "unknown sigma density": (lambda t, r: _train("moons", t, "--sigma-density", "gamma"), "gamma"),
     "edm p_std zero": (lambda t, r: _train("moons", t, "--model", "edm", "--p-std", 0), "p_std"),
     "edm negative sigma_data": (lambda t, r: _train("moons", t, "--model", "edm", "--sigma-data", -1), "sigma_data"),
+    # consistency models (issue 33 item 3): scorelab distill, the objectives' and the sampler's flags
+    "distill a missing run": (lambda t, r: _distill(t / "nowhere", t), "nowhere"),
+    "distill an unconditional run": (lambda t, r: _distill(_tiny_run(t, model="mlp", objective="sliced"), t),
+                                     "noise-conditional"),
+    "distill a consistency run": (lambda t, r: _distill(_tiny_run(t, dataset="moons", model="consistency"), t),
+                                  "is a consistency model"),
+    "distill into a directory that holds files": (lambda t, r: _distill(r, t, _write(t / "taken" / "a.txt", "x")
+                                                                        .parent), "--overwrite"),
+    "distill into the teacher": (lambda t, r: _distill(r, t, r), "teacher's own"),
+    "distillation without a teacher": (lambda t, r: _train("moons", t, "--objective", "consistency_distillation"),
+                                       "needs a teacher"),
+    "distillation teacher missing": (lambda t, r: _train("moons", t, "--objective", "consistency_distillation",
+                                                         "--teacher", t / "absent_run"), "absent_run"),
+    "distillation levels one": (lambda t, r: _train("moons", t, "--objective", "consistency_distillation",
+                                                    "--distill-levels", 1), "distill_levels"),
+    "consistency curriculum reversed": (lambda t, r: _train("moons", t, "--model", "consistency", "--curriculum-start",
+                                                            20, "--curriculum-end", 10), "curriculum_end"),
+    "consistency huber_c negative": (lambda t, r: _train("moons", t, "--model", "consistency", "--huber-c", -1),
+                                     "huber_c"),
+    "consistency unknown distance": (lambda t, r: _train("moons", t, "--model", "consistency", "--distance", "l7"),
+                                     "l7"),
+    "consistency training on vp": (lambda t, r: _train("moons", t, "--model", "consistency", "--process", "vp"),
+                                   "--process ve"),
+    "consistency sigmas of the wrong count": (lambda t, r: ["sample", r, "--sampler", "consistency", "--sample-steps", 3,
+                                                            "--consistency-sigmas", "0.5", "--n", 4, "--out",
+                                                            t / "s.npy"], "consistency_sigmas"),
+    "consistency sigmas not decreasing": (lambda t, r: ["sample", r, "--sampler", "consistency", "--sample-steps", 3,
+                                                        "--consistency-sigmas", "0.1,0.5", "--n", 4, "--out",
+                                                        t / "s.npy"], "largest to smallest"),
 }
 
 

@@ -40,7 +40,7 @@ def test_the_toy_sets_of_the_catalogue_are_the_generators():
 
 
 def test_sampler_settings_carry_over_as_before_for_every_pair():
-    assert len(SAMPLERS_SETTINGS) == 11  # the ten above and issue 33's flow Euler, which carries nothing
+    assert len(SAMPLERS_SETTINGS) == 12  # the ten above, issue 33's flow Euler and consistency: they carry nothing
     for a, b in itertools.product(SAMPLERS_SETTINGS, repeat=2):
         carried = shared_settings(SAMPLERS_SETTINGS[a], SAMPLERS_SETTINGS[b])
         if a == b:

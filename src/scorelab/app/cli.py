@@ -155,6 +155,14 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     _add_config_flags(p)
 
 
+def _distill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="the trained run to distil (its EMA weights, read only)")
+    p.add_argument("--out", required=True, type=Path, metavar="RUN2", help="run directory of the consistency model")
+    p.add_argument("--overwrite", action="store_true", help="replace what RUN2 holds")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(p)
+
+
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--n", type=int, default=5000, help="number of samples (default: 5000)")
@@ -238,6 +246,16 @@ def cmd_train(args: argparse.Namespace) -> int | None:
         return
     print(f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4g}; "
           f"{result.parameters:,} parameters; run directory: {result.run_dir}")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from scorelab.runs.distill import distill
+
+    known = set(flat_fields()) | set(NAME_KEYS)
+    flags = {key: value for key, value in vars(args).items() if key in known}
+    result = distill(args.run_dir, args.out, overwrite=args.overwrite, progress=not args.no_progress, **flags)
+    print(f"distilled {args.run_dir} in {result.steps} steps ({result.seconds:.1f} s; final loss "
+          f"{result.final_loss:.4g}); sample it with `scorelab sample {result.run_dir} --sample-steps 1` (or 2)")
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -487,6 +505,13 @@ COMMANDS = {
         "([data], [model], [process], [objective], [optim], [sampler]) and, where not every part of it has the "
         "setting, to the parts named in its help; a setting the chosen part lacks is an error. The resolved config "
         "is saved as RUN_DIR/config.toml.", _train_arguments, cmd_train),
+    "distill": Command(
+        "distil a trained run into a consistency model that samples in one or two steps",
+        "Consistency distillation (Song et al. 2023): train a consistency model f(y, σ), f(y, σ_min) = y, whose "
+        "target at each level is one step of RUN's probability-flow ODE (its EMA score, read only) from the level "
+        "above. RUN2 learns RUN's data, over RUN's noise range, starting from RUN's weights where the networks "
+        "match; flags change any setting (e.g. --steps, --distill-levels, --teacher-solver). Sample it with "
+        "`scorelab sample RUN2 --sample-steps 1` or 2.", _distill_arguments, cmd_distill),
     "sample": Command(
         "draw samples from a trained run",
         "Draw samples from a trained run and save them as .npy, .csv or (images) a .png grid; images are in the "
@@ -599,7 +624,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _left_behind(args: argparse.Namespace) -> str:
     """What an interrupted command leaves, as the end of the line that says so ("" where nothing need be said)."""
-    if args.command in ("train", "demo", "bench"):  # each trains, and checkpoints are written atomically
+    if args.command in ("train", "distill", "demo", "bench"):  # each trains; checkpoints are written atomically
         return "; the last checkpoint written is intact"
     if args.command == "sample" and args.out.suffix:  # SampleWriter writes the file whole, or not at all
         return f"; {args.out} was not written (a file already there is untouched)"

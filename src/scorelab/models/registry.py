@@ -93,11 +93,12 @@ def _waveform_shape(shape: tuple[int, ...]) -> int:
     return hop
 
 
-def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], sigma_data: float) -> Preconditioned:
+def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], process: NoiseProcess,
+              sigma_data: float) -> Preconditioned:
     _waveform_shape(shape)
     # The UBlocks' factors multiply to the hop of 256 samples; coarse first, as the paper's 5, 5, 3, 2, 2 for 300.
     network = WaveGrad(MelSettings().n_mels, (4, 4, 4, 2, 2), settings.width, settings.repeats)
-    return Preconditioned(network, "eps", sigma_data)
+    return Preconditioned(network, "eps", sigma_data, process.sigma_min)
 
 
 def NoiseConditionalMLP(dim: int = 2, hidden: int = 128, depth: int = 3, sigma_data: float = 1.0,
@@ -146,7 +147,7 @@ def _log_noise_mlp(settings, shape: tuple[int, ...], process: NoiseProcess, sigm
     """The MLP on [c_in·x, ln σ, Fourier features] under the settings' parameterisation."""
     return Preconditioned(ConditionalMLP(_dim(shape), settings.hidden, settings.depth, noise_input="log",
                                          fourier_features=settings.fourier_features),
-                          settings.parameterisation, sigma_data)
+                          settings.parameterisation, sigma_data, process.sigma_min)
 
 
 MODELS.register(ModelPart(
@@ -159,11 +160,18 @@ MODELS.register(ModelPart(
     implies={"process": "vp", "objective": "eps", "sampler": "ddpm"}, stands_for={"images": "unet"},
     build=lambda s, shape, process, sigma_data: Preconditioned(
         ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal",
-                       fourier_features=s.fourier_features), s.parameterisation, sigma_data),
+                       fourier_features=s.fourier_features), s.parameterisation, sigma_data, process.sigma_min),
     upgrade=_upgrade_eps_mlp))
 MODELS.register(ModelPart(
     "edm", SETTINGS["edm"], "MLP on [c_in·x, ln σ, Fourier features] trained by EDM's recipe (Karras et al. 2022)",
     implies={"objective": "edm"}, stands_for={"images": "unet"},
+    build=_log_noise_mlp))
+MODELS.register(ModelPart(
+    "consistency", SETTINGS["consistency"], "MLP on [c_in·x, ln σ, Fourier features] as a consistency model f(y, σ) "
+    "with f(y, σ_min) = y built in, trained by iCT (Song & Dhariwal 2023)",
+    # The objective's presets bring the family's process settings and the parameterisation (also to the U-Net
+    # that this model stands for on images).
+    implies={"objective": "consistency_training"}, stands_for={"images": "unet"},
     build=_log_noise_mlp))
 MODELS.register(ModelPart(
     "unet", SETTINGS["unet"], "U-Net on c_in·x with a sinusoidal ln σ embedding, for images (their default: DDPM)",
@@ -175,7 +183,7 @@ MODELS.register(ModelPart(
              "sample_steps": 100},
     build=lambda s, shape, process, sigma_data: Preconditioned(
         UNet(_image_shape(shape), s.channels, s.levels, s.res_blocks, s.attention, s.dropout),
-        s.parameterisation, sigma_data)))
+        s.parameterisation, sigma_data, process.sigma_min)))
 MODELS.register(ModelPart(
     "wavegrad", SETTINGS["wavegrad"], "WaveGrad: ε̂ from a waveform, its log-mel and the noise level √ᾱ (for audio)",
     # Chen et al. 2020: the VP chain with √ᾱ drawn between adjacent levels, an L1 loss on ε, few-step schedules.
@@ -184,11 +192,11 @@ MODELS.register(ModelPart(
     # docs' results page has the width comparison); the paper's model trained for a million steps on TPUs.
     presets={"schedule": "wavegrad", "continuous": True, "eps_norm": "l1", "steps": 2500, "lr": 1e-3,
              "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
-    build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, sigma_data)))
+    build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, process, sigma_data)))
 MODELS.register(ModelPart(
     "condlinear", SETTINGS["condlinear"], "the seed's CondLinear NCSN, one embedding per noise level", implies=_NCSN,
     build=lambda s, shape, process, sigma_data: Preconditioned(
-        CondLinearMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data),
+        CondLinearMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data, process.sigma_min),
     upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}),
     formerly="seed_conditional")  # read as "conditioned on a seed"; runs saved under the old name keep loading
 MODELS.register(ModelPart(

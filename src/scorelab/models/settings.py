@@ -57,6 +57,12 @@ class EDMParameterisedMLPSettings(Parameterised, FourierMLP):
 
 
 @dataclass(frozen=True)
+class ConsistencyMLPSettings(Parameterised, FourierMLP):
+    # A consistency model f(y, σ) with f(y, σ_min) = y built in (models.preconditioning).
+    parameterisation: str = redefault(Parameterised, "parameterisation", "consistency")
+
+
+@dataclass(frozen=True)
 class UNetSettings(Parameterised):
     channels: int = setting(32, "U-Net: channels at the first resolution (doubled at each level below)", positive_int)
     levels: int = setting(2, "U-Net: resolutions, each half the one above (H and W must divide by 2^(levels−1))",
@@ -88,6 +94,7 @@ SETTINGS: dict[str, type] = {
     "noise_conditional": NoiseConditionalSettings,
     "ddpm": EDMParameterisedMLPSettings,
     "edm": EDMParameterisedMLPSettings,
+    "consistency": ConsistencyMLPSettings,
     "unet": UNetSettings,
     "wavegrad": WaveGradSettings,
     "condlinear": CondLinearSettings,

@@ -32,12 +32,7 @@ from scorelab.core.processes import denoised_from_score
 from scorelab.core.rng import randn_like
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import append_dims, batch_sum, require_batch
-
-# How the two ends are compared: iCT's pseudo-Huber distance, or the squared L2 norm of the CM paper.
-DISTANCES = ("pseudo_huber", "l2")
-# How the teacher steps its probability-flow ODE in distillation.
-TEACHER_SOLVERS = ("heun", "euler")
-
+from scorelab.objectives.settings import DISTANCES, TEACHER_SOLVERS
 
 # --- the distance -----------------------------------------------------------------------------
 

@@ -33,10 +33,11 @@ from scorelab.core.atomic import write_atomic
 from scorelab.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from scorelab.core.processes import NoiseProcess
 from scorelab.core.rng import derived_seed
+from scorelab.core.score import Score
 from scorelab.data.normalisation import Normalisation
 from scorelab.data.sources import data_part
 from scorelab.models import build_model
-from scorelab.objectives import OBJECTIVES
+from scorelab.objectives import OBJECTIVES, LossContext
 from scorelab.runs.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
@@ -68,6 +69,7 @@ from scorelab.runs.distributed import (
 from scorelab.runs.legacy import saved_run_values
 from scorelab.runs.lock import run_lock
 from scorelab.runs.train_log import log_text, logged_rows
+from scorelab.runs.trained import TrainedRun
 
 # What a resumed run may change: how long and how fast it trains, how often it writes, where it runs,
 # and how it samples afterwards; never what shapes the model, the data or the objective.
@@ -164,7 +166,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
 @dataclass
 class _Setup:
     """What a training call starts from: the run's config (a resume's changes applied), the checkpoint it
-    resumes from, those changes, the device, and the training data in the model's units on it."""
+    resumes from, those changes, the device, the training data in the model's units on it, and the trained
+    run whose score the objective distils (None for most objectives)."""
 
     config: Config
     checkpoint: Checkpoint | None
@@ -172,6 +175,7 @@ class _Setup:
     device: torch.device
     normalisation: Normalisation
     data: Tensor
+    teacher: TrainedRun | None = None
 
 
 @dataclass
@@ -199,6 +203,8 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
                            sigma_data=sigma_data, seed=config.seed).to(setup.device)
 
     model = new_model(float(setup.data.std()))
+    if setup.teacher is not None and OBJECTIVES[config.objective.name].starts_from_teacher(config.objective.settings):
+        start_from(model, setup.teacher.model)
     ema = new_model()
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -245,9 +251,50 @@ def _setup(config: Config, run_dir: Path, resume: bool, overwrite: bool, world: 
     if config.optim.batch_size % world.size:
         raise ConfigError(f"batch_size = {config.optim.batch_size} does not split over {world.size} processes; "
                           f"use a multiple of {world.size}")
+    teacher = _teacher(config, normalisation, device)
     if world.main:
         wait_for_main(world)  # the run checks out: the other ranks may set up too
-    return _Setup(config, checkpoint, changes, device, normalisation, data)
+    return _Setup(config, checkpoint, changes, device, normalisation, data, teacher)
+
+
+def _teacher(config: Config, normalisation: Normalisation, device: torch.device) -> TrainedRun | None:
+    """The trained run whose score the objective distils, loaded read-only onto ``device`` (None where it
+    distils none), after checking that it is a noise-conditional score of the student's data units."""
+    run_dir = OBJECTIVES[config.objective.name].teacher(config.objective.settings)
+    if not run_dir:
+        return None
+    teacher = TrainedRun.load(run_dir, str(device))
+    check_teacher(teacher)
+    if teacher.shape != normalisation.shape or not (
+            torch.allclose(teacher.normalisation.shift.cpu(), normalisation.shift.cpu())
+            and torch.allclose(teacher.normalisation.scale.cpu(), normalisation.scale.cpu())):
+        raise ConfigError(f"the teacher {run_dir} learned data of another shape or normalisation than this run's; "
+                          "distil on the teacher's own data (as `scorelab distill` does)")
+    return teacher
+
+
+def check_teacher(teacher: TrainedRun) -> None:
+    """A :class:`ConfigError` unless ``teacher`` is a noise-conditional score model s(x, σ), one that a
+    consistency distillation can step the probability-flow ODE with (not itself a consistency model)."""
+    if not teacher.noise_conditional:
+        raise ConfigError(f"{teacher.run_dir} holds model {teacher.config.model.name!r}, an unconditional score s(x); "
+                          "a teacher must be a noise-conditional score model s(x, σ) (e.g. --model edm)")
+    if getattr(teacher.config.model.settings, "parameterisation", None) == "consistency":
+        raise ConfigError(f"{teacher.run_dir} is a consistency model, not a score model: distil a diffusion run "
+                          "(e.g. one trained with --model edm)")
+
+
+def start_from(model: nn.Module, teacher: nn.Module) -> bool:
+    """Copy the teacher's backbone weights into ``model``'s where the two backbones have the same tensors
+    (names and shapes); whether they did. σ_d and σ_min stay the model's own."""
+    own = {key: value for key, value in model.state_dict().items() if key.startswith("backbone.")}
+    theirs = {key: value for key, value in teacher.state_dict().items() if key.startswith("backbone.")}
+    if own.keys() != theirs.keys() or any(own[key].shape != theirs[key].shape for key in own):
+        return False
+    with torch.no_grad():
+        for key, value in own.items():
+            value.copy_(theirs[key])
+    return True
 
 
 def _reconcile_resume(checkpoint: Checkpoint, saved: Config, asked: Config,
@@ -281,10 +328,12 @@ def _loop(setup: _Setup, state: _State, process: NoiseProcess, start: int, run_d
     bar = tqdm(total=optim.steps, initial=start, disable=not (progress and world.main), dynamic_ncols=True,
                desc=f"train {config.model.name} ({parameter_count(state.model):,} parameters)")
     rows_per_rank = optim.batch_size // world.size + extra_rows
+    teacher: Score | None = None if setup.teacher is None else setup.teacher.model
     for step in range(start + 1, optim.steps + 1):
         batch = data[minibatch_rows(len(data), rows_per_rank, state.generator).to(device)]
         cond = None if condition is None else condition(normalisation.to_data(batch))
-        loss = objective.loss(net, batch, cond, process, config.objective.settings, state.generator)
+        loss = objective.loss(net, batch, cond, process, config.objective.settings, state.generator,
+                              LossContext(step, optim.steps, teacher))
         loss_value = mean_over_ranks(loss.detach(), world).item()  # every rank sees a NaN on any of them
         if not math.isfinite(loss_value):
             bar.close()

@@ -12,6 +12,8 @@ from scorelab.core.lazy import lazy_package
 _OBJECTS = {
     "SAMPLERS": "scorelab.sampling.registry",
     "SamplerPart": "scorelab.sampling.registry",
+    "consistency_levels": "scorelab.sampling.registry",
+    "consistency_sampling": "scorelab.sampling.consistency",
     "ddim": "scorelab.sampling.ancestral",
     "ddpm": "scorelab.sampling.ancestral",
     "annealed_langevin": "scorelab.sampling.langevin",

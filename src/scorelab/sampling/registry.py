@@ -23,9 +23,15 @@ from scorelab.core.registry import Part, Registry
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import per_sample
 from scorelab.sampling.ancestral import ddim, ddpm
+from scorelab.sampling.consistency import consistency_sampling
 from scorelab.sampling.langevin import annealed_langevin, langevin, predictor_corrector
 from scorelab.sampling.ode import probability_flow
-from scorelab.sampling.settings import SETTINGS, parse_betas, parse_schedules
+from scorelab.sampling.settings import (
+    SETTINGS,
+    parse_betas,
+    parse_schedules,
+    parse_sigmas,
+)
 from scorelab.sampling.solvers import dpm_solver_2m, flow_euler, heun
 from scorelab.sampling.steps import Callback
 
@@ -153,6 +159,33 @@ def _ode(score, process, settings, start, generator, callback, cond):
                             callback=callback, cond=cond)
 
 
+def consistency_levels(process: NoiseProcess, sample_steps: int, stated: str = "", rho: float = 7.0) -> Tensor:
+    """The K levels at which consistency sampling evaluates f: σ_max, then ``stated`` (comma-separated), or else
+    the Karras grid of K + 1 levels from σ_max to σ_min less σ_min (float64, largest first).
+
+    Stated levels must be K − 1, below σ_max and at least σ_min.
+    """
+    if not stated:
+        return karras_sigmas(process.sigma_max, process.sigma_min, sample_steps + 1, rho)[:-1]
+    below = parse_sigmas(stated)
+    if len(below) != sample_steps - 1:
+        raise ConfigError(f"consistency_sigmas gives {len(below)} levels after σ_max, but sample_steps = "
+                          f"{sample_steps} asks for {sample_steps - 1}")
+    if below[0] >= process.sigma_max or below[-1] < process.sigma_min:
+        raise ConfigError(f"consistency_sigmas must lie in [sigma_min, sigma_max) = [{process.sigma_min:g}, "
+                          f"{process.sigma_max:g}), got {stated!r}")
+    return torch.tensor([process.sigma_max, *below], dtype=torch.float64)
+
+
+def _consistency(score, process, settings, start, generator, callback, cond):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): f at σ_max, then noise back and f again at
+    each lower level; one evaluation per level. A model that is not a consistency model is used through its
+    denoiser (then this is a "denoise and renoise" sampler)."""
+    sigmas = consistency_levels(process, settings.sample_steps, settings.consistency_sigmas)
+    return consistency_sampling(score, start, sigmas.to(start.device), sigma_min=process.sigma_min,
+                                generator=generator, callback=callback, cond=cond)
+
+
 SAMPLERS: Registry[SamplerPart] = Registry("sampler")
 SAMPLERS.register(SamplerPart("ald", SETTINGS["ald"], "annealed Langevin dynamics (NCSN)",
                               sample=_annealed_langevin, respaces_process=True))
@@ -176,3 +209,6 @@ SAMPLERS.register(SamplerPart(
 SAMPLERS.register(SamplerPart(
     "euler", SETTINGS["euler"], "Euler in t on the flow-matching ODE, x_t' = x_t + (t' − t)·v, down the process's grid",
     sample=_flow_euler, respaces_process=True))
+SAMPLERS.register(SamplerPart(
+    "consistency", SETTINGS["consistency"], "multistep consistency sampling: f(x, σ) at K levels from σ_max, noise "
+    "added back between them, K evaluations", sample=_consistency))

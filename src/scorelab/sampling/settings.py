@@ -14,6 +14,7 @@ line reads to build its flags.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from scorelab.core.errors import ConfigError
@@ -124,6 +125,31 @@ class FlowEulerSettings:
                                    "K levels cost K evaluations (0: every level)", at_least_zero("every level"))
 
 
+def parse_sigmas(text: str) -> list[float]:
+    """σ's from comma-separated numbers, each positive and finite, strictly decreasing, or a :class:`ConfigError`."""
+    try:
+        sigmas = [float(item) for item in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"consistency_sigmas must be comma-separated numbers, got {text!r}") from None
+    if not all(0 < sigma < float("inf") for sigma in sigmas) or any(a <= b for a, b in itertools.pairwise(sigmas)):
+        raise ConfigError(f"consistency_sigmas must be positive levels, sorted from largest to smallest, got {text!r}")
+    return sigmas
+
+
+def _check_sigmas(name: str, value: str) -> None:
+    if value:
+        parse_sigmas(value)
+
+
+@dataclass(frozen=True)
+class ConsistencySamplerSettings:
+    sample_steps: int = setting(2, "consistency sampling: evaluations K, at σ_max and then K − 1 levels below it, "
+                                   "each after noise added back", positive_int)
+    consistency_sigmas: str = setting("", "the K − 1 levels after σ_max, comma-separated, largest first (empty: the "
+                                          "Karras grid of K + 1 levels over the process's range, less σ_min)",
+                                      _check_sigmas)
+
+
 def parse_betas(text: str) -> list[float]:
     """β_1, …, β_N from comma-separated numbers, each in (0, 1), or a :class:`ConfigError`."""
     try:
@@ -189,4 +215,5 @@ SETTINGS: dict[str, type] = {
     "dpmpp_2m": DPMSolverSettings,
     "wavegrad": WaveGradSamplerSettings,
     "euler": FlowEulerSettings,
+    "consistency": ConsistencySamplerSettings,
 }
