@@ -160,6 +160,8 @@ def _distill_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="RUN2", help="run directory of the consistency model")
     p.add_argument("--overwrite", action="store_true", help="replace what RUN2 holds")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes of this machine (data-parallel, through torchrun), as train --nproc")
     _add_config_flags(p)
 
 
@@ -248,14 +250,18 @@ def cmd_train(args: argparse.Namespace) -> int | None:
           f"{result.parameters:,} parameters; run directory: {result.run_dir}")
 
 
-def cmd_distill(args: argparse.Namespace) -> None:
+def cmd_distill(args: argparse.Namespace) -> int | None:
+    if args.nproc is not None:
+        return _launch(args)
     from scorelab.runs.distill import distill
+    from scorelab.runs.distributed import World
 
     known = set(flat_fields()) | set(NAME_KEYS)
     flags = {key: value for key, value in vars(args).items() if key in known}
     result = distill(args.run_dir, args.out, overwrite=args.overwrite, progress=not args.no_progress, **flags)
-    print(f"distilled {args.run_dir} in {result.steps} steps ({result.seconds:.1f} s; final loss "
-          f"{result.final_loss:.4g}); sample it with `scorelab sample {result.run_dir} --sample-steps 1` (or 2)")
+    if World.from_environment().main:
+        print(f"distilled {args.run_dir} in {result.steps} steps ({result.seconds:.1f} s; final loss "
+              f"{result.final_loss:.4g}); sample it with `scorelab sample {result.run_dir} --sample-steps 1` (or 2)")
 
 
 def _launch(args: argparse.Namespace) -> int:

@@ -8,7 +8,9 @@ from the teacher's:
 - the consistency family: ``--model consistency`` (the log-noise MLP on points, the U-Net on images)
   with the teacher's network settings where the student's model has them, so that the training loop can
   start the student from the teacher's EMA weights (``teacher_init``), as Song et al. 2023 do;
-- the VE process over the teacher's own noise range [σ_min, σ_max], where its score was trained;
+- the family's VE process, σ from 0.002 to 20 (as a consistency-trained run's), where the teacher's score is
+  asked for: EDM's family (the default on points) trains on log-normal σ, unbounded; a teacher trained on a
+  narrower range (the NCSN's levels) may want ``--sigma-min``/``--sigma-max`` of its own;
 - the consistency sampler.
 
 Any setting given as a flag is applied over these (``--steps``, ``--distill-levels``, ...). The teacher
@@ -24,6 +26,7 @@ from typing import Any
 from scorelab.core.errors import CheckpointError, ConfigError
 from scorelab.data.sources import data_part
 from scorelab.runs.config import Config
+from scorelab.runs.distributed import World
 from scorelab.runs.trained import TrainedRun
 from scorelab.runs.training import TrainResult, check_teacher, train
 
@@ -52,8 +55,7 @@ def student_config(teacher: TrainedRun, /, **changes: Any) -> Config:
     model = {spec.name: getattr(teacher.config.model.settings, spec.name) for spec in student_model
              if spec.name != "parameterisation" and hasattr(teacher.config.model.settings, spec.name)}
     stated = {"seed": teacher.config.seed, "data": data.to_dict(), **STUDENT, **model,
-              "teacher": str(teacher.run_dir.resolve()), "sigma_min": teacher.process.sigma_min,
-              "sigma_max": teacher.process.sigma_max}
+              "teacher": str(teacher.run_dir.resolve())}
     return Config.from_layers(stated, changes)
 
 
@@ -62,13 +64,15 @@ def distill(teacher_dir: str | Path, out: str | Path, /, *, overwrite: bool = Fa
     """Distil the trained run ``teacher_dir`` into a consistency model in ``out`` (:func:`student_config`).
 
     Raises :class:`CheckpointError` where ``out`` is the teacher, or exists and is not an empty directory
-    (unless ``overwrite``), before anything is written.
+    (unless ``overwrite``), before anything is written. Under torchrun every rank calls it (rank 0 checks
+    ``out``, which the others see it write into).
     """
     teacher = TrainedRun.load(teacher_dir, "cpu")
     out = Path(out)
     if out.resolve() == teacher.run_dir.resolve():
         raise CheckpointError(f"--out {out} is the teacher's own run directory; distil into another one")
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+    taken = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if taken and not overwrite and World.from_environment().main:
         raise CheckpointError(f"{out} already exists; use --overwrite or another --out (a distillation that "
                               f"stopped goes on with `scorelab train --resume --out {out}`)")
     return train(student_config(teacher, **changes), out, overwrite=overwrite, progress=progress)
