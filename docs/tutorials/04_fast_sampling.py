@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -204,3 +206,25 @@ for family, settings in families.items():
         samples = trained.sample(n, sampler=name, sample_steps=k, generator=torch.Generator().manual_seed(3))
         ratio = sl.metrics.wasserstein2(samples, fresh(n, 4)) / floor
         print(f"{family:5s} {name:9s} {k:3d} steps ({cost.get(name, lambda k: k)(k)} NFE): W2 ratio {ratio:.2f}")
+
+# %% [markdown]
+# ## One step: a consistency model
+#
+# The ODE's solution is a map from the noise at σ_max to the data. A **consistency model**
+# f(y, σ) (Song et al. 2023) learns that map directly: every point of one ODE trajectory must be sent
+# to the same end, and f(y, σ_min) = y holds by construction, because its preconditioning has
+# c_skip(σ_min) = 1 and c_out(σ_min) = 0. One evaluation at σ_max is then a sample; a second, after
+# noise is added back at a lower level, corrects it. **Consistency distillation** teaches f from a
+# trained model's ODE: each training pair is one Heun step of the teacher between adjacent levels,
+# and the student's outputs at both ends must agree. Here the EDM run above is the teacher
+# (`scorelab distill RUN --out RUN2` on the command line).
+
+# %%
+from scorelab.runs.distill import distill  # noqa: E402
+
+distill(RUNS / "edm", RUNS / "consistency", overwrite=True, progress=False, steps=steps_trained, device="cpu")
+student = sl.load_run(RUNS / "consistency", "cpu")
+for k in (1, 2):
+    samples = student.sample(n, sampler="consistency", sample_steps=k, generator=torch.Generator().manual_seed(3))
+    ratio = sl.metrics.wasserstein2(samples, fresh(n, 4)) / floor
+    print(f"consistency model, {k} evaluation{'s' if k > 1 else ''}: W2 ratio {ratio:.2f}")
