@@ -26,6 +26,7 @@ from scorelab.objectives import (
     OBJECTIVES,
     LossContext,
     consistency_distillation_loss,
+    consistency_training_loss,
     ct_sigma_pairs,
     ct_sigmas,
 )
@@ -153,6 +154,21 @@ def test_the_context_free_objectives_accept_a_context_and_the_consistency_ones_n
         cd.loss(model, x, None, process, cd.make(), seeded(2), LossContext(1, 10))
     with pytest.raises(ConfigError, match="--process ve"):
         ct.loss(model, x, None, VP(timesteps=50), ct.make(), seeded(2), LossContext(1, 10))
+
+
+def test_the_registered_training_loss_is_the_pure_one_on_the_curriculums_grid_with_the_process_draw():
+    process = VE(6.0, 0.002, continuous=True, sigma_density="lognormal", p_mean=-0.7, p_std=1.5)
+    model = build_model("consistency", sl.Config(model="consistency").model.settings, shape=(2,), process=process)
+    part = OBJECTIVES["consistency_training"]
+    settings = part.make({"curriculum_start": 4, "curriculum_end": 32, "distance": "l2"})
+    x = torch.randn(256, 2, generator=seeded(3))
+    # Step 31 of 40: K' = ⌊40/4⌋ = 10, so k = 30 is in the fourth stage, N = min(4·2³, 32) + 1 = 33 levels.
+    registered = part.loss(model, x, None, process, settings, seeded(4), LossContext(31, 40))
+    generator = seeded(4)
+    low, high = ct_sigma_pairs(x, ct_sigmas(33, 0.002, 6.0), mean=-0.7, std=1.5, generator=generator)
+    pure = consistency_training_loss(model, x, low, high, generator=generator, distance="l2")
+    assert torch.equal(registered, pure)
+    assert not torch.equal(registered, part.loss(model, x, None, process, settings, seeded(4), LossContext(1, 40)))
 
 
 def test_the_registered_distillation_loss_is_the_pure_one_on_the_grid_with_the_teachers_score():
@@ -353,7 +369,8 @@ def test_distill_refuses_flags_that_name_other_data_or_another_teacher(edm_run, 
 @pytest.mark.slow
 def test_distillation_of_a_trained_run_samples_its_data_in_one_and_two_steps(tmp_path):
     """A small EDM run on a mixture (800 steps), distilled in 800 steps: its 1- and 2-step samples against the
-    data, beside the same student untrained (the W2 ratio, n = 2000)."""
+    data (the W2 ratio, n = 2000). Measured: 1.07 and 1.09 (1.13 and 1.15 from random weights); the student
+    after one step, 5.1 and 2.5."""
     mixture = GaussianMixture([[-2.0, 0.5], [1.5, -1.0], [0.5, 2.0]], [0.4, 0.5, 0.3], [0.4, 0.35, 0.25])
     data_file = tmp_path / "mixture.npy"
     np.save(data_file, mixture.sample(4000, seeded(10)).numpy().astype(np.float32))
@@ -368,7 +385,7 @@ def test_distillation_of_a_trained_run_samples_its_data_in_one_and_two_steps(tmp
     floor = sl.metrics.wasserstein2(mixture.sample(2000, seeded(12)).float(), truth)
     ratios = [sl.metrics.wasserstein2(student.sample(2000, generator=seeded(13), sample_steps=k), truth) / floor
               for k in (1, 2)]
-    assert ratios[0] < 2.0 and ratios[1] < 1.6, ratios
+    assert ratios[0] < 1.5 and ratios[1] < 1.5, ratios
 
 
 @pytest.mark.slow
