@@ -35,6 +35,7 @@ writes ``sampler_table_images``.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -200,20 +201,32 @@ def image_table(runs: Path, dataset: str) -> None:
     write_section("sampler_table_images", f"Samplers on {dataset}: quality against network evaluations", body)
 
 
+def few_step_cells(run: TrainedRun, repeats: int, floor_repeats: int) -> list[list]:
+    """[sampler, budget, W2 ratio, NFE] of each FEW_STEP_CELLS cell for ``run``, measured once and then kept in
+    the run directory's ``few_step.json`` (keyed by R and F), so that a family retrained is all a rerun measures."""
+    record = run.run_dir / "few_step.json"
+    key = f"R={repeats},F={floor_repeats}"
+    kept = json.loads(record.read_text()) if record.exists() else {}
+    if key not in kept:
+        chosen = [(sampler, budget) for sampler, budget in FEW_STEP_CELLS
+                  if sampler != "euler" or run.config.process.name == "flow"]
+        drawn = [draws(run, sampler, budget_settings(sampler, budget, run), repeats) for sampler, budget in chosen]
+        measured = w2_ratios(run, [samples for samples, _ in drawn], repeats, floor_repeats)
+        kept[key] = [[sampler, budget, ratio, nfe] for (sampler, budget), ratio, (_, nfe) in zip(chosen, measured, drawn)]
+        record.write_text(json.dumps(kept, indent=1))
+    return kept[key]
+
+
 def few_step_table(args: argparse.Namespace) -> None:
     """The ``families`` section: every family's default run under the few-step deterministic solvers."""
     results: dict = {}
     for family in FEW_STEP_FAMILIES:
         for dataset in args.datasets:
             run = trained(args.runs, dataset, family)
-            chosen = [(sampler, budget) for sampler, budget in FEW_STEP_CELLS
-                      if sampler != "euler" or run.config.process.name == "flow"]
-            drawn = [draws(run, sampler, budget_settings(sampler, budget, run), args.repeats)
-                     for sampler, budget in chosen]
-            measured = w2_ratios(run, [samples for samples, _ in drawn], args.repeats, args.floor_repeats)
-            for (sampler, budget), ratio, (_, nfe) in zip(chosen, measured, drawn):
+            for sampler, budget, ratio, nfe in few_step_cells(run, args.repeats, args.floor_repeats):
                 results[family, dataset, sampler, f"≤ {budget}"] = (ratio, nfe)
-            print(family, dataset, [f"{r:.2f}" for r in measured], flush=True)
+            print(family, dataset, {k[2:]: f"{v[0]:.2f}" for k, v in results.items() if k[:2] == (family, dataset)},
+                  flush=True)
     rows = []
     for family, sampler, label in dict.fromkeys((f, s, lab) for (f, _, s, lab) in results):
         ratios = [results[family, d, sampler, label][0] for d in args.datasets]

@@ -72,11 +72,13 @@ def test_under_edm_preconditioning_the_target_has_unit_variance_at_every_level(s
 
 def test_model_edm_implies_the_recipe_and_keeps_what_is_stated():
     config = sl.Config(dataset="moons", model="edm")
-    assert (config.process.name, config.objective.name, config.sampler.name) == ("ve", "edm", "heun")
+    assert (config.process.name, config.objective.name, config.sampler.name) == ("ve", "edm", "dpmpp_2m")
     assert config.process.continuous and config.process.sigma_density == "lognormal"
-    assert (config.process.sigma_min, config.model.parameterisation) == (0.002, "edm")
-    stated = sl.Config(dataset="moons", model="edm", p_mean=-0.5, sampler="dpmpp_2m")
-    assert (stated.process.p_mean, stated.sampler.name) == (-0.5, "dpmpp_2m")
+    assert (config.process.sigma_min, config.process.sigma_max, config.model.parameterisation) == (0.002, 80.0, "edm")
+    assert config.sampler.sample_steps == 20  # at most 20 network evaluations
+    assert config == sl.Config(dataset="moons")  # the default family on points
+    stated = sl.Config(dataset="moons", model="edm", p_mean=-0.5, sampler="heun")
+    assert (stated.process.p_mean, stated.sampler.name) == (-0.5, "heun")
     # On images the family's network is the U-Net, trained by the same recipe.
     images = sl.Config(dataset="digits", model="edm")
     assert (images.model.name, images.objective.name, images.model.parameterisation) == ("unet", "edm", "edm")
