@@ -160,9 +160,8 @@ OBJECTIVES.register(ObjectivePart(
     "edm", SETTINGS["edm"], "EDM's denoising loss λ(σ)‖D_θ − x‖², λ = (σ² + σ_d²)/(σσ_d)², on log-normal σ",
     # EDM's recipe (Karras et al. 2022, Table 1): its σ density, preconditioning and σ range, 80 to 0.002. Its σ_max
     # is far above the data's scale on purpose: the prior N(0, σ_max²) ignores the data's mean and spread, which
-    # from the NCSNv2 rule's σ_1 (8.5 on gmm, mean (−0.4, −0.8)) misplaced the mixture's mode weights (W2 ratio
-    # 1.41 at 20 evaluations; 1.09 from 80). Sampled with DPM-Solver++(2M) in 20 steps, which did better than
-    # Heun at 19 from there (BENCHMARKS.md "families").
+    # from the NCSNv2 rule's σ_1 misplaced gmm's mode weights. Sampled with DPM-Solver++(2M) in 20 steps, which
+    # did better than Heun's 10 from there (docs/results.md and BENCHMARKS.md, "families").
     implies={"process": "ve", "sampler": "dpmpp_2m"},
     presets={"continuous": True, "sigma_density": "lognormal", "sigma_min": 0.002, "sigma_max": 80.0,
              "parameterisation": "edm"},
@@ -232,9 +231,9 @@ def _absolute_teacher(settings, data: Tensor):
 # with its boundary at σ_min = 0.002, levels drawn log-normally with P_mean = −1.1, P_std = 2.0 (the process's
 # p_mean and p_std, which its lognormal density shares), sampled in one or two steps by the consistency sampler.
 # σ_max = 20, about ten times the standard deviation of the 2-D suite's data (0.7 to 2.3), as iCT's 80 is for
-# images of σ_d = 0.5. At 2 steps of consistency training it beat σ_max from the data (7 to 11, where the Karras grid
-# puts the second level at 0.37, too low) on moons, pinwheel, checkerboard and 2spirals, and 80 on three of them
-# (worst density 1.22 against 1.53 and 1.48; docs/cli.md, "Consistency models").
+# images of σ_d = 0.5. At 2 steps of consistency training it beat σ_max from the data (where the Karras grid puts
+# the second level too low) on moons, pinwheel, checkerboard and 2spirals, and 80 on three of them (docs/cli.md,
+# "Consistency models").
 _CONSISTENCY_IMPLIES = {"process": "ve", "sampler": "consistency"}
 _CONSISTENCY_PRESETS = {"parameterisation": "consistency", "sigma_min": 0.002, "sigma_max": 20.0, "continuous": True,
                         "sigma_density": "lognormal", "p_mean": -1.1, "p_std": 2.0}

@@ -60,7 +60,7 @@ class ConsistencyDistance:
 @dataclass(frozen=True)
 class ConsistencyTrainingSettings(ConsistencyDistance):
     # Song & Dhariwal 2023 (iCT) double the grid from s0 = 10 to s1 = 1280 steps over the run. Kept at 3000 steps on
-    # the 2-D suite: s1 = 160 came out within the runs' spread on moons (2 steps, second level 1.2: 1.20 against 1.23).
+    # the 2-D suite: s1 = 160 came out within the runs' spread on moons.
     curriculum_start: int = setting(10, "s0, the steps of the consistency grid at the start of iCT's curriculum "
                                         "N(k) = min(s0·2^⌊k/K'⌋, s1) + 1 levels", positive_int)
     curriculum_end: int = setting(1280, "s1, the most steps of the consistency grid, reached in the curriculum's "
@@ -83,9 +83,8 @@ class ConsistencyDistillationSettings(ConsistencyDistance):
                                "(`scorelab distill RUN` sets it)")
     teacher_solver: str = setting("heun", "the teacher's probability-flow ODE step between adjacent levels: "
                                   + " | ".join(TEACHER_SOLVERS), one_of(*TEACHER_SOLVERS))
-    # The CM paper's N = 18 and its start from the teacher's weights; on moons N = 40 did as well (2 steps: 1.00
-    # against 1.02), and the start from the teacher gained little at 3000 steps (1.02 against 1.05) but much at 500
-    # (1.06 against 1.16).
+    # The CM paper's N = 18 and its start from the teacher's weights; on moons N = 40 did as well, and the start from
+    # the teacher gained much early in a run and little by its end (docs/cli.md, "Consistency models").
     distill_levels: int = setting(18, "N, the levels of the distillation's Karras grid from the process's σ_min to "
                                       "σ_max", _at_least_two)
     teacher_init: bool = setting(True, "start the student's network from the teacher's EMA weights where the "

@@ -143,9 +143,9 @@ def _check_sigmas(name: str, value: str) -> None:
 
 @dataclass(frozen=True)
 class ConsistencySamplerSettings:
-    # 2 by default: CT and CD runs of the 2-D suite did better at 2 evaluations than at 1 on 19 of 20 (CT worst
-    # 1.22 against 1.47; CD gmm 1.01 against 0.97), the second level from the Karras grid within 0.08 of the best
-    # stated one on moons, pinwheel, checkerboard and 2spirals (docs/cli.md, "Consistency models").
+    # 2 by default: CT and CD runs of the 2-D suite did better at 2 evaluations than at 1 on 19 of 20, the second
+    # level from the Karras grid close to the best stated one on moons, pinwheel, checkerboard and 2spirals
+    # (docs/cli.md, "Consistency models").
     sample_steps: int = setting(2, "consistency sampling: evaluations K, at σ_max and then K − 1 levels below it, "
                                    "each after noise added back", positive_int)
     consistency_sigmas: str = setting("", "the K − 1 levels after σ_max, comma-separated, largest first (empty: the "
