@@ -87,7 +87,8 @@ def test_a_nan_on_any_rank_stops_every_rank_and_keeps_the_last_good_checkpoint(t
     rows[100] = 1e30  # finite, but its loss is not: drawn by whichever rank, at some step past the first checkpoint
     np.savetxt(tmp_path / "data.csv", rows, delimiter=",")
     result = launch("-m", "scorelab", "train", "--nproc", 2, "--dataset", tmp_path / "data.csv", "--out",
-                    tmp_path / "run", *FLAGS[2:], "--sigma-max", 3, "--steps", 200, "--checkpoint-every", 2,
+                    tmp_path / "run", *FLAGS[2:], "--model", "noise_conditional", "--sigma-max", 3, "--steps", 200,
+                    "--checkpoint-every", 2,
                     timeout=240)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr

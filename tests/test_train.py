@@ -119,7 +119,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     sl.train(config, tmp_path / "run", progress=False)
     before = (tmp_path / "run" / "model.safetensors").read_bytes()
 
-    def diverge(model, batch, cond, process, settings, generator):
+    def diverge(model, batch, cond, process, settings, generator, context=None):
         return (model(batch, process.training_sigma(len(batch), batch, generator)) * float("nan")).sum()
 
     part = OBJECTIVES["annealed_dsm"]
