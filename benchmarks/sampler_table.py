@@ -124,10 +124,13 @@ def w2_ratios(run: TrainedRun, samples: list[torch.Tensor], repeats: int, floor_
 
 
 def trained(runs: Path, dataset: str, family: str) -> TrainedRun:
+    """The family's default run of ``dataset`` in ``runs``: trained, or finished where a stopped job left it."""
     run_dir = runs / f"{family}-{dataset}"
+    config = sl.Config(dataset=dataset, **(FAMILIES | FEW_STEP_FAMILIES)[family])
     if not (run_dir / "model.safetensors").exists():
-        settings = (FAMILIES | FEW_STEP_FAMILIES)[family]
-        sl.train(sl.Config(dataset=dataset, **settings), run_dir, progress=False, overwrite=True)
+        sl.train(config, run_dir, progress=False, overwrite=True)
+    elif TrainedRun.load(run_dir, "cpu").step < config.optim.steps:  # its last checkpoint, not its end
+        sl.train(config, run_dir, resume=True, progress=False)
     return TrainedRun.load(run_dir, "cpu")
 
 
