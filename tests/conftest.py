@@ -30,7 +30,7 @@ def tiny_config(**changes) -> sl.Config:
     sampler to test with.
     """
     parts = sl.Config(**{key: value for key, value in changes.items() if key in NAME_KEYS})
-    if parts.model.name == "edm" and not {"model", "process", "objective"} & set(changes):
+    if parts.process.name == "flow" and not {"model", "process", "objective"} & set(changes):
         changes = {"model": "noise_conditional", **changes}
         parts = sl.Config(**{key: value for key, value in changes.items() if key in NAME_KEYS})
     if parts.sampler.name == "stochastic_heun" and "sampler" not in changes:

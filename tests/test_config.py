@@ -18,9 +18,9 @@ from scorelab.runs.config import CHOICE_SECTIONS, DEFAULTS, flat_fields, parts
 
 
 def test_flat_settings_and_tables_are_the_same_config():
-    flat = sl.Config(dataset="moons", hidden=64, steps=10, sigma_min=0.05, seed=4)
+    flat = sl.Config(dataset="moons", process="ve", hidden=64, steps=10, sigma_min=0.05, seed=4)
     tables = sl.Config(seed=4, data={"name": "moons"}, model={"hidden": 64}, optim={"steps": 10},
-                       process={"sigma_min": 0.05})
+                       process={"name": "ve", "sigma_min": 0.05})
     assert flat == tables
     assert (flat.data.name, flat.model.hidden, flat.optim.steps, flat.process.sigma_min) == ("moons", 64, 10, 0.05)
 

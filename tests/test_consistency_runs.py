@@ -65,9 +65,9 @@ def test_model_consistency_names_the_family_and_keeps_what_is_stated():
     images = sl.Config(dataset="digits", model="consistency")
     assert (images.model.name, images.model.parameterisation) == ("unet", "consistency")
     assert (images.objective.name, images.sampler.name) == ("consistency_training", "consistency")
-    # The objectives bring the parameterisation to any network that has one (here the default, EDM's MLP).
+    # The objectives bring the parameterisation to any network that has one (here the default, the log-noise MLP).
     distilled = sl.Config(dataset="moons", objective="consistency_distillation")
-    assert (distilled.model.name, distilled.model.parameterisation) == ("edm", "consistency")
+    assert (distilled.model.name, distilled.model.parameterisation) == ("noise_conditional", "consistency")
     assert (distilled.process.name, distilled.sampler.name) == ("ve", "consistency")
 
 

@@ -172,7 +172,7 @@ ROWS: dict[str, tuple[Setup, str]] = {
     "flow logit std zero": (lambda t, r: _train("moons", t, "--process", "flow", "--logit-std", 0), "logit_std"),
     "lognormal sigma without continuous": (lambda t, r: _train("moons", t, "--sigma-density", "lognormal",
                                                                "--model", "noise_conditional"), "--continuous"),
-    "unknown sigma density": (lambda t, r: _train("moons", t, "--sigma-density", "gamma"), "gamma"),
+    "unknown sigma density": (lambda t, r: _train("moons", t, "--process", "ve", "--sigma-density", "gamma"), "gamma"),
     "edm p_std zero": (lambda t, r: _train("moons", t, "--model", "edm", "--p-std", 0), "p_std"),
     "edm negative sigma_data": (lambda t, r: _train("moons", t, "--model", "edm", "--sigma-data", -1), "sigma_data"),
     # consistency models (issue 33 item 3): scorelab distill, the objectives' and the sampler's flags

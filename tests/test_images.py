@@ -141,7 +141,7 @@ def test_image_sets_default_to_the_ddpm_family_on_the_unet_and_both_families_nam
     assert _family(sl.Config(dataset="digits", model="noise_conditional")) == (
         "unet", "ve", "annealed_dsm", "stochastic_heun")
     assert _family(sl.Config(dataset="moons", model="ddpm"))[0] == "ddpm"  # points keep the MLPs
-    assert _family(sl.Config(dataset="moons")) == ("edm", "ve", "edm", "dpmpp_2m")  # points: EDM's family
+    assert _family(sl.Config(dataset="moons")) == ("noise_conditional", "flow", "flow_matching", "dpmpp_2m")
     assert _family(sl.Config(dataset="digits", model="edm")) == ("unet", "ve", "edm", "dpmpp_2m")
     with pytest.raises(ConfigError, match="hidden does not apply to model 'unet'"):
         sl.Config(dataset="digits", model="ddpm", hidden=64)

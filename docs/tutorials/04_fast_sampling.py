@@ -189,13 +189,13 @@ print(f"largest |VP − VE| = {(in_vp - in_ve).abs().max():.1e}, |flow − VE| =
 # ## Families trained for few steps: EDM's recipe and flow matching
 #
 # The ODE is shared; what differs between families is how well the network knows the score where a
-# few large steps land. EDM trains at log-normally drawn noise levels with a loss weight that makes
-# every level count the same at the network's output, and is scorelab's default family on points
-# (`--model edm`); flow matching (`--process flow`) trains the velocity with uniform t. Both are
-# sampled here at 10 and 20 evaluations, beside the DDPM above.
+# few large steps land. EDM (`--model edm`) trains at log-normally drawn noise levels with a loss
+# weight that makes every level count the same at the network's output; flow matching
+# (`--process flow`, scorelab's default family on points) trains the velocity with uniform t. Both
+# are sampled here at 10 and 20 evaluations, beside the DDPM above.
 
 # %%
-families = {"edm": {}, "flow": {"process": "flow"}}
+families = {"edm": {"model": "edm"}, "flow": {"process": "flow"}}
 few_step = {"edm": [("heun", 5), ("heun", 10), ("dpmpp_2m", 10), ("dpmpp_2m", 20)],
             "flow": [("euler", 10), ("euler", 20), ("heun", 10), ("dpmpp_2m", 20)]}
 for family, settings in families.items():

@@ -140,7 +140,7 @@ def _seed_levels(process: NoiseProcess) -> Tensor:
 
 # The NCSN's parts: annealed DSM on the VE process's levels, sampled by EDM's stochastic Heun (BENCHMARKS.md
 # "sampler_table" chose it for this family).
-_NCSN = {"objective": "annealed_dsm", "sampler": "stochastic_heun"}
+_NCSN = {"process": "ve", "objective": "annealed_dsm", "sampler": "stochastic_heun"}
 
 MODELS: Registry[ModelPart] = Registry("model")
 def _log_noise_mlp(settings, shape: tuple[int, ...], process: NoiseProcess, sigma_data: float) -> Preconditioned:

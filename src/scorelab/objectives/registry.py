@@ -119,12 +119,12 @@ def _sliced(variance_reduction: bool) -> Loss:
 
 
 # A single-level objective trains an unconditional score; it samples with plain Langevin.
-_UNCONDITIONAL = {"model": "mlp", "sampler": "langevin"}
+_UNCONDITIONAL = {"model": "mlp", "process": "ve", "sampler": "langevin"}
 
 OBJECTIVES: Registry[ObjectivePart] = Registry("objective")
 OBJECTIVES.register(ObjectivePart(
     "annealed_dsm", SETTINGS["annealed_dsm"], "annealed denoising score matching over the process's levels (NCSN)",
-    implies={"model": "noise_conditional", "sampler": "stochastic_heun"},
+    implies={"model": "noise_conditional", "process": "ve", "sampler": "stochastic_heun"},
     loss=_annealed_dsm, extra_rows=lambda settings: settings.reference_size))
 OBJECTIVES.register(ObjectivePart(
     "eps", SETTINGS["eps"], "DDPM's L_simple, ‖ε − ε̂‖² at the process's levels (or WaveGrad's ‖ε − ε̂‖₁)",

@@ -23,11 +23,13 @@ from scorelab.sampling import settings as sampler_settings
 CHOICE_SECTIONS = ("data", "model", "process", "objective", "sampler")
 NAME_KEYS = {"dataset": "data", "model": "model", "process": "process", "objective": "objective",
              "sampler": "sampler"}
-# The default family on points is EDM's (Karras et al. 2022), sampled with DPM-Solver++(2M) in 20 steps, chosen by
-# its worst density at <= 20 network evaluations on the 2-D suite (BENCHMARKS.md "families"). Images imply the
-# U-Net and its DDPM family, waveforms WaveGrad (their data sets imply the model); the NCSN is
-# --model noise_conditional.
-DEFAULTS = {"data": "swiss_roll", "model": "edm", "process": "ve", "objective": "edm", "sampler": "dpmpp_2m"}
+# The default family on points is flow matching (the linear interpolant, the log-noise MLP under EDM's
+# preconditioning), sampled with DPM-Solver++(2M) in 20 steps: of the NCSN, DDPM, EDM and flow families it scored
+# best at <= 20 network evaluations on the 2-D suite, by its worst density and its mean (BENCHMARKS.md "families").
+# Images imply the U-Net and its DDPM family, waveforms WaveGrad (their data sets imply the model); the NCSN is
+# --model noise_conditional (or --process ve), EDM's family --model edm.
+DEFAULTS = {"data": "swiss_roll", "model": "noise_conditional", "process": "flow", "objective": "flow_matching",
+            "sampler": "dpmpp_2m"}
 LR_SCHEDULES = ("cosine", "constant")
 
 # Each section's parts by name, in registration order, with their settings dataclasses (the registries
