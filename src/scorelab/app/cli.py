@@ -547,7 +547,7 @@ COMMANDS = {
         _report_arguments, cmd_report),
     "demo": Command(
         "the seed tutorial's swiss-roll NCSN, done right",
-        "Train the default NCSN on the swiss roll, sample, evaluate and plot; prints train time, sample time, W2 and "
+        "Train the seed's NCSN on the swiss roll, sample, evaluate and plot; prints train time, sample time, W2 and "
         "its floor.", _demo_arguments, cmd_demo),
     "bench": Command(
         "train and measure the defaults on every density of the 2-D suite",
