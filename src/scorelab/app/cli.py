@@ -122,13 +122,18 @@ def _add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, **kwa
                         default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
+def _setting_flags(args: argparse.Namespace) -> dict:
+    """The settings given as flags (``--hidden 64`` as ``hidden``), by their flat names."""
+    known = set(flat_fields()) | set(NAME_KEYS)
+    return {key: value for key, value in vars(args).items() if key in known}
+
+
 def _config_from_args(args: argparse.Namespace):
     """Defaults, then the --config file, then explicit flags; then what those choices imply. With
     --resume the run's own config.toml stands in for the defaults."""
-    from scorelab.runs.config import NAME_KEYS, Config, flat_fields, read_toml
+    from scorelab.runs.config import Config, read_toml
 
-    known = set(flat_fields()) | set(NAME_KEYS)
-    flags = {key: value for key, value in vars(args).items() if key in known}
+    flags = _setting_flags(args)
     file = read_toml(args.config) if args.config else {}
     if getattr(args, "resume", False):
         from scorelab.runs.training import saved_config
@@ -256,9 +261,8 @@ def cmd_distill(args: argparse.Namespace) -> int | None:
     from scorelab.runs.distill import distill
     from scorelab.runs.distributed import World
 
-    known = set(flat_fields()) | set(NAME_KEYS)
-    flags = {key: value for key, value in vars(args).items() if key in known}
-    result = distill(args.run_dir, args.out, overwrite=args.overwrite, progress=not args.no_progress, **flags)
+    result = distill(args.run_dir, args.out, overwrite=args.overwrite, progress=not args.no_progress,
+                     **_setting_flags(args))
     if World.from_environment().main:
         print(f"distilled {args.run_dir} in {result.steps} steps ({result.seconds:.1f} s; final loss "
               f"{result.final_loss:.4g}); sample it with `scorelab sample {result.run_dir} --sample-steps 1` (or 2)")

@@ -68,6 +68,17 @@ def score_from_denoised(y: Tensor, denoised: Tensor, sigma: Tensor) -> Tensor:
     return (denoised - y) / append_dims(sigma, y.ndim) ** 2
 
 
+def call_denoiser(score: Score, x: Tensor, sigma: Tensor, cond: Any = None) -> tuple[Tensor, Tensor]:
+    """The denoiser D(x, σ) and the score s(x, σ), from a model's own ``denoise`` view when it has one
+    (:class:`~scorelab.models.Preconditioned`, whose D is exact where its preconditioning makes it so: a consistency
+    model's f(x, σ_min) = x), otherwise D = x + σ²·s."""
+    if hasattr(score, "denoise"):
+        denoised = score.denoise(x, sigma, cond=cond) if cond is not None else score.denoise(x, sigma)
+        return denoised, score_from_denoised(x, denoised, sigma)
+    grad = call_score(score, x, sigma, cond)
+    return denoised_from_score(x, grad, sigma), grad
+
+
 def clipped_denoiser(score: Score, low: float, high: float) -> Score:
     """The score whose denoiser is ``score``'s clamped to [low, high]: s'(y, σ) = (clamp(D(y, σ)) − y)/σ².
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from scorelab.core.errors import ConfigError, require_positive, require_positive_int
 from scorelab.core.noise import karras_sigmas
-from scorelab.core.processes import denoised_from_score
+from scorelab.core.processes import call_denoiser
 from scorelab.core.rng import randn_like
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import append_dims, batch_sum, require_batch
@@ -142,10 +142,8 @@ def ct_sigma_pairs(
 
 def consistency_function(model: Score, y: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
     """f(y, σ): a model's own ``denoise`` view when it has one (a consistency model's f, exact at σ_min),
-    otherwise its score's denoiser y + σ²·s(y, σ)."""
-    if hasattr(model, "denoise"):
-        return model.denoise(y, sigma) if cond is None else model.denoise(y, sigma, cond=cond)
-    return denoised_from_score(y, call_score(model, y, sigma, cond), sigma)
+    otherwise its score's denoiser y + σ²·s(y, σ) (:func:`~scorelab.core.processes.call_denoiser`)."""
+    return call_denoiser(model, y, sigma, cond)[0]
 
 
 def _check_levels(x: Tensor, sigmas_low: Tensor, sigmas_high: Tensor) -> None:

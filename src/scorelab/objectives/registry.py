@@ -53,9 +53,9 @@ from scorelab.objectives.settings import EPS_NORMS, PROJECTIONS, SETTINGS
 
 __all__ = ["EPS_NORMS", "OBJECTIVES", "PROJECTIONS", "TRACES", "LossContext", "ObjectivePart",
            "annealed_denoising_score_matching", "consistency_distillation_loss", "consistency_training_loss",
-           "denoising_loss_at", "denoising_score_matching", "edm_loss_at", "eps_loss", "eps_loss_at", "exact_score_matching",
-           "flow_matching_loss_at",
-           "random_projections", "sliced_score_matching", "stable_target"]
+           "denoising_loss_at", "denoising_score_matching", "edm_loss_at", "eps_loss", "eps_loss_at",
+           "exact_score_matching", "flow_matching_loss_at", "random_projections", "sliced_score_matching",
+           "stable_target"]
 
 
 @dataclass(frozen=True)
@@ -200,13 +200,16 @@ def _consistency_training(score, batch, cond, process, settings, generator, cont
                                      distance=settings.distance, huber_c=settings.huber_c or None)
 
 
+_NO_TEACHER = ("consistency_distillation needs a teacher: give --teacher RUN_DIR (or use "
+               "`scorelab distill RUN --out RUN2`)")
+
+
 def _consistency_distillation(score, batch, cond, process, settings, generator, context=None):
     """CD: a pair of adjacent levels of the N-level Karras grid over the process's [σ_min, σ_max], drawn
     log-normally per sample, the lower one reached by one step of the teacher's ODE solver."""
     teacher = _context(context, "the teacher's score").teacher
     if teacher is None:
-        raise ConfigError("consistency_distillation needs a teacher: give --teacher RUN_DIR (or use "
-                          "`scorelab distill RUN --out RUN2`)")
+        raise ConfigError(_NO_TEACHER)
     mean, std = _lognormal(process)
     low, high = ct_sigma_pairs(batch, ct_sigmas(settings.distill_levels, process.sigma_min, process.sigma_max),
                                mean=mean, std=std, generator=generator)
@@ -217,8 +220,7 @@ def _consistency_distillation(score, batch, cond, process, settings, generator, 
 
 def _teacher_run(settings) -> str:
     if not settings.teacher:
-        raise ConfigError("consistency_distillation needs a teacher: give --teacher RUN_DIR (or use "
-                          "`scorelab distill RUN --out RUN2`)")
+        raise ConfigError(_NO_TEACHER)
     return settings.teacher
 
 

@@ -22,9 +22,10 @@ from torch import Tensor
 from scorelab.core.errors import ConfigError
 from scorelab.core.noise import check_noise_levels
 from scorelab.core.rng import AnyGenerator, randn_like
+from scorelab.core.processes import call_denoiser
 from scorelab.core.score import Score
 from scorelab.core.shapes import per_sample
-from scorelab.sampling.steps import Callback, StepInfo, call_denoiser
+from scorelab.sampling.steps import Callback, StepInfo
 
 
 @torch.no_grad()

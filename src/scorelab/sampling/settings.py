@@ -15,10 +15,12 @@ line reads to build its flags.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scorelab.core.errors import ConfigError
 from scorelab.core.registry import (
+    Check,
     at_least_zero,
     one_of,
     positive,
@@ -125,20 +127,30 @@ class FlowEulerSettings:
                                    "K levels cost K evaluations (0: every level)", at_least_zero("every level"))
 
 
+def _comma_separated(name: str, text: str) -> list[float]:
+    """The numbers of ``text``, comma-separated, or a :class:`ConfigError` naming the setting ``name``."""
+    try:
+        return [float(item) for item in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def _when_given(parse: Callable[[str], object]) -> Check:
+    """The check of an optional text setting: ``parse`` it unless it is empty."""
+
+    def check(name: str, value: str) -> None:
+        if value:
+            parse(value)
+
+    return check
+
+
 def parse_sigmas(text: str) -> list[float]:
     """σ's from comma-separated numbers, each positive and finite, strictly decreasing, or a :class:`ConfigError`."""
-    try:
-        sigmas = [float(item) for item in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"consistency_sigmas must be comma-separated numbers, got {text!r}") from None
+    sigmas = _comma_separated("consistency_sigmas", text)
     if not all(0 < sigma < float("inf") for sigma in sigmas) or any(a <= b for a, b in itertools.pairwise(sigmas)):
         raise ConfigError(f"consistency_sigmas must be positive levels, sorted from largest to smallest, got {text!r}")
     return sigmas
-
-
-def _check_sigmas(name: str, value: str) -> None:
-    if value:
-        parse_sigmas(value)
 
 
 @dataclass(frozen=True)
@@ -150,15 +162,12 @@ class ConsistencySamplerSettings:
                                    "each after noise added back", positive_int)
     consistency_sigmas: str = setting("", "the K − 1 levels after σ_max, comma-separated, largest first (empty: the "
                                           "Karras grid of K + 1 levels over the process's range, less σ_min)",
-                                      _check_sigmas)
+                                      _when_given(parse_sigmas))
 
 
 def parse_betas(text: str) -> list[float]:
     """β_1, …, β_N from comma-separated numbers, each in (0, 1), or a :class:`ConfigError`."""
-    try:
-        betas = [float(item) for item in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"betas must be comma-separated numbers, got {text!r}") from None
+    betas = _comma_separated("betas", text)
     if not all(0 < beta < 1 for beta in betas):
         raise ConfigError(f"every β of betas must be in (0, 1), got {text!r}")
     return betas
@@ -167,11 +176,6 @@ def parse_betas(text: str) -> list[float]:
 def format_betas(betas: list[float]) -> str:
     """The text of ``betas`` that :func:`parse_betas` reads back exactly (``repr`` round-trips a float)."""
     return ",".join(map(repr, betas))
-
-
-def _check_betas(name: str, value: str) -> None:
-    if value:
-        parse_betas(value)
 
 
 def parse_schedules(text: str) -> dict[int, str]:
@@ -200,7 +204,7 @@ class WaveGradSamplerSettings:
     sample_steps: int = setting(6, "refinement iterations N: a schedule the run searched (6, 25, 50), else the "
                                    "training chain's levels respaced (1000: every one)", positive_int)
     betas: str = setting("", "the chain β_1,…,β_N to walk, comma-separated (empty: the searched schedule for "
-                             "sample_steps)", _check_betas)
+                             "sample_steps)", _when_given(parse_betas))
     schedules: str = setting("", "searched chains by their number of steps, N:β_1,…,β_N;M:… (the schedule search "
                                  "writes them into the run after training)", _check_schedules)
 

@@ -41,11 +41,11 @@ import torch
 from torch import Tensor
 
 from scorelab.core.errors import ConfigError
-from scorelab.core.processes import velocity_from_denoised
+from scorelab.core.processes import call_denoiser, velocity_from_denoised
 from scorelab.core.rng import randn_like
 from scorelab.core.score import Score
 from scorelab.core.shapes import per_sample
-from scorelab.sampling.steps import Callback, StepInfo, call_denoiser, steps_to_zero
+from scorelab.sampling.steps import Callback, StepInfo, steps_to_zero
 
 
 def churn_gamma(sigma: float, n_steps: int, churn: float, churn_min: float, churn_max: float) -> float:

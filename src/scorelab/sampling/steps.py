@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from scorelab.core.noise import check_noise_levels
-from scorelab.core.processes import denoised_from_score, score_from_denoised
+from scorelab.core.processes import denoised_from_score
 from scorelab.core.score import Score, call_score
 from scorelab.core.shapes import per_sample
 
@@ -50,16 +50,6 @@ def steps_to_zero(sigmas: Tensor) -> list[tuple[float, float]]:
     """
     levels = check_noise_levels(sigmas, strictly=True).tolist()
     return list(zip(levels, [*levels[1:], 0.0]))
-
-
-def call_denoiser(score: Score, x: Tensor, sigma: Tensor, cond: Any = None) -> tuple[Tensor, Tensor]:
-    """The denoiser D(x, σ) and the score s(x, σ), from a model's own ``denoise`` view when it
-    has one (:class:`~scorelab.models.Preconditioned`), otherwise D = x + σ²·s."""
-    if hasattr(score, "denoise"):
-        denoised = score.denoise(x, sigma, cond=cond) if cond is not None else score.denoise(x, sigma)
-        return denoised, score_from_denoised(x, denoised, sigma)
-    grad = call_score(score, x, sigma, cond)
-    return denoised_from_score(x, grad, sigma), grad
 
 
 def tweedie_denoise(score: Score, x: Tensor, sigma: float, *, step: int = 0, callback: Callback | None = None,
