@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from scorelab.core.errors import DataError
+from scorelab.core.guidance import NULL_LABEL
 
 
 def _as_sigma(sigma: float | Tensor, x: Tensor) -> Tensor:
@@ -48,7 +49,9 @@ class GaussianMixture:
     The object is itself a score in the scorelab sense: ``gm(x, sigma)`` returns the exact
     score of the mixture perturbed by N(0, σ²I), and ``gm(x, sigma, cond=c)`` with component
     indices c [B] the exact score of component c_b alone: a conditional model whose every
-    condition has a known answer.
+    condition has a known answer. A row whose index is the null class
+    (:data:`~scorelab.core.guidance.NULL_LABEL`) gets the whole mixture's score, as a model trained
+    with label dropout would: the exact reference of classifier-free guidance.
     """
 
     def __init__(
@@ -90,19 +93,30 @@ class GaussianMixture:
         """D, the number of entries of one sample."""
         return self.means.shape[1]
 
-    def _components(self, n: int, cond: Tensor | None, generator: torch.Generator | None) -> Tensor:
+    def _components(self, n: int, cond: Tensor | None, generator: torch.Generator | None, *,
+                    allow_null: bool = False) -> Tensor:
         if cond is None:
             return torch.multinomial(self.weights, n, replacement=True, generator=generator)
         cond = torch.as_tensor(cond).reshape(-1).long().cpu()
-        if len(cond) != n or not ((cond >= 0) & (cond < len(self.weights))).all():
-            raise DataError(f"cond must hold {n} component indices in [0, {len(self.weights)})")
+        valid = (cond >= 0) & (cond < len(self.weights))
+        if allow_null:
+            valid |= cond == NULL_LABEL
+        if len(cond) != n or not valid.all():
+            null = f" or {NULL_LABEL} (the whole mixture)" if allow_null else ""
+            raise DataError(f"cond must hold {n} component indices in [0, {len(self.weights)}){null}")
         return cond
+
+    def sample_labelled(self, n: int, generator: torch.Generator | None = None,
+                        cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` samples [n, *shape] (float32, CPU) and their components [n]: a component by weight (or
+        ``cond``), then its Gaussian."""
+        component = self._components(n, cond, generator)
+        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        return (self.means[component] + self.stds[component] * noise).float().reshape(n, *self.shape), component
 
     def sample(self, n: int, generator: torch.Generator | None = None, cond: Tensor | None = None) -> Tensor:
         """Draw ``n`` samples [n, *shape] (float32, CPU): a component by weight (or ``cond``), then its Gaussian."""
-        component = self._components(n, cond, generator)
-        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        return (self.means[component] + self.stds[component] * noise).float().reshape(n, *self.shape)
+        return self.sample_labelled(n, generator, cond)[0]
 
     def _component_terms(self, x: Tensor, sigma: float | Tensor,
                          cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -111,11 +125,11 @@ class GaussianMixture:
             raise DataError(f"x must have shape [B, {', '.join(map(str, self.shape))}], got {tuple(x.shape)}")
         flat = x.reshape(x.shape[0], 1, self.dim)
         means, stds, log_weights = self.means.to(x), self.stds.to(x), torch.log(self.weights.to(x))
-        if cond is None:
-            means, stds, log_weights = means[None], stds[None], log_weights[None]
-        else:  # one component per sample, alone: its own density and score
-            component = self._components(x.shape[0], cond, None).to(x.device)
-            means, stds, log_weights = means[component, None], stds[component, None], x.new_zeros(x.shape[0], 1)
+        means, stds, log_weights = means[None], stds[None], log_weights[None]
+        if cond is not None:  # one component per sample, alone (its own density and score), or all for the null class
+            component = self._components(x.shape[0], cond, None, allow_null=True).to(x.device)
+            alone = torch.where(torch.arange(len(self.weights), device=x.device) == component[:, None], 0.0, -math.inf)
+            log_weights = torch.where(component[:, None] == NULL_LABEL, log_weights, alone.to(x))
         variances = stds**2 + _as_sigma(sigma, x) ** 2  # [B|1, K|1, D]
         diff = flat - means  # [B, K|1, D]
         log_normal = -0.5 * ((diff**2) / variances + torch.log(2 * math.pi * variances)).sum(-1)
