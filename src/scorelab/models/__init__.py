@@ -17,6 +17,7 @@ _OBJECTS = {
     "ConditionalLinear": "scorelab.models.mlp",
     "ConditionalMLP": "scorelab.models.mlp",
     "EnergyScore": "scorelab.models.energy",
+    "LabelEmbedding": "scorelab.models.labels",
     "ModelPart": "scorelab.models.registry",
     "NoiseConditionalMLP": "scorelab.models.registry",
     "Preconditioned": "scorelab.models.preconditioning",

@@ -16,8 +16,12 @@ from torch import Tensor, nn
 from scorelab.core.divergence import chain_trace
 from scorelab.core.errors import ConfigError
 from scorelab.models.embedding import sinusoidal_embedding
+from scorelab.models.labels import LabelEmbedding
 
 NOISE_INPUTS = ("log", "sinusoidal")
+# Width of the class embedding that ConditionalMLP appends to its input: as many features as the sinusoidal
+# noise input has by default, so that the class weighs in the first layer as much as the noise level does.
+LABEL_FEATURES = 16
 
 
 def mlp_stack(n_in: int, hidden: int, depth: int, n_out: int, activation: type[nn.Module]) -> nn.Sequential:
@@ -65,7 +69,7 @@ class MLP(nn.Module):
 
 
 class ConditionalMLP(nn.Module):
-    """A noise-conditional MLP backbone F([x_in, noise features, sin 2πBᵀx_in, cos 2πBᵀx_in]) with SiLU.
+    """A noise-conditional MLP backbone F([x_in, noise features, sin 2πBᵀx_in, cos 2πBᵀx_in, e(c)]) with SiLU.
 
     - Noise features: c_noise = ln σ itself (``"log"``), or its sinusoidal embedding
       (``"sinusoidal"``, as DDPM embeds t; :func:`~scorelab.models.embedding.sinusoidal_embedding`).
@@ -75,20 +79,26 @@ class ConditionalMLP(nn.Module):
       let a small MLP fit the sharp scores of thin structures (rings, spiral arms) at small σ
       (BENCHMARKS.md, "Design measurements"); 0 turns them off. B is a buffer, so it travels
       with the weights.
+    - Class labels: with ``classes`` > 0, ``cond`` holds a label per sample and the network also
+      reads its learned embedding e(c) (:class:`~scorelab.models.labels.LabelEmbedding`, of width
+      :data:`LABEL_FEATURES`), so that it learns s(x|c) and, for the null class, s(x|∅). With
+      ``classes`` = 0 it takes no condition, and has neither the embedding nor its inputs.
     """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, *, noise_input: str = "log",
-                 fourier_features: int = 0, n_frequencies: int = 8) -> None:
+                 fourier_features: int = 0, n_frequencies: int = 8, classes: int = 0) -> None:
         super().__init__()
         if noise_input not in NOISE_INPUTS:
             raise ConfigError(f"unknown noise_input {noise_input!r}; use one of: {', '.join(NOISE_INPUTS)}")
         self.noise_input, self.n_frequencies = noise_input, n_frequencies
         self.register_buffer("frequencies", torch.randn(dim, fourier_features))
         noise_width = 1 if noise_input == "log" else 2 * n_frequencies
-        self.net = mlp_stack(dim + noise_width + 2 * fourier_features, hidden, depth, dim, nn.SiLU)
+        label_width = LABEL_FEATURES if classes else 0
+        self.net = mlp_stack(dim + noise_width + 2 * fourier_features + label_width, hidden, depth, dim, nn.SiLU)
+        # Only with labels, so that an unconditional network keeps its keys (old checkpoints load) and its weights.
+        self.labels = LabelEmbedding(classes, LABEL_FEATURES) if classes else None
 
     def forward(self, x_in: Tensor, c_noise: Tensor, cond: Any = None) -> Tensor:
-        no_condition(cond, self)
         flat = x_in.flatten(1)
         c_noise = c_noise.to(flat).reshape(-1).expand(flat.shape[0])
         noise = c_noise[:, None] if self.noise_input == "log" else sinusoidal_embedding(c_noise, self.n_frequencies)
@@ -96,6 +106,10 @@ class ConditionalMLP(nn.Module):
         if self.frequencies.shape[1]:
             phase = 2 * torch.pi * flat @ self.frequencies
             features += [phase.sin(), phase.cos()]
+        if self.labels is None:
+            no_condition(cond, self)
+        else:
+            features.append(self.labels(cond, flat.shape[0], flat.device))
         return self.net(torch.cat(features, dim=1)).reshape(x_in.shape)
 
 

@@ -52,8 +52,9 @@ __all__ = [
     "sinusoidal_embedding",
 ]
 
-# build(settings, shape, process, sigma_data) -> the score module for samples of ``shape``.
-Build = Callable[[object, tuple[int, ...], NoiseProcess, float], nn.Module]
+# build(settings, shape, process, sigma_data, classes) -> the score module for samples of ``shape``, conditioned
+# on one of ``classes`` labels per sample (0: on none).
+Build = Callable[[object, tuple[int, ...], NoiseProcess, float, int], nn.Module]
 StateDict = dict[str, Tensor]
 
 
@@ -91,6 +92,18 @@ def _waveform_shape(shape: tuple[int, ...]) -> int:
         raise ConfigError(f"model 'wavegrad' learns mono waveforms [1, L] with L a multiple of {hop}, but one sample "
                           f"here has shape {list(shape)}; use --dataset speech, tones or a folder of .wav files")
     return hop
+
+
+def _unlabelled(name: str, build: Callable[[object, tuple[int, ...], NoiseProcess, float], nn.Module]) -> Build:
+    """The :data:`Build` of a model that cannot read class labels: ``build``, or a :class:`ConfigError` if asked
+    for labels (rather than a model that ignores them)."""
+    def build_unlabelled(settings: object, shape: tuple[int, ...], process: NoiseProcess, sigma_data: float,
+                         classes: int) -> nn.Module:
+        if classes:
+            raise ConfigError(f"model {name!r} takes no class labels; "
+                              "--conditional needs a noise-conditional MLP or the U-Net")
+        return build(settings, shape, process, sigma_data)
+    return build_unlabelled
 
 
 def _wavegrad(settings: WaveGradSettings, shape: tuple[int, ...], process: NoiseProcess,
@@ -143,10 +156,12 @@ def _seed_levels(process: NoiseProcess) -> Tensor:
 _NCSN = {"process": "ve", "objective": "annealed_dsm", "sampler": "stochastic_heun"}
 
 MODELS: Registry[ModelPart] = Registry("model")
-def _log_noise_mlp(settings, shape: tuple[int, ...], process: NoiseProcess, sigma_data: float) -> Preconditioned:
-    """The MLP on [c_in·x, ln σ, Fourier features] under the settings' parameterisation."""
+def _log_noise_mlp(settings, shape: tuple[int, ...], process: NoiseProcess, sigma_data: float,
+                   classes: int) -> Preconditioned:
+    """The MLP on [c_in·x, ln σ, Fourier features] (and the class, with ``classes``) under the settings'
+    parameterisation."""
     return Preconditioned(ConditionalMLP(_dim(shape), settings.hidden, settings.depth, noise_input="log",
-                                         fourier_features=settings.fourier_features),
+                                         fourier_features=settings.fourier_features, classes=classes),
                           settings.parameterisation, sigma_data, process.sigma_min)
 
 
@@ -158,9 +173,10 @@ MODELS.register(ModelPart(
 MODELS.register(ModelPart(
     "ddpm", SETTINGS["ddpm"], "MLP on [c_in·x, sinusoidal ln σ, Fourier features] under EDM's preconditioning, for DDPM",
     implies={"process": "vp", "objective": "eps", "sampler": "ddpm"}, stands_for={"images": "unet"},
-    build=lambda s, shape, process, sigma_data: Preconditioned(
+    build=lambda s, shape, process, sigma_data, classes: Preconditioned(
         ConditionalMLP(_dim(shape), s.hidden, s.depth, noise_input="sinusoidal",
-                       fourier_features=s.fourier_features), s.parameterisation, sigma_data, process.sigma_min),
+                       fourier_features=s.fourier_features, classes=classes),
+        s.parameterisation, sigma_data, process.sigma_min),
     upgrade=_upgrade_eps_mlp))
 MODELS.register(ModelPart(
     "edm", SETTINGS["edm"], "MLP on [c_in·x, ln σ, Fourier features] trained by EDM's recipe (Karras et al. 2022)",
@@ -181,8 +197,8 @@ MODELS.register(ModelPart(
     # A convolutional network of a million weights wants smaller steps than the MLPs' 1e-2 and a longer EMA.
     presets={"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "checkpoint_every": 1000, "log_every": 100,
              "sample_steps": 100},
-    build=lambda s, shape, process, sigma_data: Preconditioned(
-        UNet(_image_shape(shape), s.channels, s.levels, s.res_blocks, s.attention, s.dropout),
+    build=lambda s, shape, process, sigma_data, classes: Preconditioned(
+        UNet(_image_shape(shape), s.channels, s.levels, s.res_blocks, s.attention, s.dropout, classes=classes),
         s.parameterisation, sigma_data, process.sigma_min)))
 MODELS.register(ModelPart(
     "wavegrad", SETTINGS["wavegrad"], "WaveGrad: ε̂ from a waveform, its log-mel and the noise level √ᾱ (for audio)",
@@ -192,20 +208,20 @@ MODELS.register(ModelPart(
     # docs' results page has the width comparison); the paper's model trained for a million steps on TPUs.
     presets={"schedule": "wavegrad", "continuous": True, "eps_norm": "l1", "steps": 2500, "lr": 1e-3,
              "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
-    build=lambda s, shape, process, sigma_data: _wavegrad(s, shape, process, sigma_data)))
+    build=_unlabelled("wavegrad", _wavegrad)))
 MODELS.register(ModelPart(
     "condlinear", SETTINGS["condlinear"], "the seed's CondLinear NCSN, one embedding per noise level", implies=_NCSN,
-    build=lambda s, shape, process, sigma_data: Preconditioned(
-        CondLinearMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data, process.sigma_min),
+    build=_unlabelled("condlinear", lambda s, shape, process, sigma_data: Preconditioned(
+        CondLinearMLP(_seed_levels(process), _dim(shape), s.hidden), "score", sigma_data, process.sigma_min)),
     upgrade=lambda state: {**_renamed(state, {"": "backbone."}), "sigma_data": torch.tensor(1.0)}),
     formerly="seed_conditional")  # read as "conditioned on a seed"; runs saved under the old name keep loading
 MODELS.register(ModelPart(
     "mlp", SETTINGS["mlp"], "the seed's unconditional score MLP s(x), Softplus", noise_conditional=False,
-    build=lambda s, shape, process, sigma_data: MLP(_dim(shape), s.hidden, s.depth)))
+    build=_unlabelled("mlp", lambda s, shape, process, sigma_data: MLP(_dim(shape), s.hidden, s.depth))))
 MODELS.register(ModelPart(
     "energy", SETTINGS["energy"], "an energy MLP E(x) with s = −∇E, density exp(−E)", noise_conditional=False,
     implies={"objective": "sliced", "sampler": "langevin"},
-    build=lambda s, shape, process, sigma_data: _energy(s, shape)))
+    build=_unlabelled("energy", lambda s, shape, process, sigma_data: _energy(s, shape))))
 
 
 def _energy(settings: UnconditionalSettings, shape: tuple[int, ...]) -> EnergyScore:
@@ -217,9 +233,11 @@ def _energy(settings: UnconditionalSettings, shape: tuple[int, ...]) -> EnergySc
 
 
 def build_model(name: str, settings: object, *, shape: tuple[int, ...], process: NoiseProcess,
-                sigma_data: float = 1.0, seed: int = 0) -> nn.Module:
+                sigma_data: float = 1.0, seed: int = 0, classes: int = 0) -> nn.Module:
     """The model ``name`` with ``settings``, for samples of ``shape``; initialised from ``seed``
-    without touching the global random state."""
+    without touching the global random state. With ``classes`` > 0 it is class-conditional: its ``cond`` is a
+    label per sample in [0, classes), or :data:`~scorelab.core.guidance.NULL_LABEL` for none (a
+    :class:`ConfigError` for a model that cannot read labels)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name].build(settings, tuple(shape), process, sigma_data)
+        return MODELS[name].build(settings, tuple(shape), process, sigma_data, classes)

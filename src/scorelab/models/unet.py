@@ -1,4 +1,4 @@
-"""A U-Net backbone for images: F(x_in, c_noise) on batches [B, C, H, W], to wrap in :class:`Preconditioned`.
+"""A U-Net backbone for images: F(x_in, c_noise, cond) on batches [B, C, H, W], to wrap in :class:`Preconditioned`.
 
 The architecture is the DDPM U-Net (Ho et al. 2020, App. B): the U-Net of Ronneberger et al.
 2015 (an encoder that halves the resolution level by level, a decoder that doubles it back, and
@@ -26,6 +26,11 @@ each image (GroupNorm, ``heads`` heads, residual connection), as DDPM's does; DD
 every encoder and decoder block at 16×16 with attention, which is left out here to keep the
 network fast on CPUs.
 
+Class labels: with ``classes`` > 0, ``cond`` holds a label per sample, and the learned embedding
+of its class (:class:`~scorelab.models.labels.LabelEmbedding`; the null class for none) is added
+to the noise embedding, so that every block sees both, as ADM (Dhariwal & Nichol 2021) and EDM
+condition on a class. With ``classes`` = 0 the network takes no condition.
+
 Every operation is per sample (GroupNorm, not BatchNorm; attention within one image), so a
 sample's output never depends on the rest of its batch.
 """
@@ -40,6 +45,7 @@ from torch import Tensor, nn
 
 from scorelab.core.errors import ConfigError, DataError, require_positive_int
 from scorelab.models.embedding import sinusoidal_embedding
+from scorelab.models.labels import LabelEmbedding
 from scorelab.models.mlp import no_condition
 
 # Frequencies of the sinusoidal embedding of ln σ; 16 geometric ones from 1/16 to 8 resolve
@@ -114,20 +120,22 @@ class Upsample(nn.Conv2d):
 
 
 class UNet(nn.Module):
-    """The DDPM U-Net as a backbone F(x_in, c_noise) for images of ``image_shape`` = (C, H, W).
+    """The DDPM U-Net as a backbone F(x_in, c_noise, cond) for images of ``image_shape`` = (C, H, W).
 
     ``channels``: width of the first level; level k has ``channels·2^k``. ``levels``: number of
     resolutions; H and W must be divisible by 2^(levels − 1). ``res_blocks``: residual blocks per
     encoder level (the decoder has one more, for the extra skip). ``attention``: self-attention at
     the lowest resolution, with ``heads`` heads (which must divide its width). ``dropout``: in
-    every residual block, before its second conv. The module docstring describes the layers.
+    every residual block, before its second conv. ``classes``: the number of class labels that
+    ``cond`` may hold (0: none). The module docstring describes the layers.
 
     The defaults make a small network that trains in reasonable time on a few CPU cores, for
     8×8 to 28×28 images; DDPM's CIFAR-10 model is the same design at 128 channels and 4 levels.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: int = 16, levels: int = 2,
-                 res_blocks: int = 2, attention: bool = True, dropout: float = 0.0, *, heads: int = 1) -> None:
+                 res_blocks: int = 2, attention: bool = True, dropout: float = 0.0, *, heads: int = 1,
+                 classes: int = 0) -> None:
         super().__init__()
         if not (isinstance(image_shape, tuple | list) and len(image_shape) == 3
                 and all(isinstance(n, int) and n >= 1 for n in image_shape)):
@@ -182,9 +190,11 @@ class UNet(nn.Module):
         # reach every layer: this conv's own gradient is nonzero, and after one step it passes them on.
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        # Drawn last and only with labels, so that an unconditional network keeps its keys (old checkpoints load)
+        # and its initial weights, and a conditional one the same weights but for the embedding.
+        self.labels = LabelEmbedding(classes, embedding_width) if classes else None
 
     def forward(self, x_in: Tensor, c_noise: Tensor, cond: Any = None) -> Tensor:
-        no_condition(cond, self)
         if tuple(x_in.shape[1:]) != self.image_shape:
             raise DataError(f"this UNet takes images of shape [B, {', '.join(map(str, self.image_shape))}], "
                             f"got {tuple(x_in.shape)}")
@@ -192,6 +202,10 @@ class UNet(nn.Module):
         if c_noise.numel() not in (1, x_in.shape[0]):
             raise DataError(f"c_noise must hold 1 or {x_in.shape[0]} values (one per sample), got {c_noise.numel()}")
         embedding = self.embedding(sinusoidal_embedding(c_noise.expand(x_in.shape[0]), NOISE_FREQUENCIES))
+        if self.labels is None:
+            no_condition(cond, self)
+        else:
+            embedding = embedding + self.labels(cond, x_in.shape[0], x_in.device)
         h = self.conv_in(x_in)
         skips = [h]
         for stage in self.down:
