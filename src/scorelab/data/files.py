@@ -5,6 +5,10 @@ rows, wrong shape, empty) is a :class:`DataError` whose message names the file
 and what to fix. Nothing here unpickles: ``.npy`` files are read with
 ``allow_pickle=False``, and memory-mapped first so a header that claims a
 huge array cannot make us allocate it.
+
+Class labels for a user's data (one integer per row or image, in the data's order) come from a
+``.csv`` (one column, header optional), an ``.npy`` (a 1-D array of integers) or a ``.txt`` file (one
+integer a line), checked the same way (:func:`load_labels`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from torch import Tensor
 from scorelab.core.errors import DataError
 
 SUFFIXES = (".csv", ".npy")
+# A text file of one label a line is a one-column CSV.
+LABEL_SUFFIXES = (".csv", ".npy", ".txt")
 
 
 def _is_number(cell: str) -> bool:
@@ -99,20 +105,66 @@ def validate_array(array: np.ndarray, source: str) -> np.ndarray:
     return array
 
 
-def load_file(path: str | Path) -> Tensor:
-    """Read a ``.csv`` (header optional) or ``.npy`` file into a float32 tensor [n, d]."""
-    path = Path(path)
-    if path.suffix not in SUFFIXES:
-        raise DataError(f"{path}: unsupported file type; use one of {', '.join(SUFFIXES)}")
+def _read_numbers(path: Path, suffixes: tuple[str, ...]) -> np.ndarray:
+    """The numbers of an existing, non-empty file with one of ``suffixes``: an ``.npy`` array, or a text
+    file's rows (:func:`_parse_csv`)."""
+    if path.suffix not in suffixes:
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(suffixes)}")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     try:
-        array = _parse_csv(path) if path.suffix == ".csv" else read_npy(path)
+        return read_npy(path) if path.suffix == ".npy" else _parse_csv(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
-    array = validate_array(array, str(path))
+
+
+def load_file(path: str | Path) -> Tensor:
+    """Read a ``.csv`` (header optional) or ``.npy`` file into a float32 tensor [n, d]."""
+    path = Path(path)
+    array = validate_array(_read_numbers(path, SUFFIXES), str(path))
     if np.abs(array).max() > np.finfo(np.float32).max:
         raise DataError(f"{path}: values beyond the float32 range (about ±3.4e38); rescale the data")
     return torch.from_numpy(array).float()
+
+
+def _first(bad: np.ndarray) -> int:
+    """The index of the first true entry of ``bad``."""
+    return int(np.flatnonzero(bad)[0])
+
+
+def load_labels(path: str | Path, rows: int | None = None, classes: int = 0) -> Tensor:
+    """Read one class label per row or image from a ``.csv``/``.npy``/``.txt`` file into an int64 tensor [n].
+
+    Args:
+        path: the label file (see the module docstring).
+        rows: the number of rows or images of the data the labels belong to; None to skip that check.
+        classes: the number of classes the labels must lie below; 0 for no bound.
+
+    Every label must be an integer >= 0 (and < ``classes`` where given); anything else, as every
+    problem with the file, is a :class:`DataError` naming the file and the first bad label's row.
+    """
+    path = Path(path)
+    array = _read_numbers(path, LABEL_SUFFIXES)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise DataError(f"{path}: expected one class label per row (one column), got shape {array.shape}")
+    if len(array) == 0:
+        raise DataError(f"{path}: holds no labels")
+    integral = np.isfinite(array) & (array == np.round(array))
+    if not integral.all():
+        row = _first(~integral)
+        raise DataError(f"{path}: label {array[row]} at row {row + 1} is not an integer; class labels are 0, 1, 2, ...")
+    if (array < 0).any():
+        row = _first(array < 0)
+        raise DataError(f"{path}: label {array[row]:.0f} at row {row + 1} is negative; class labels are 0, 1, 2, ...")
+    if classes > 0 and (array >= classes).any():
+        row = _first(array >= classes)
+        raise DataError(f"{path}: label {array[row]:.0f} at row {row + 1} is not below classes = {classes}; "
+                        f"raise --classes or set it to 0 (from the data)")
+    if rows is not None and len(array) != rows:
+        raise DataError(f"{path}: holds {len(array)} labels, but the data has {rows} rows or images; "
+                        "give one label per row or image, in the data's order")
+    return torch.from_numpy(array.astype(np.int64))

