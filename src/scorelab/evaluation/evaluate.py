@@ -11,13 +11,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from scorelab.core.atomic import write_atomic
 from scorelab.data import reference_nll
 from scorelab.data.sources import Truth, data_part
-from scorelab.evaluation.audio import WAVEGRAD_STEPS, evaluate_audio, format_audio_report
+from scorelab.evaluation.audio import (
+    WAVEGRAD_STEPS,
+    evaluate_audio,
+    format_audio_report,
+)
 from scorelab.evaluation.images import evaluate_images, format_image_report
 from scorelab.metrics import RatioReport, w2_ratio
 from scorelab.runs.trained import TrainedRun
@@ -39,16 +44,19 @@ def truth_key(name: str, truth: Truth) -> dict:
 
 
 def evaluate_run(run: TrainedRun, *, n: int | None = None, repeats: int = 3, seed: int = 1,
-                 n_test: int | None = None, wavegrad_steps: tuple[int, ...] | None = None) -> dict:
+                 n_test: int | None = None, wavegrad_steps: tuple[int, ...] | None = None, **options: Any) -> dict:
     """The W2 ratio of ``run`` for ``n`` points (default 5000; with ``n_test`` the test NLL), or for an
     image run :func:`scorelab.evaluation.images.evaluate_images` of ``n`` images (default 1000; ``n_test``
     test images for bits/dim, None: none), or for a waveform run :func:`scorelab.evaluation.audio.evaluate_audio`
     of ``n`` test utterances (default 4) at ``wavegrad_steps``, written to ``RUN_DIR/metrics.json``.
 
+    ``options`` are the sampler's for the samples drawn (guidance's among them: an image run trained on labels is
+    measured class by class, guided as they say).
+
     The W2 floor is computed once per data set, n, repetitions and seed, and then read from the user's cache.
     """
     metrics: dict = {"step": run.step, "dataset": run.config.data.name}
-    metrics |= EVALUATIONS[run.modality.name].measure(run, n, repeats, seed, n_test, wavegrad_steps)
+    metrics |= EVALUATIONS[run.modality.name].measure(run, n, repeats, seed, n_test, wavegrad_steps, options)
     write_atomic(run.run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
 
@@ -88,9 +96,9 @@ def format_nll(nll: dict) -> str:
 
 
 def _measure_points(run: TrainedRun, n: int | None, repeats: int, seed: int, n_test: int | None,
-                    wavegrad_steps: tuple[int, ...] | None) -> dict:
+                    wavegrad_steps: tuple[int, ...] | None, options: dict) -> dict:
     truth = truth_of(run)
-    measured = {"w2": w2_ratio(lambda k, g: run.sample(k, generator=g), truth, n=n or 5000, repeats=repeats, seed=seed,
+    measured = {"w2": w2_ratio(lambda k, g: run.sample(k, generator=g, **options), truth, n=n or 5000, repeats=repeats, seed=seed,
                                floor_key=truth_key(run.config.data.name, truth)).to_dict()}
     if n_test is not None:
         measured["nll"] = held_out_nll(run, n_test, seed)
@@ -106,11 +114,12 @@ def _format_points(metrics: dict) -> str:
 
 @dataclass(frozen=True)
 class ModalityEvaluation:
-    """How a run of one modality is measured: ``measure(run, n, repeats, seed, n_test, wavegrad_steps)`` gives
+    """How a run of one modality is measured: ``measure(run, n, repeats, seed, n_test, wavegrad_steps, options)``
+    (``options``: the sampler's, for the samples drawn) gives
     the entries of ``metrics.json``, ``format(metrics)`` the table ``scorelab evaluate`` prints, and
     ``likelihood_by_default`` whether the command measures the test likelihood without ``--nll``."""
 
-    measure: Callable[[TrainedRun, int | None, int, int, int | None, tuple[int, ...] | None], dict]
+    measure: Callable[[TrainedRun, int | None, int, int, int | None, tuple[int, ...] | None, dict], dict]
     format: Callable[[dict], str]
     likelihood_by_default: bool = False
 
@@ -119,11 +128,11 @@ class ModalityEvaluation:
 EVALUATIONS = {
     "points": ModalityEvaluation(_measure_points, _format_points),
     "images": ModalityEvaluation(
-        lambda run, n, repeats, seed, n_test, wavegrad_steps: {"images": evaluate_images(
-            run, n=n or 1000, seed=seed, bits=n_test is not None, n_test=n_test)},
+        lambda run, n, repeats, seed, n_test, wavegrad_steps, options: {"images": evaluate_images(
+            run, n=n or 1000, seed=seed, bits=n_test is not None, n_test=n_test, **options)},
         lambda metrics: format_image_report(metrics["images"]), likelihood_by_default=True),
     "waveforms": ModalityEvaluation(
-        lambda run, n, repeats, seed, n_test, wavegrad_steps: {"audio": evaluate_audio(
+        lambda run, n, repeats, seed, n_test, wavegrad_steps, options: {"audio": evaluate_audio(
             run, n=n or 4, wavegrad_steps=wavegrad_steps or WAVEGRAD_STEPS, seed=seed)},
         lambda metrics: format_audio_report(metrics["audio"])),
 }

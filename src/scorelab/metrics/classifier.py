@@ -152,10 +152,16 @@ def embed(model: DigitClassifier, images: Tensor, *, batch_size: int = 1024) -> 
     return _batched(model.features, images, batch_size)
 
 
+def predict(model: DigitClassifier, images: Tensor, *, batch_size: int = 1024) -> Tensor:
+    """The most likely class [n] of each of ``images``."""
+    _check_images(images)
+    return _batched(model, images, batch_size).argmax(1)
+
+
 def accuracy(model: DigitClassifier, images: Tensor, labels: Tensor, *, batch_size: int = 1024) -> float:
     """The fraction of ``images`` whose most likely class is their label."""
     _check_images(images, labels)
-    predicted = _batched(model, images, batch_size).argmax(1)
+    predicted = predict(model, images, batch_size=batch_size)
     return float((predicted == labels.to(predicted.device)).double().mean())
 
 

@@ -55,15 +55,15 @@ class Checkpoint:
         return {key[start:]: value for key, value in self.tensors.items() if key.startswith(prefix + ".")}
 
 
-def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint) -> Path:
-    """Atomically write ``RUN_DIR/model.safetensors``."""
+def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, name: str = CHECKPOINT_NAME) -> Path:
+    """Atomically write ``RUN_DIR/model.safetensors`` (or ``RUN_DIR/name``)."""
     metadata = {"format": FORMAT, "step": str(checkpoint.step), "config": json.dumps(checkpoint.config.to_dict())}
     if checkpoint.parameters is not None:
         metadata["parameters"] = str(checkpoint.parameters)
     if checkpoint.train_log is not None:
         metadata["train_log"] = checkpoint.train_log
     tensors = {key: value.detach().cpu().contiguous() for key, value in checkpoint.tensors.items()}
-    path = Path(run_dir) / CHECKPOINT_NAME
+    path = Path(run_dir) / name
     write_atomic(path, save(tensors, metadata=metadata))
     return path
 
@@ -80,11 +80,12 @@ def save_config(run_dir: str | Path, config: Config) -> None:
 
 
 def load_checkpoint(run_dir: str | Path) -> Checkpoint:
-    """Read and validate ``RUN_DIR/model.safetensors``; raise :class:`CheckpointError` if unusable."""
+    """Read and validate ``RUN_DIR/model.safetensors``, or a checkpoint file named directly (a run's
+    ``guide.safetensors``); raise :class:`CheckpointError` if unusable."""
     run_dir = Path(run_dir)
-    path = run_dir / CHECKPOINT_NAME
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run directory")
+    path = run_dir if run_dir.suffix == ".safetensors" and run_dir.is_file() else run_dir / CHECKPOINT_NAME
+    if not run_dir.is_dir() and path == run_dir / CHECKPOINT_NAME:
+        raise CheckpointError(f"{run_dir}: no such run directory or checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: no {CHECKPOINT_NAME}; train a model there first with `scorelab train`")
     try:

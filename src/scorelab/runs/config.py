@@ -314,6 +314,12 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
+def label_classes(config: Config) -> int:
+    """The classes that a class-conditional run learns (its data's ``classes``), 0 for any other run."""
+    settings = config.data.settings
+    return settings.classes if getattr(settings, "conditional", False) else 0
+
+
 def build_process(config: Config) -> NoiseProcess:
     """The run's noise process (its settings resolved; see :func:`resolve_from_data`)."""
     return PROCESSES[config.process.name].build(config.process.settings)

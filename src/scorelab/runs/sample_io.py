@@ -58,12 +58,12 @@ def byte_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _grid_bytes(n: int, shape: tuple[int, ...], padding: int = 1) -> int:
+def _grid_bytes(n: int, shape: tuple[int, ...], columns: int | None = None, padding: int = 1) -> int:
     """The raw pixels of :func:`image_grid` of ``n`` images of ``shape`` [C, H, W] (0 for other shapes)."""
     if len(shape) != 3:
         return 0
     channels, height, width = shape
-    columns = math.ceil(math.sqrt(n))
+    columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     return (rows * (height + padding) + padding) * (columns * (width + padding) + padding) * channels
 
@@ -89,7 +89,8 @@ def estimate(first: int, seconds: float, n: int, batch_size: int, workers: int =
 
 class SampleWriter:
     """Write ``n`` samples of ``shape`` to ``path`` in batches: ``.npy`` as float32 [n, *shape], ``.csv`` as
-    rows x0, x1, … of [n, d], ``.png`` as a grid of images [n, C, H, W] whose units span ``value_range``.
+    rows x0, x1, … of [n, d], ``.png`` as a grid of images [n, C, H, W] whose units span ``value_range``, in
+    ``columns`` columns (default ⌈√n⌉).
 
         with SampleWriter(path, n, shape) as out:
             for batch in batches:
@@ -99,8 +100,8 @@ class SampleWriter:
     """
 
     def __init__(self, path: str | Path, n: int, shape: tuple[int, ...], *,
-                 value_range: tuple[float, float] | None = None) -> None:
-        self.path, self.n, self.shape, self.value_range = Path(path), n, tuple(shape), value_range
+                 value_range: tuple[float, float] | None = None, columns: int | None = None) -> None:
+        self.path, self.n, self.shape, self.value_range, self.columns = Path(path), n, tuple(shape), value_range, columns
         check_sample_path(self.path)
         suffix, sample_shape = self.path.suffix, f"samples of shape {self.shape}"
         if suffix == ".png" and (len(self.shape) != 3 or value_range is None):
@@ -118,7 +119,7 @@ class SampleWriter:
             raise ConfigError(f"{n:,} samples need {'up to ' if suffix == '.csv' else ''}{_gigabytes(size)} in "
                               f"{self.path}, and its disk has {_gigabytes(free)} free; ask for fewer with --n")
         # The file's size: exact for .npy, at most for .csv, and at most the raw pixels of the grid for a .png.
-        self.size = size + len(self._header()) if suffix != ".png" else _grid_bytes(n, self.shape)
+        self.size = size + len(self._header()) if suffix != ".png" else _grid_bytes(n, self.shape, columns)
         self.written = 0
         self._images: list[Tensor] = []
 
@@ -161,7 +162,7 @@ class SampleWriter:
             if self.written != self.n:  # raised inside the atomic block: the target is left as it was
                 raise ValueError(f"{self.path}: {self.written} of {self.n} samples written")
             if self.path.suffix == ".png":
-                self._file.write(png_bytes(image_grid(torch.cat(self._images), *self.value_range)))
+                self._file.write(png_bytes(image_grid(torch.cat(self._images), *self.value_range, self.columns)))
 
     def write(self, batch: Tensor) -> None:
         """Append the rows of ``batch`` [b, *shape]."""

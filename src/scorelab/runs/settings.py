@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from scorelab.core import process_settings
 from scorelab.core.errors import ConfigError
-from scorelab.core.registry import one_of, positive, positive_int, setting, within
+from scorelab.core.registry import (
+    at_least_zero,
+    one_of,
+    positive,
+    positive_int,
+    setting,
+    within,
+)
 from scorelab.data import settings as data_settings
 from scorelab.models import settings as model_settings
 from scorelab.objectives import settings as objective_settings
@@ -52,6 +59,14 @@ class OptimSettings:
     ema_decay: float = setting(0.995, "EMA decay of the sampling weights", within(0.0, 1.0, high_open=True))
     checkpoint_every: int = setting(500, "write model.safetensors every N steps", positive_int)
     log_every: int = setting(50, "append a train_log.csv row every N steps", positive_int)
+    keep_guide_at: int = setting(0, "also keep the checkpoint of step N as guide.safetensors, a shorter-trained "
+                                    "model for autoguidance (--guide RUN/guide.safetensors; 0: none)",
+                                 at_least_zero("none"))
+
+    def check(self) -> None:
+        if self.keep_guide_at >= self.steps:
+            raise ConfigError(f"keep_guide_at = {self.keep_guide_at} must be below steps = {self.steps}: the guide "
+                              "is an earlier, weaker model than the run's own")
 
 
 def _device(name: str, value: str) -> None:

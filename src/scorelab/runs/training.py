@@ -5,7 +5,12 @@
 - ``model.safetensors``: EMA weights for sampling plus the full training state,
   written atomically every ``checkpoint_every`` steps and at the end;
 - ``train_log.csv``: step, mean loss since the last row, elapsed seconds, and a
-  note on the row of a resume that changed settings.
+  note on the row of a resume that changed settings;
+- ``guide.safetensors``: with ``keep_guide_at = N``, the checkpoint of step N, a shorter-trained model of
+  the same data for autoguidance (:mod:`scorelab.core.guidance`).
+
+A class-conditional run (``conditional``) trains on (x, label), each label replaced by the null class with
+probability ``label_dropout`` (Ho & Salimans 2022), so that one network learns s(x|c) and s(x|∅).
 
 The checkpoint is the run's record: it carries the config and the log too, and is
 written first, then ``train_log.csv``, then ``config.toml``. A write that fails (a full
@@ -31,6 +36,7 @@ from torch import Tensor, nn
 
 from scorelab.core.atomic import write_atomic
 from scorelab.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from scorelab.core.guidance import NULL_LABEL
 from scorelab.core.processes import NoiseProcess
 from scorelab.core.rng import derived_seed
 from scorelab.core.score import Score
@@ -54,6 +60,7 @@ from scorelab.runs.config import (
     OptimSettings,
     build_process,
     flat_fields,
+    label_classes,
     read_toml,
     resolve_from_data,
 )
@@ -71,6 +78,9 @@ from scorelab.runs.lock import run_lock
 from scorelab.runs.train_log import log_text, logged_rows
 from scorelab.runs.trained import TrainedRun
 
+# The checkpoint that keep_guide_at keeps: autoguidance's shorter-trained model of the run's data.
+GUIDE_NAME = "guide.safetensors"
+
 # What a resumed run may change: how long and how fast it trains, how often it writes, where it runs,
 # and how it samples afterwards; never what shapes the model, the data or the objective.
 RESUMABLE = frozenset({"steps", "lr", "lr_schedule", "checkpoint_every", "log_every", "device"})
@@ -80,6 +90,22 @@ def training_data(config: Config) -> Tensor:
     """The training set [n, *shape]: ``n_data`` seeded points of a named set, or every row of a file."""
     generator = torch.Generator().manual_seed(config.seed)
     return data_part(config.data.name).load(config.data.name, config.data.settings, generator)
+
+
+def training_labels(config: Config) -> Tensor | None:
+    """The class labels [n] of :func:`training_data`'s rows for a class-conditional run (None for another run):
+    the data part draws them from a generator seeded as the data's was."""
+    if not label_classes(config):
+        return None
+    generator = torch.Generator().manual_seed(config.seed)
+    return data_part(config.data.name).labels(config.data.name, config.data.settings, generator)
+
+
+def dropped_labels(labels: Tensor, dropout: float, generator: torch.Generator) -> Tensor:
+    """``labels`` with each replaced by ``NULL_LABEL`` with probability ``dropout``, independently: the label
+    dropout that teaches a class-conditional network its unconditional score (Ho & Salimans 2022)."""
+    drop = torch.rand(labels.shape, generator=generator) < dropout
+    return torch.where(drop.to(labels.device), NULL_LABEL, labels)
 
 
 def data_normalisation(config: Config, raw: Tensor) -> Normalisation:
@@ -175,6 +201,7 @@ class _Setup:
     device: torch.device
     normalisation: Normalisation
     data: Tensor
+    labels: Tensor | None = None
     teacher: TrainedRun | None = None
 
 
@@ -200,7 +227,7 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
 
     def new_model(sigma_data: float = 1.0) -> nn.Module:
         return build_model(config.model.name, config.model.settings, shape=shape, process=process,
-                           sigma_data=sigma_data, seed=config.seed).to(setup.device)
+                           sigma_data=sigma_data, seed=config.seed, classes=label_classes(config)).to(setup.device)
 
     model = new_model(float(setup.data.std()))
     if setup.teacher is not None and OBJECTIVES[config.objective.name].starts_from_teacher(config.objective.settings):
@@ -251,10 +278,15 @@ def _setup(config: Config, run_dir: Path, resume: bool, overwrite: bool, world: 
     if config.optim.batch_size % world.size:
         raise ConfigError(f"batch_size = {config.optim.batch_size} does not split over {world.size} processes; "
                           f"use a multiple of {world.size}")
+    labels = training_labels(config)
+    if labels is not None and getattr(config.objective.settings, "reference_size", 0):
+        raise ConfigError("reference_size > 0 averages the target over reference points of every class; a "
+                          "class-conditional run needs reference_size = 0")
     teacher = _teacher(config, normalisation, device)
     if world.main:
         wait_for_main(world)  # the run checks out: the other ranks may set up too
-    return _Setup(config, checkpoint, changes, device, normalisation, data, teacher)
+    return _Setup(config, checkpoint, changes, device, normalisation, data,
+                  None if labels is None else labels.to(device), teacher)
 
 
 def _teacher(config: Config, normalisation: Normalisation, device: torch.device) -> TrainedRun | None:
@@ -330,8 +362,11 @@ def _loop(setup: _Setup, state: _State, process: NoiseProcess, start: int, run_d
     rows_per_rank = optim.batch_size // world.size + extra_rows
     teacher: Score | None = None if setup.teacher is None else setup.teacher.model
     for step in range(start + 1, optim.steps + 1):
-        batch = data[minibatch_rows(len(data), rows_per_rank, state.generator).to(device)]
+        rows = minibatch_rows(len(data), rows_per_rank, state.generator).to(device)
+        batch = data[rows]
         cond = None if condition is None else condition(normalisation.to_data(batch))
+        if setup.labels is not None:
+            cond = dropped_labels(setup.labels[rows], config.data.label_dropout, state.generator)
         loss = objective.loss(net, batch, cond, process, config.objective.settings, state.generator,
                               LossContext(step, optim.steps, teacher))
         loss_value = mean_over_ranks(loss.detach(), world).item()  # every rank sees a NaN on any of them
@@ -357,6 +392,8 @@ def _loop(setup: _Setup, state: _State, process: NoiseProcess, start: int, run_d
             state.window = []
         if step % optim.checkpoint_every == 0 or step == optim.steps:
             _save(run_dir, step, config, state, normalisation, world)
+        if step == optim.keep_guide_at:
+            _save(run_dir, step, config, state, normalisation, world, GUIDE_NAME)
     bar.close()
     if setup.changes and start == optim.steps:  # nothing left to train, but the run's record takes the new settings
         _save(run_dir, start, config, state, normalisation, world)
@@ -397,15 +434,18 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
 
 
 def _save(run_dir: Path, step: int, config: Config, state: _State, normalisation: Normalisation,
-          world: World) -> None:
+          world: World, name: str = CHECKPOINT_NAME) -> None:
     """Write the checkpoint, then the log and the config beside it (see the module's docstring for why);
-    rank 0 writes, with every rank's random state."""
+    rank 0 writes, with every rank's random state. Under another ``name`` (the guide) only the checkpoint."""
     rng_states = gather_to_all(state.generator.get_state(), world)
     if not world.main:
         return
     tensors = training_tensors(state.model, state.ema, state.optimizer, rng_states, normalisation, state.window)
     log = log_text(state.log_rows)
-    save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(state.model), train_log=log))
+    save_checkpoint(run_dir, Checkpoint(step, config, tensors, parameters=parameter_count(state.model), train_log=log),
+                    name)
+    if name != CHECKPOINT_NAME:
+        return
     write_atomic(run_dir / "train_log.csv", log.encode())
     write_atomic(run_dir / "config.toml", config.to_toml().encode())
 

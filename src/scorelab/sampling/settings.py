@@ -6,7 +6,9 @@ carry over when a run is sampled with another sampler (:func:`scorelab.core.regi
 - :class:`ProcessGridSteps`: ``sample_steps`` levels of the process's own grid (ald, ddpm, ddim);
 - :class:`LangevinSteps`: ``n_steps_each`` Langevin steps per level (ald, langevin);
 - :class:`Denoised`: ``denoise``, a last Tweedie step (ald, pc, ode);
-- :class:`KarrasGrid`: ``sample_steps`` and ``rho`` of the Karras σ grid (heun, stochastic_heun, dpmpp_2m).
+- :class:`KarrasGrid`: ``sample_steps`` and ``rho`` of the Karras σ grid (heun, stochastic_heun, dpmpp_2m);
+- :class:`Guided`: guidance (its weight γ, its interval and the guide of autoguidance), which every sampler
+  takes because it wraps the score the sampler walks (:mod:`scorelab.core.guidance`).
 
 The kernels and their registry are :mod:`scorelab.sampling.registry`; this module is what the command
 line reads to build its flags.
@@ -34,24 +36,61 @@ from scorelab.core.registry import (
 DDPM_VARIANCES = ("beta", "posterior")
 
 
+def _comma_separated(name: str, text: str) -> list[float]:
+    """The numbers of ``text``, comma-separated, or a :class:`ConfigError` naming the setting ``name``."""
+    try:
+        return [float(item) for item in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def _when_given(parse: Callable[[str], object]) -> Check:
+    """The check of an optional text setting: ``parse`` it unless it is empty."""
+
+    def check(name: str, value: str) -> None:
+        if value:
+            parse(value)
+
+    return check
+
+
+def parse_interval(text: str) -> tuple[float, float]:
+    """(lo, hi) from ``LO,HI`` with 0 <= LO < HI, or a :class:`ConfigError`."""
+    numbers = _comma_separated("guidance_interval", text)
+    if len(numbers) != 2 or not 0 <= numbers[0] < numbers[1]:
+        raise ConfigError(f"guidance_interval must be two noise levels LO,HI with 0 <= LO < HI, got {text!r}")
+    return numbers[0], numbers[1]
+
+
 @dataclass(frozen=True)
-class ProcessGridSteps:
+class Guided:
+    guidance: float = setting(1.0, "guidance weight γ: s_ref + γ·(s(x|c) − s_ref), with s_ref the null class's "
+                                   "score (classifier-free) or the --guide's (autoguidance); 1: no guidance, 0: the "
+                                   "reference alone", at_least_zero("the reference score alone"))
+    guidance_interval: str = setting("", "LO,HI: guide only where LO < σ <= HI, γ = 1 elsewhere (Kynkäänniemi et "
+                                         "al. 2024); empty: at every σ", _when_given(parse_interval))
+    guide: str = setting("", "autoguidance's weaker model of the same data: a run directory or its "
+                             "model.safetensors (Karras et al. 2024); empty: none")
+
+
+@dataclass(frozen=True)
+class ProcessGridSteps(Guided):
     sample_steps: int = setting(0, "levels of the process's grid, same ends (0: every level)",
                                 at_least_zero("every level"))
 
 
 @dataclass(frozen=True)
-class LangevinSteps:
+class LangevinSteps(Guided):
     n_steps_each: int = setting(100, "Langevin steps per level of the process's grid", positive_int)
 
 
 @dataclass(frozen=True)
-class Denoised:
+class Denoised(Guided):
     denoise: bool = setting(True, "finish with a Tweedie denoising step")
 
 
 @dataclass(frozen=True)
-class KarrasGrid:
+class KarrasGrid(Guided):
     sample_steps: int = setting(18, "steps K on the Karras σ grid over the process's range, the last to σ = 0",
                                 positive_int)
     rho: float = setting(7.0, "ρ of the Karras grid: σ^(1/ρ) uniform (7 in EDM)", positive)
@@ -122,27 +161,9 @@ class DPMSolverSettings(KarrasGrid):
 
 
 @dataclass(frozen=True)
-class FlowEulerSettings:
+class FlowEulerSettings(Guided):
     sample_steps: int = setting(0, "levels of the process's grid (flow: uniform in t), then one step to t = 0; "
                                    "K levels cost K evaluations (0: every level)", at_least_zero("every level"))
-
-
-def _comma_separated(name: str, text: str) -> list[float]:
-    """The numbers of ``text``, comma-separated, or a :class:`ConfigError` naming the setting ``name``."""
-    try:
-        return [float(item) for item in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"{name} must be comma-separated numbers, got {text!r}") from None
-
-
-def _when_given(parse: Callable[[str], object]) -> Check:
-    """The check of an optional text setting: ``parse`` it unless it is empty."""
-
-    def check(name: str, value: str) -> None:
-        if value:
-            parse(value)
-
-    return check
 
 
 def parse_sigmas(text: str) -> list[float]:
@@ -154,7 +175,7 @@ def parse_sigmas(text: str) -> list[float]:
 
 
 @dataclass(frozen=True)
-class ConsistencySamplerSettings:
+class ConsistencySamplerSettings(Guided):
     # 2 by default: CT and CD runs of the 2-D suite did better at 2 evaluations than at 1 on 19 of 20, the second
     # level from the Karras grid close to the best stated one on moons, pinwheel, checkerboard and 2spirals
     # (docs/cli.md, "Consistency models").
@@ -200,7 +221,7 @@ def _check_schedules(name: str, value: str) -> None:
 
 
 @dataclass(frozen=True)
-class WaveGradSamplerSettings:
+class WaveGradSamplerSettings(Guided):
     sample_steps: int = setting(6, "refinement iterations N: a schedule the run searched (6, 25, 50), else the "
                                    "training chain's levels respaced (1000: every one)", positive_int)
     betas: str = setting("", "the chain β_1,…,β_N to walk, comma-separated (empty: the searched schedule for "

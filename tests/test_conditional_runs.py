@@ -1,0 +1,120 @@
+"""Class-conditional runs: label dropout, guided sampling through a run, the guide kept by training, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_clean_error, run_cli, tiny_config
+
+import scorelab as sl
+from scorelab.core.errors import ConfigError
+from scorelab.core.guidance import NULL_LABEL, GuidedScore
+from scorelab.runs.training import GUIDE_NAME, dropped_labels
+from scorelab.runs.trained import TrainedRun
+
+
+@pytest.mark.parametrize("dropout", [0.1, 0.5])
+def test_label_dropout_sees_the_null_class_at_the_requested_rate(dropout):
+    n = 20_000
+    labels = torch.arange(n) % 7
+    dropped = dropped_labels(labels, dropout, torch.Generator().manual_seed(11))
+    nulls = int((dropped == NULL_LABEL).sum())
+    assert abs(nulls - n * dropout) <= 3 * (n * dropout * (1 - dropout)) ** 0.5
+    kept = dropped != NULL_LABEL
+    assert torch.equal(dropped[kept], labels[kept])
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    """A tiny class-conditional flow-matching run on 8gaussians, with its guide kept at step 20."""
+    run_dir = tmp_path_factory.mktemp("conditional") / "run"
+    config = tiny_config(dataset="8gaussians", model="edm", conditional=True, keep_guide_at=20, steps=40)
+    sl.train(config, run_dir, progress=False)
+    return run_dir
+
+
+def test_a_conditional_run_learns_its_classes_and_keeps_its_guide(conditional_run):
+    run = TrainedRun.load(conditional_run, "cpu")
+    assert run.classes == 8 and run.config.data.label_dropout == 0.1
+    guide = TrainedRun.load(conditional_run / GUIDE_NAME, "cpu")
+    assert guide.step == 20 and run.step == 40
+    assert not torch.equal(next(guide.model.parameters()), next(run.model.parameters()))
+
+
+def test_a_guided_run_samples_through_one_guided_score(conditional_run):
+    run = TrainedRun.load(conditional_run, "cpu")
+    _, settings = run.sampler_settings(None, guidance=3.0, guidance_interval="0.1,5.0")
+    score = run.guided_model(settings)
+    assert isinstance(score, GuidedScore) and score.weight == 3.0 and score.interval == (0.1, 5.0)
+    _, plain = run.sampler_settings(None)
+    assert plain.guidance == 1.0
+    unguided = run.sample(16, generator=torch.Generator().manual_seed(0), cond=2)
+    same = run.sample(16, generator=torch.Generator().manual_seed(0), cond=2, guidance=1.0)
+    guided = run.sample(16, generator=torch.Generator().manual_seed(0), cond=2, guidance=3.0)
+    assert torch.equal(unguided, same) and not torch.equal(unguided, guided)
+
+
+def test_sample_i_depends_on_its_seed_class_and_guidance_alone(conditional_run):
+    run = TrainedRun.load(conditional_run, "cpu")
+    labels = torch.tensor([0, 3, 3, 5, 1, 7, 2])
+    whole = torch.cat(list(run.sample_batches(7, seed=4, cond=labels, guidance=2.0, batch_size=3)))
+    for index, label in enumerate(labels.tolist()):
+        alone = next(run.sample_batches(1, seed=4, first=index, cond=label, guidance=2.0))
+        assert torch.equal(whole[index], alone[0])
+    grid = run.class_grid_rows(0, 16, seed=4, per_class=2, guidance=2.0)
+    threes = torch.cat(list(run.sample_batches(2, seed=4, cond=3, guidance=2.0)))
+    assert torch.equal(grid[6:8], threes)
+
+
+def test_autoguidance_with_the_kept_guide(conditional_run):
+    run = TrainedRun.load(conditional_run, "cpu")
+    guide = str(conditional_run / GUIDE_NAME)
+    auto = run.sample(32, generator=torch.Generator().manual_seed(1), guide=guide, guidance=2.0)
+    plain = run.sample(32, generator=torch.Generator().manual_seed(1))
+    assert auto.shape == plain.shape and torch.isfinite(auto).all() and not torch.equal(auto, plain)
+
+
+def test_the_cli_samples_a_class_and_a_grid_of_every_class(conditional_run, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "sample", conditional_run, "--n", 5, "--class", 3, "--guidance", 2,
+                             "--guidance-interval", 0.2, 4, "--out", tmp_path / "threes.npy")
+    assert code in (None, 0), err
+    threes = np.load(tmp_path / "threes.npy")
+    code, out, err = run_cli(capsys, "sample", conditional_run, "--n", 5, "--class", "all", "--guidance", 2,
+                             "--guidance-interval", 0.2, 4, "--out", tmp_path / "all.npy")
+    assert code in (None, 0), err
+    grid = np.load(tmp_path / "all.npy")
+    assert grid.shape == (40, 2) and np.array_equal(grid[15:20], threes)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--class", "9"], "--class must be an integer in [0, 8)"),
+    (["--class", "two"], "--class must be an integer in [0, 8)"),
+    (["--guidance-interval", "5", "1"], "0 <= LO < HI"),
+    (["--guidance", "-1"], "guidance must be >= 0"),
+    (["--guide", "no/such/run"], "no such run directory"),
+])
+def test_bad_guidance_flags_are_one_line(conditional_run, tmp_path, capsys, argv, message):
+    out = tmp_path / "x.npy"
+    code, _, err = run_cli(capsys, "sample", conditional_run, "--n", 4, "--out", out, *argv)
+    assert_clean_error(code, err, message)
+    assert not out.exists()
+
+
+def test_guidance_needs_classes_or_a_guide(tiny_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 4, "--guidance", 2, "--out", tmp_path / "x.npy")
+    assert_clean_error(code, err, "guidance needs a class-conditional run")
+    code, _, err = run_cli(capsys, "sample", tiny_run, "--n", 4, "--class", 1, "--out", tmp_path / "x.npy")
+    assert_clean_error(code, err, "--class needs a class-conditional run")
+
+
+def test_a_guide_of_other_data_is_refused(conditional_run, tiny_run):
+    run = TrainedRun.load(conditional_run, "cpu")
+    with pytest.raises(ConfigError, match="autoguidance needs a weaker model of the same data"):
+        run.sample(4, guide=str(tiny_run), guidance=2.0)
+
+
+def test_keep_guide_at_must_come_before_the_end(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--dataset", "moons", "--steps", 10, "--keep-guide-at", 10,
+                           "--out", tmp_path / "run")
+    assert_clean_error(code, err, "keep_guide_at = 10 must be below steps = 10")
