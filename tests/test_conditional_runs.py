@@ -118,3 +118,28 @@ def test_keep_guide_at_must_come_before_the_end(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--dataset", "moons", "--steps", 10, "--keep-guide-at", 10,
                            "--out", tmp_path / "run")
     assert_clean_error(code, err, "keep_guide_at = 10 must be below steps = 10")
+
+
+def test_the_stable_target_of_a_class_averages_over_its_own_references_only():
+    from scorelab.objectives.denoising import same_class, stable_target
+
+    generator = torch.Generator().manual_seed(12)
+    x = torch.randn(6, 2, generator=generator, dtype=torch.float64)
+    sigma = torch.full((6,), 2.0, dtype=torch.float64)
+    z = torch.randn(6, 2, generator=generator, dtype=torch.float64)
+    noisy = x + 2.0 * z
+    reference = torch.randn(5, 2, generator=generator, dtype=torch.float64)
+    labels, reference_labels = torch.tensor([0, 1, NULL_LABEL, 0, 1, 0]), torch.tensor([1, 1, 1, 2, 2])
+    allowed = same_class(labels, reference_labels)
+    target = stable_target(noisy, x, sigma, reference, allowed)
+    # Class 0 has no reference: its target is Vincent's −z; the null class's is the target over every reference.
+    assert torch.allclose(target[labels == 0], -z[labels == 0])
+    assert torch.allclose(target[2], stable_target(noisy, x, sigma, reference)[2])
+    assert torch.allclose(target[1], stable_target(noisy[1:2], x[1:2], sigma[1:2], reference[:3])[0])
+
+
+def test_a_conditional_ncsn_trains_with_its_stable_target(tmp_path):
+    config = tiny_config(dataset="moons", conditional=True, reference_size=16)
+    sl.train(config, tmp_path / "run", progress=False)
+    run = TrainedRun.load(tmp_path / "run", "cpu")
+    assert run.classes == 2 and torch.isfinite(run.sample(8, cond=1, generator=torch.Generator().manual_seed(0))).all()

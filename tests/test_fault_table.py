@@ -238,6 +238,21 @@ ROWS: dict[str, tuple[Setup, str]] = {
                                                                    t, "--conditional", "--labels",
                                                                    _npy(t / "l.npy", np.array([0] * 5 + [1] * 4 + [2]))),
                                                "l.npy: cannot split 10 images"),
+    # guidance (issue 32 items 3-5): its flags on sample, evaluate and train
+    "class for an unconditional run": (lambda t, r: ["sample", r, "--class", 1, "--out", t / "s.npy"],
+                                       "--class needs a class-conditional run"),
+    "class out of range": (lambda t, r: ["sample", _tiny_run(t, dataset="moons", conditional=True), "--class", 2,
+                                         "--out", t / "s.npy"], "--class must be an integer in [0, 2)"),
+    "guidance without classes or a guide": (lambda t, r: ["sample", r, "--guidance", 2, "--out", t / "s.npy"],
+                                            "guidance needs a class-conditional run"),
+    "guidance negative": (lambda t, r: ["evaluate", r, "--guidance", -1], "guidance must be >= 0"),
+    "guidance interval reversed": (lambda t, r: ["sample", r, "--guidance-interval", 5, 1, "--out", t / "s.npy"],
+                                   "0 <= LO < HI"),
+    "guide missing": (lambda t, r: ["sample", r, "--guide", t / "nowhere", "--guidance", 2, "--out", t / "s.npy"],
+                      "nowhere"),
+    "guide of other data": (lambda t, r: ["sample", r, "--guide", _tiny_run(t, dataset="moons"), "--guidance", 2,
+                                          "--out", t / "s.npy"], "autoguidance needs a weaker model of the same data"),
+    "keep guide at the last step": (lambda t, r: _train("moons", t, "--keep-guide-at", 2), "keep_guide_at = 2"),
 }
 
 

@@ -7,12 +7,14 @@ changed. A condition ``cond`` is passed to the score untouched.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from scorelab.core.errors import ConfigError, require_positive
+from scorelab.core.guidance import NULL_LABEL
 from scorelab.core.noise import check_noise_levels
 from scorelab.core.rng import randint, randn_like
 from scorelab.core.score import Score, call_score
@@ -20,7 +22,16 @@ from scorelab.core.shapes import append_dims, batch_sum, per_sample, require_bat
 from scorelab.objectives.settings import EPS_NORMS
 
 
-def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor) -> Tensor:
+def same_class(labels: Tensor, reference_labels: Tensor) -> Tensor:
+    """[B, R]: the reference points whose class is the sample's, or all of them for a sample of the null class.
+
+    A class-conditional score's stable target is that of its class's own distribution, so it may average only
+    over references of that class (and a dropped label's, the whole data's, over all of them)."""
+    return (labels[:, None] == reference_labels[None]) | (labels == NULL_LABEL)[:, None]
+
+
+def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor,
+                  allowed: Tensor | None = None) -> Tensor:
     """σ·∇log p̂_σ(x̃) for each sample: the scaled score of a small empirical mixture (Xu et al. 2023).
 
         p̂_σ(x̃_i) ∝ N(x̃_i; x_i, σ_i²I) + Σ_j N(x̃_i; r_j, σ_i²I),
@@ -30,7 +41,8 @@ def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor) 
     points [R, *shape]. For small σ the sample's own term dominates and this is Vincent's
     target −z; for large σ it averages over the references, which cuts the target's
     variance ("Stable Target Field for Reduced Variance Score Estimation in Diffusion
-    Models", ICLR 2023). The bias vanishes as R grows.
+    Models", ICLR 2023). The bias vanishes as R grows. ``allowed`` [B, R], when given, keeps sample i's
+    mixture to the references it marks (:func:`same_class`).
     """
     flat_noisy, flat_x, flat_reference = x_noisy.flatten(1), x.flatten(1), reference.flatten(1)
     scale = 2 * sigma[:, None] ** 2
@@ -39,6 +51,8 @@ def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor) 
     squared = (flat_noisy.pow(2).sum(dim=1, keepdim=True) + flat_reference.pow(2).sum(dim=1)
                - 2 * flat_noisy @ flat_reference.T)
     others = -squared.clamp_min(0) / scale
+    if allowed is not None:
+        others = others.masked_fill(~allowed, -math.inf)
     weights = torch.softmax(torch.cat([own, others], dim=1), dim=1)
     mean = weights[:, :1] * flat_x + weights[:, 1:] @ flat_reference
     return ((mean - flat_noisy) / sigma[:, None]).reshape(x.shape)
@@ -46,19 +60,21 @@ def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor) 
 
 def scaled_denoising_residual(
     score: Score, x: Tensor, sigma: Tensor, *, conditional: bool, generator: torch.Generator | None,
-    reference: Tensor | None = None, cond: Any = None,
+    reference: Tensor | None = None, cond: Any = None, reference_labels: Tensor | None = None,
 ) -> Tensor:
     """σ·s(x̃) + z for x̃ = x + σz, z ~ N(0, I), σ [B] per sample; shaped like x.
 
     This is σ times the DSM residual s(x̃) − ∇ log q_σ(x̃|x) = s(x̃) + z/σ (Vincent 2011),
     so its squared norm is O(D) at every σ. It equals z − ε̂ for the ε-prediction ε̂ = −σs.
-    With ``reference`` points the target −z becomes :func:`stable_target`. ``conditional``
+    With ``reference`` points the target −z becomes :func:`stable_target`, over the references of each
+    sample's class where ``reference_labels`` are given (``cond`` then holds the samples' labels). ``conditional``
     says whether the score takes σ (``score(x̃, sigma)``) or not (``score(x̃)``).
     """
     z = randn_like(x, generator)
     x_noisy = x + append_dims(sigma, x.ndim) * z
     predicted = call_score(score, x_noisy, sigma if conditional else None, cond)
-    target = -z if reference is None else stable_target(x_noisy, x, sigma, reference)
+    allowed = None if reference_labels is None else same_class(cond, reference_labels)
+    target = -z if reference is None else stable_target(x_noisy, x, sigma, reference, allowed)
     return append_dims(sigma, x.ndim) * predicted - target
 
 
@@ -87,6 +103,7 @@ def denoising_score_matching(
 def denoising_loss_at(
     score: Score, x: Tensor, sigma: Tensor, *, weight_power: float = 2.0, reference: Tensor | None = None,
     generator: torch.Generator | None = None, cond: Any = None, residual_weight: Tensor | None = None,
+    reference_labels: Tensor | None = None,
 ) -> Tensor:
     """(1/B) Σ_b λ(σ_b)·½‖s(x̃_b, σ_b) + (x̃_b − x_b)/σ_b²‖², λ(σ) = σ^weight_power, at given levels σ [B].
 
@@ -96,7 +113,7 @@ def denoising_loss_at(
     any weighting of the denoising loss, as :func:`flow_matching_loss_at` uses.
     """
     residual = scaled_denoising_residual(score, x, sigma, conditional=True, generator=generator,
-                                         reference=reference, cond=cond)
+                                         reference=reference, cond=cond, reference_labels=reference_labels)
     weight = sigma ** (weight_power - 2.0) if residual_weight is None else residual_weight
     return 0.5 * (weight * batch_sum(residual.pow(2))).mean()
 

@@ -99,9 +99,13 @@ class ObjectivePart(Part):
 def _annealed_dsm(score, batch, cond, process, settings, generator, context=None):
     size = len(batch) - settings.reference_size
     x, reference = batch[:size], (batch[size:] if settings.reference_size else None)
+    # The condition of the reference rows is not the model's: class labels say which references a sample may use.
+    labelled = reference is not None and isinstance(cond, Tensor) and cond.ndim == 1 and not cond.is_floating_point()
+    reference_labels = cond[size:] if labelled else None
+    cond = cond[:size] if isinstance(cond, Tensor) and len(cond) == len(batch) else cond
     sigma = process.training_sigma(size, x, generator)
     return denoising_loss_at(score, x, sigma, weight_power=settings.weight_power, reference=reference,
-                             generator=generator, cond=cond)
+                             generator=generator, cond=cond, reference_labels=reference_labels)
 
 
 def _eps(score, batch, cond, process, settings, generator, context=None):

@@ -19,7 +19,7 @@ from scorelab.runs.trained import TrainedRun
 IMAGE_FIGURES = ("data", "samples", "trajectories", "neighbours", "classes")
 
 
-def _show_grid(axes: plt.Axes, images: Tensor, value_range: tuple[float, float], columns: int | None = None) -> None:
+def show_grid(axes: plt.Axes, images: Tensor, value_range: tuple[float, float], columns: int | None = None) -> None:
     grid = image_grid(images, *value_range, columns=columns)
     axes.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=255,
                 interpolation="nearest")
@@ -29,7 +29,7 @@ def _show_grid(axes: plt.Axes, images: Tensor, value_range: tuple[float, float],
 def plot_image_grid(images: Tensor, value_range: tuple[float, float], path: str | Path, title: str) -> Path:
     """Up to 100 images [n, C, H, W] in a 10-column grid."""
     figure, axes = plt.subplots(figsize=(6, 6.3))
-    _show_grid(axes, images[:100], value_range, columns=10)
+    show_grid(axes, images[:100], value_range, columns=10)
     axes.set_title(title)
     return save_figure(figure, path)
 
@@ -47,7 +47,7 @@ def plot_image_trajectories(run: TrainedRun, path: str | Path, n: int = 6, frame
     shown = torch.stack([(states[i] - shift) / (1 + sigmas[i] ** 2) ** 0.5 + shift for i in picks.tolist()])
     strips = shown.transpose(0, 1).reshape(n * frames, *states.shape[2:])  # image by image, frame by frame
     figure, axes = plt.subplots(figsize=(frames * 0.7, n * 0.75))
-    _show_grid(axes, strips, run.value_range, columns=frames)
+    show_grid(axes, strips, run.value_range, columns=frames)
     axes.set_title(f"{run.config.sampler.name}: σ = {sigmas[picks[0]]:.3g} → {sigmas[picks[-2]]:.3g} → sample",
                    fontsize=9)
     return save_figure(figure, path)
@@ -60,7 +60,7 @@ def plot_neighbours(samples: Tensor, train: Tensor, value_range: tuple[float, fl
     distance = torch.cdist(shown.flatten(1).double(), train.flatten(1).double())
     nearest = train[distance.argmin(1)]
     figure, axes = plt.subplots(figsize=(n * 0.8, 2.0))
-    _show_grid(axes, torch.cat([shown, nearest]), value_range, columns=n)
+    show_grid(axes, torch.cat([shown, nearest]), value_range, columns=n)
     gaps = nearest_distances(shown.flatten(1), train.flatten(1))
     axes.set_title("samples (top) and their nearest training images; distances "
                    + ", ".join(f"{float(g):.0f}" for g in gaps), fontsize=8)

@@ -279,9 +279,6 @@ def _setup(config: Config, run_dir: Path, resume: bool, overwrite: bool, world: 
         raise ConfigError(f"batch_size = {config.optim.batch_size} does not split over {world.size} processes; "
                           f"use a multiple of {world.size}")
     labels = training_labels(config)
-    if labels is not None and getattr(config.objective.settings, "reference_size", 0):
-        raise ConfigError("reference_size > 0 averages the target over reference points of every class; a "
-                          "class-conditional run needs reference_size = 0")
     teacher = _teacher(config, normalisation, device)
     if world.main:
         wait_for_main(world)  # the run checks out: the other ranks may set up too
