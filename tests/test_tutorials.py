@@ -1,4 +1,4 @@
-"""The four tutorial notebooks: each .ipynb is its jupytext .py, and each runs top to bottom with small settings."""
+"""The five tutorial notebooks: each .ipynb is its jupytext .py, and each runs top to bottom with small settings."""
 
 from pathlib import Path
 
@@ -10,9 +10,9 @@ nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbcli
 TUTORIALS = sorted((Path(__file__).resolve().parent.parent / "docs" / "tutorials").glob("*.py"))
 
 
-def test_there_are_the_four_parts_of_the_series():
+def test_there_are_the_five_parts_of_the_series():
     assert [path.stem for path in TUTORIALS] == ["01_score_matching", "02_diffusion", "03_wavegrad",
-                                                 "04_fast_sampling"]
+                                                 "04_fast_sampling", "05_guidance"]
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda path: path.stem)
