@@ -1,15 +1,19 @@
 """Guidance measured: classifier-free guidance on class-conditional image runs, and autoguidance against it on a
 labelled 2-D density.
 
-    python benchmarks/guidance.py [--runs DIR] [--datasets digits mnist5k] [--n 1000] [--two-d]
+    python benchmarks/guidance.py [--runs DIR] [--datasets digits mnist5k] [--n 1000] [--gammas 0 1 2]
+                                  [--two-d] [--timing digits mnist5k]
 
 Images: the default run of each data set trained with ``--conditional`` (or reused from ``--runs``), its guide
 kept at a quarter of its steps. For γ in :data:`GAMMAS`, over every σ and inside :data:`INTERVAL`, ``n`` samples
 drawn class by class (sample i of class i mod 10, seed 1) are scored as ``scorelab evaluate --guidance γ`` scores
-them: class agreement by the feature classifier, the FD ratio, precision and recall, the memorised share. The
-guided step is timed against the unguided one on a batch of 256 (medians of 7 calls after a warm-up). Writes the
-``guidance_<dataset>`` section of BENCHMARKS.md and ``docs/images/<dataset>_guidance.png`` (a row per class at
+them: class agreement by the feature classifier, the FD ratio, precision and recall, the memorised share. Writes
+the ``guidance_<dataset>`` section of BENCHMARKS.md and ``docs/images/<dataset>_guidance.png`` (a row per class at
 three γ).
+
+Timing (``--timing``, on a quiet machine): one guided network evaluation (one call on the doubled batch) against
+an unguided one, each run's U-Net on a batch of 256, medians of 7 calls after a warm-up; the ``guidance_step``
+section.
 
 2-D (``--two-d``): the default flow-matching run of ``pinwheel`` trained with ``--conditional`` and its guide kept
 at a tenth of its steps, sampled per arm with the conditional score, classifier-free guidance and autoguidance
@@ -76,22 +80,19 @@ def step_times(run: TrainedRun, batch: int = 256) -> tuple[float, float]:
                 _median_seconds(lambda: guided(x, sigma, cond=labels)))
 
 
-def image_rows(run: TrainedRun, n: int) -> tuple[list[list], dict]:
-    rows, by_setting = [], {}
-    for gamma in GAMMAS:
+def image_rows(run: TrainedRun, n: int, gammas: tuple[float, ...]) -> list[list]:
+    rows = []
+    for gamma in gammas:
         for interval in ("", INTERVAL) if gamma != 1 else ("",):
-            started = time.perf_counter()
             metrics = evaluate_images(run, n=n, seed=1, bits=False, guidance=gamma, guidance_interval=interval)
-            seconds = time.perf_counter() - started
-            by_setting[(gamma, interval)] = metrics
             agreements = [row["agreement"] for row in metrics["per_class"]]
             class_fd = [row["fd"]["ratio"] for row in metrics["per_class"]]
             rows.append([f"{gamma:g}", f"({interval.replace(',', ', ')}]" if interval else "every σ",
                          f"{metrics['agreement']:.1%}", f"{min(agreements):.1%}–{max(agreements):.1%}",
                          f"**{metrics['fd']['ratio']:.2f}**", f"{statistics.fmean(class_fd):.2f}",
                          f"{metrics['precision']['model']:.2f}", f"{metrics['recall']['model']:.2f}",
-                         f"{metrics['memorisation']['fraction']:.1%}", f"{seconds:.0f}"])
-    return rows, by_setting
+                         f"{metrics['memorisation']['fraction']:.1%}"])
+    return rows
 
 
 def class_figure(run: TrainedRun, dataset: str, per_class: int = 10) -> Path:
@@ -100,10 +101,9 @@ def class_figure(run: TrainedRun, dataset: str, per_class: int = 10) -> Path:
     return plot_class_rows(panels, run.value_range, IMAGES / f"{dataset}_guidance.png", columns=per_class)
 
 
-def images_section(runs: Path, dataset: str, n: int) -> None:
+def images_section(runs: Path, dataset: str, n: int, gammas: tuple[float, ...]) -> None:
     run = conditional_run(runs, dataset, guide_share=0.25)
-    rows, _ = image_rows(run, n)
-    plain, guided = step_times(run)
+    rows = image_rows(run, n, gammas)
     figure = class_figure(run, dataset)
     body = "\n".join([
         f"`python benchmarks/guidance.py --datasets {dataset}`: the default {dataset} run trained with `--conditional` "
@@ -116,16 +116,28 @@ def images_section(runs: Path, dataset: str, n: int) -> None:
         "γ = 0 is the network's unconditional score (the null class), γ = 1 its plain conditional score.",
         "",
         markdown_table(["γ", "guided where", "agreement", "per class", "FD ratio", "per-class FD ratio",
-                        "precision", "recall", "memorised", "seconds"], rows),
-        "",
-        f"One network evaluation on a batch of 256 ({dataset} U-Net, inference mode, medians of 7): unguided "
-        f"{plain * 1e3:.1f} ms, guided (one call on the doubled batch) {guided * 1e3:.1f} ms, "
-        f"ratio **{guided / plain:.2f}**.",
+                        "precision", "recall", "memorised"], rows),
         "",
         f"Figure: `{figure.relative_to(IMAGES.parent.parent)}`, a row per class at γ = "
         f"{', '.join(f'{gamma:g}' for gamma in FIGURE_GAMMAS)}.",
     ])
     write_section(f"guidance_{dataset}", f"Guidance on {dataset}", body)
+
+
+def timing_section(runs: Path, datasets: list[str]) -> None:
+    rows = []
+    for dataset in datasets:
+        run = conditional_run(runs, dataset, guide_share=0.25)
+        plain, guided = step_times(run)
+        rows.append([dataset, f"{plain * 1e3:.1f}", f"{guided * 1e3:.1f}", f"**{guided / plain:.2f}**"])
+    body = "\n".join([
+        "`python benchmarks/guidance.py --timing ...`: one network evaluation of each conditional run's U-Net on a "
+        "batch of 256 (inference mode, medians of 7 calls after a warm-up), unguided and guided with γ = 2 (one "
+        "call on the doubled batch of 512), with nothing else running.",
+        "",
+        markdown_table(["run", "unguided ms", "guided ms", "ratio"], rows),
+    ])
+    write_section("guidance_step", "Guidance: the cost of a guided step", body)
 
 
 def _class_truth(dataset: str, settings, label: int):
@@ -181,13 +193,17 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--datasets", nargs="*", default=["digits"])
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--gammas", nargs="+", type=float, default=list(GAMMAS))
     parser.add_argument("--two-d", action="store_true")
+    parser.add_argument("--timing", nargs="*", default=[], metavar="DATASET")
     args = parser.parse_args()
     torch.set_num_threads(2)
     for dataset in args.datasets:
-        images_section(args.runs, dataset, args.n)
+        images_section(args.runs, dataset, args.n, tuple(args.gammas))
     if args.two_d:
         two_d_section(args.runs)
+    if args.timing:
+        timing_section(args.runs, args.timing)
 
 
 if __name__ == "__main__":

@@ -67,8 +67,9 @@ class Guided:
     guidance: float = setting(1.0, "guidance weight γ: s_ref + γ·(s(x|c) − s_ref), with s_ref the null class's "
                                    "score (classifier-free) or the --guide's (autoguidance); 1: no guidance, 0: the "
                                    "reference alone", at_least_zero("the reference score alone"))
-    guidance_interval: str = setting("", "LO,HI: guide only where LO < σ <= HI, γ = 1 elsewhere (Kynkäänniemi et "
-                                         "al. 2024); empty: at every σ", _when_given(parse_interval))
+    guidance_interval: str = setting("", "guide only where LO < σ <= HI, γ = 1 elsewhere (Kynkäänniemi et al. 2024): "
+                                         "two numbers on the command line, \"LO,HI\" in a config file; empty: at "
+                                         "every σ", _when_given(parse_interval))
     guide: str = setting("", "autoguidance's weaker model of the same data: a run directory or its "
                              "model.safetensors (Karras et al. 2024); empty: none")
 
