@@ -143,3 +143,11 @@ def test_a_conditional_ncsn_trains_with_its_stable_target(tmp_path):
     sl.train(config, tmp_path / "run", progress=False)
     run = TrainedRun.load(tmp_path / "run", "cpu")
     assert run.classes == 2 and torch.isfinite(run.sample(8, cond=1, generator=torch.Generator().manual_seed(0))).all()
+
+
+def test_images_are_guided_by_the_measured_default_and_points_are_not():
+    from scorelab.data.sources import IMAGE_GUIDANCE
+
+    assert sl.Config(dataset="digits").sampler.guidance == IMAGE_GUIDANCE != 1.0
+    assert sl.Config(dataset="moons").sampler.guidance == 1.0
+    assert sl.Config(dataset="digits", guidance=3.0).sampler.guidance == 3.0

@@ -111,10 +111,18 @@ def _labelled_test(images: image_sets.ImageSet) -> tuple[Tensor, Tensor] | None:
     return (images.test, images.test_labels) if images.labelled else None
 
 
+# Images are guided with γ = 1.5 by default (it matters only for a class-conditional run, or one given a --guide): on
+# digits it was the smallest γ at which nearly every sample of every class was classified as its class, and the best
+# by FD ratio of those (BENCHMARKS.md "Guidance on digits"). Points keep γ = 1: there every γ > 1 cost each class
+# much of its spread (BENCHMARKS.md "Guidance on a labelled 2-D density").
+IMAGE_GUIDANCE = 1.5
+
+
 def _image_part(name: str, help: str, image_set: Callable[[str, Any], image_sets.ImageSet],
                 resolve: Callable[[Any, Tensor], Any], presets: dict | None = None) -> DataPart:
     # Images are learned by the U-Net unless another model is chosen.
-    return DataPart(name, (SETTINGS | PATH_SETTINGS)[name], help, implies={"model": "unet"}, presets=presets or {},
+    return DataPart(name, (SETTINGS | PATH_SETTINGS)[name], help, implies={"model": "unet"},
+                    presets={"guidance": IMAGE_GUIDANCE, **(presets or {})},
                     resolve=resolve, load=lambda source, settings, generator: image_set(source, settings).train,
                     truth=lambda source, settings: image_set(source, settings).test, images=image_set,
                     labels=lambda source, settings, generator: image_set(source, settings).train_labels,
