@@ -151,3 +151,28 @@ def test_images_are_guided_by_the_measured_default_and_points_are_not():
     assert sl.Config(dataset="digits").sampler.guidance == IMAGE_GUIDANCE != 1.0
     assert sl.Config(dataset="moons").sampler.guidance == 1.0
     assert sl.Config(dataset="digits", guidance=3.0).sampler.guidance == 3.0
+
+
+@pytest.mark.slow
+def test_a_conditional_image_run_is_evaluated_per_class_and_drawn_a_row_per_class(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    run_dir = tmp_path / "digits"
+    sl.train(sl.Config(dataset="digits", conditional=True, channels=8, res_blocks=1, steps=6, batch_size=32,
+                       checkpoint_every=3, log_every=3, sample_steps=5, seed=3, device="cpu"), run_dir, progress=False)
+    code, out, err = run_cli(capsys, "evaluate", run_dir, "--n", 400, "--guidance", 2,
+                             "--guidance-interval", 0.3, 5)
+    assert code == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())["images"]
+    assert metrics["guidance"] == {"weight": 2.0, "interval": "0.3,5.0", "guide": ""}
+    rows = metrics["per_class"]
+    assert [row["class"] for row in rows] == list(range(10)) and all(row["n"] == 40 for row in rows)
+    # The overall agreement is the mean of the classes', each over its 40 samples.
+    assert metrics["agreement"] == pytest.approx(sum(row["agreement"] for row in rows) / 10)
+    assert all(row["fd"]["ratio"] > 0 for row in rows) and "per class" in out and "agreement" in out
+    code, out, err = run_cli(capsys, "sample", run_dir, "--class", "all", "--n", 3, "--out", tmp_path / "grid.png")
+    assert code == 0, err
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size == (3 * 9 + 1, 10 * 9 + 1)  # 3 columns and 10 rows of 8×8 images, 1 pixel apart
