@@ -2,7 +2,7 @@
 labelled 2-D density.
 
     python benchmarks/guidance.py [--runs DIR] [--datasets digits mnist5k] [--n 1000] [--gammas 0 1 2]
-                                  [--two-d] [--timing digits mnist5k]
+                                  [--per-class 10] [--two-d] [--timing digits mnist5k]
 
 Images: the default run of each data set trained with ``--conditional`` (or reused from ``--runs``), its guide
 kept at a quarter of its steps. For γ in :data:`GAMMAS`, over every σ and inside :data:`INTERVAL`, ``n`` samples
@@ -95,16 +95,16 @@ def image_rows(run: TrainedRun, n: int, gammas: tuple[float, ...]) -> list[list]
     return rows
 
 
-def class_figure(run: TrainedRun, dataset: str, per_class: int = 10) -> Path:
+def class_figure(run: TrainedRun, dataset: str, per_class: int) -> Path:
     panels = {f"γ = {gamma:g}": run.class_grid_rows(0, per_class * run.classes, seed=0, per_class=per_class,
                                                     guidance=gamma) for gamma in FIGURE_GAMMAS}
     return plot_class_rows(panels, run.value_range, IMAGES / f"{dataset}_guidance.png", columns=per_class)
 
 
-def images_section(runs: Path, dataset: str, n: int, gammas: tuple[float, ...]) -> None:
+def images_section(runs: Path, dataset: str, n: int, gammas: tuple[float, ...], per_class: int) -> None:
     run = conditional_run(runs, dataset, guide_share=0.25)
     rows = image_rows(run, n, gammas)
-    figure = class_figure(run, dataset)
+    figure = class_figure(run, dataset, per_class)
     body = "\n".join([
         f"`python benchmarks/guidance.py --datasets {dataset}`: the default {dataset} run trained with `--conditional` "
         f"({run.step} steps, label dropout {run.config.data.label_dropout}), sampled with its own sampler "
@@ -194,12 +194,13 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=["digits"])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--gammas", nargs="+", type=float, default=list(GAMMAS))
+    parser.add_argument("--per-class", type=int, default=10, help="samples per class in each γ's figure panel")
     parser.add_argument("--two-d", action="store_true")
     parser.add_argument("--timing", nargs="*", default=[], metavar="DATASET")
     args = parser.parse_args()
     torch.set_num_threads(2)
     for dataset in args.datasets:
-        images_section(args.runs, dataset, args.n, tuple(args.gammas))
+        images_section(args.runs, dataset, args.n, tuple(args.gammas), args.per_class)
     if args.two_d:
         two_d_section(args.runs)
     if args.timing:
