@@ -33,7 +33,7 @@ def test_the_site_builds_strictly_with_every_page(site):
                  "benchmarks.html", "api/data.html", "api/objectives.html", "api/sampling.html", "api/metrics.html",
                  *(f"tutorials/{notebook.stem}.html" for notebook in sorted((ROOT / "docs/tutorials").glob("*.ipynb")))):
         assert (site / page).is_file(), page
-    assert len(list((ROOT / "docs/tutorials").glob("*.ipynb"))) == 4
+    assert len(list((ROOT / "docs/tutorials").glob("*.ipynb"))) == 5
 
 
 @pytest.mark.slow
