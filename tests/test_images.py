@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,7 +18,7 @@ import scorelab as sl
 from scorelab.core.errors import ConfigError, DataError
 from scorelab.core.processes import VE
 from scorelab.data import images
-from scorelab.data.sources import IMAGE_FILES, data_part
+from scorelab.data.sources import IMAGE_FILES, IMAGE_GUIDANCE, data_part
 from scorelab.metrics.bits import bits_per_dim, dequantise, gaussian_bits, mixture_bits
 from scorelab.runs.sample_io import image_grid
 from scorelab.sampling.likelihood import log_prob
@@ -153,8 +154,9 @@ def test_a_preset_for_an_implied_part_applies_only_to_that_part():
     assert sl.Config(dataset="digits", sample_steps=7).sampler.settings.sample_steps == 7
     assert sl.Config(dataset="digits", sampler="dpmpp_2m").sampler.settings.sample_steps == (
         sl.Config(sampler="dpmpp_2m").sampler.settings.sample_steps)
-    assert sl.Config(dataset="digits", model="noise_conditional").sampler.settings == (
-        sl.Config(model="noise_conditional").sampler.settings)
+    # Images differ from points only in the guidance they preset (used by class-conditional runs).
+    assert sl.Config(dataset="digits", model="noise_conditional").sampler.settings == dataclasses.replace(
+        sl.Config(model="noise_conditional").sampler.settings, guidance=IMAGE_GUIDANCE)
     with pytest.raises(ConfigError, match="set --sample-steps"):
         sl.Config(dataset="digits", timesteps=50)
 

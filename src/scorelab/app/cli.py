@@ -525,7 +525,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     result = demo.run_demo(args.out, _device(args), progress=sys.stderr.isatty(),
                            phase=lambda message: print(f"  {message} ...", flush=True))
     sampler = result.config.sampler.to_dict()
-    settings = ", ".join(f"{key} = {value}" for key, value in sampler.items() if key != "name")
+    guidance = {spec.name for spec in dataclasses.fields(Guided)}  # the demo's unconditional run is not guided
+    settings = ", ".join(f"{key} = {value}" for key, value in sampler.items() if key != "name" and key not in guidance)
     print(f"train time   {result.trained.seconds:6.1f} s  ({result.trained.steps} steps)")
     print(f"sample time  {result.sample_seconds:6.1f} s  ({demo.DEMO_SAMPLES} points, {sampler['name']}: {settings})")
     print(format_report(result.report))
