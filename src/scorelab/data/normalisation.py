@@ -38,6 +38,11 @@ class Normalisation:
         """The shape of one sample."""
         return tuple(self.shift.shape)
 
+    def matches(self, other: Normalisation) -> bool:
+        """Whether ``other`` maps data of the same shape to the same model units (a teacher or a guide must)."""
+        return self.shape == other.shape and torch.allclose(self.shift.cpu(), other.shift.cpu()) and torch.allclose(
+            self.scale.cpu(), other.scale.cpu())
+
     def to_model(self, x: Tensor) -> Tensor:
         return (x - self.shift.to(x)) / self.scale.to(x)
 

@@ -200,10 +200,7 @@ class TrainedRun:
         if path in self._guides:
             return self._guides[path]
         guide = TrainedRun.load(path, str(self.device))
-        same_units = guide.shape == self.shape and torch.allclose(
-            guide.normalisation.shift.cpu(), self.normalisation.shift.cpu()) and torch.allclose(
-            guide.normalisation.scale.cpu(), self.normalisation.scale.cpu())
-        if not same_units or guide.config.process != self.config.process or guide.classes != self.classes:
+        if not guide.normalisation.matches(self.normalisation) or guide.config.process != self.config.process or guide.classes != self.classes:
             raise ConfigError(f"the guide {path} learned other data, units, noise process or classes than "
                               f"{self.run_dir}; autoguidance needs a weaker model of the same data (e.g. the "
                               "run's own guide.safetensors, kept by --keep-guide-at)")
@@ -226,10 +223,10 @@ class TrainedRun:
         require_positive_int("n", n)
         batch_size = batch_size or self.sample_batch_size
         require_positive_int("batch_size", batch_size)
-        cond = self.labels(cond, n) if self.classes else cond
+        cond = self.labels(cond, n)
         for start in range(first, first + n, batch_size):
             count = min(batch_size, first + n - start)
-            rows = cond if not isinstance(cond, Tensor) or cond.ndim == 0 else cond[start - first:start - first + count]
+            rows = cond[start - first:start - first + count] if isinstance(cond, Tensor) else cond
             yield self.sample_rows(start, count, seed=seed, sampler=sampler, cond=rows, **options)
 
     def sample_rows(self, first: int, count: int, *, seed: int, sampler: str | None = None,

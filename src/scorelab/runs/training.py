@@ -294,9 +294,7 @@ def _teacher(config: Config, normalisation: Normalisation, device: torch.device)
         return None
     teacher = TrainedRun.load(run_dir, str(device))
     check_teacher(teacher)
-    if teacher.shape != normalisation.shape or not (
-            torch.allclose(teacher.normalisation.shift.cpu(), normalisation.shift.cpu())
-            and torch.allclose(teacher.normalisation.scale.cpu(), normalisation.scale.cpu())):
+    if not teacher.normalisation.matches(normalisation):
         raise ConfigError(f"the teacher {run_dir} learned data of another shape or normalisation than this run's; "
                           "distil on the teacher's own data (as `scorelab distill` does)")
     return teacher
