@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
-from report import RUNS, markdown_table, write_section  # benchmarks/report.py, beside this script
+from report import (  # benchmarks/report.py, beside this script
+    RUNS,
+    markdown_table,
+    median_seconds,
+    write_section,
+)
 
 import scorelab as sl
 from scorelab.core.guidance import GuidedScore
@@ -58,16 +62,6 @@ def conditional_run(runs: Path, dataset: str, guide_share: float) -> TrainedRun:
     return TrainedRun.load(run_dir, "cpu")
 
 
-def _median_seconds(call, repeats: int = 7) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def step_times(run: TrainedRun, batch: int = 256) -> tuple[float, float]:
     """Median seconds of one unguided and one guided (γ = 2, one call on the doubled batch) network evaluation."""
     generator = torch.Generator().manual_seed(0)
@@ -76,8 +70,8 @@ def step_times(run: TrainedRun, batch: int = 256) -> tuple[float, float]:
     labels = torch.arange(batch) % run.classes
     guided = GuidedScore(run.model, 2.0)
     with torch.inference_mode():
-        return (_median_seconds(lambda: run.model(x, sigma, cond=labels)),
-                _median_seconds(lambda: guided(x, sigma, cond=labels)))
+        return (median_seconds(lambda: run.model(x, sigma, cond=labels)),
+                median_seconds(lambda: guided(x, sigma, cond=labels)))
 
 
 def image_rows(run: TrainedRun, n: int, gammas: tuple[float, ...]) -> list[list]:

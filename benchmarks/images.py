@@ -1,9 +1,9 @@
-"""Image runs measured: the DDPM and NCSN families on digits side by side, and the default on MNIST.
+"""Image runs measured: the DDPM and NCSN families on digits side by side, and the default (flow) on MNIST.
 
     python benchmarks/images.py [--runs DIR] [--datasets digits mnist5k] [--n-test-mnist 200]
 
-For each data set and family (DDPM: the default config; NCSN: ``--model noise_conditional``; on
-mnist5k the default only) train the run (or reuse it from ``--runs``; its training seconds are read
+For each data set and family (on digits DDPM, the default, and NCSN, ``--model noise_conditional``; on
+mnist5k its default alone, the class-conditional flow family) train the run (or reuse it from ``--runs``; its training seconds are read
 from its ``train_log.csv``), then with the run's default sampler draw 1000 samples (timed) and
 measure everything ``scorelab evaluate`` reports (:func:`scorelab.evaluation.images.evaluate_images`).
 On digits, each family is also sampled with other samplers and step counts, 1000 samples each
@@ -38,8 +38,10 @@ from scorelab.runs.training import parameter_count
 from scorelab.sampling import SAMPLERS, CountingScore
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
-FAMILIES = {"ddpm": {}, "ncsn": {"model": "noise_conditional"}}
-DEFAULT_FAMILY = "ddpm"
+FAMILIES = {"ddpm": {"model": "ddpm"}, "ncsn": {"model": "noise_conditional"}, "flow": {"model": "flow"}}
+# Each data set's default family (its config with nothing stated), and the families measured beside it.
+DEFAULT_FAMILY = {"digits": "ddpm", "mnist5k": "flow"}
+MEASURED = {"digits": ["ddpm", "ncsn"], "mnist5k": ["flow"]}
 N = 1000
 # (sampler, settings) per family; the run's default sampler is measured as well.
 SAMPLER_CELLS = {
@@ -50,6 +52,9 @@ SAMPLER_CELLS = {
              ("ddim", {"sample_steps": 100}), ("ode", {}), ("heun", {"sample_steps": 10}),
              ("dpmpp_2m", {"sample_steps": 10}), ("dpmpp_2m", {"sample_steps": 20}), ("stochastic_heun", {}),
              ("ddpm", {"sample_steps": 250}), ("ddpm", {"sample_steps": 1000})],
+    # MNIST's class-conditional flow run: fewer steps, guidance, and Heun.
+    "flow": [("dpmpp_2m", {"sample_steps": 10}), ("dpmpp_2m", {"sample_steps": 20, "guidance": 1.5}),
+             ("heun", {"sample_steps": 10})],
 }
 
 
@@ -68,22 +73,28 @@ def train_seconds(run: TrainedRun) -> float:
 def timed_samples(run: TrainedRun, sampler: str | None = None, **options) -> tuple[torch.Tensor, float, int]:
     """N samples (seed 1), the seconds they took and the network evaluations."""
     name, settings = run.sampler_settings(sampler, **options)
-    counted = CountingScore(run.model)
+    counted = CountingScore(run.guided_model(settings))  # a guided evaluation counts once
     generator = torch.Generator().manual_seed(1)
+    cond = run.labels(None, N)  # a class-conditional run: its classes in turn
     begin = time.perf_counter()
     start = run.process.prior((N, *run.shape), generator=generator, device=run.device)
+    # In the batches `scorelab sample` draws (256 images): one batch of all N would be slower per sample.
+    chunks = list(range(0, N, run.sample_batch_size))
     with torch.inference_mode():
-        samples = SAMPLERS[name].sample(counted, run.process, settings, start, generator, None, None)
+        samples = torch.cat([SAMPLERS[name].sample(
+            counted, run.process, settings, start[first:first + run.sample_batch_size], generator, None,
+            None if cond is None else cond[first:first + run.sample_batch_size]) for first in chunks])
     seconds = time.perf_counter() - begin
-    return run.normalisation.to_data(samples.clamp(-1, 1).cpu()), seconds, counted.count
+    return run.normalisation.to_data(samples.clamp(-1, 1).cpu()), seconds, counted.count // len(chunks)
 
 
 def label(sampler: str, settings: dict) -> str:
     if sampler == "ald":
         return f"ald {settings['sample_steps']} levels × {settings['n_steps_each']}"
+    guided = f", γ = {settings['guidance']:g}" if settings.get("guidance", 1) != 1 else ""
     if "sample_steps" in settings:
-        return f"{sampler} {settings['sample_steps']} steps"
-    return sampler
+        return f"{sampler} {settings['sample_steps']} steps{guided}"
+    return sampler + guided
 
 
 def quality_row(dataset: str, family: str, run: TrainedRun, n_test: int | None) -> tuple[list, torch.Tensor]:
@@ -134,33 +145,37 @@ def main() -> None:
     torch.set_num_threads(2)
     quality, samplers = [], []
     for dataset in args.datasets:
-        for family in FAMILIES if dataset == "digits" else [DEFAULT_FAMILY]:
+        for family in MEASURED[dataset]:
             run = trained(args.runs, dataset, family)
             row, samples = quality_row(dataset, family, run, None if dataset == "digits" else args.n_test_mnist)
             quality.append(row)
             print(row, flush=True)
-            if family == DEFAULT_FAMILY:
+            if family == DEFAULT_FAMILY[dataset]:
                 plot_image_grid(samples, run.value_range, IMAGES / f"{dataset}_samples.png",
                                 f"{dataset}: {run.config.sampler.name} samples of the default run")
-            if dataset == "digits":
-                samplers += sampler_rows(family, run)
+            samplers += [[dataset, *row] for row in sampler_rows(family, run)]
     header = ["data", "family", "parameters", "steps", "train min", "default sampler", "s / 1000", "classifier acc",
               "FD / floor = ratio", "KID / floor", "precision / recall", "classes", "memorised", "bits/dim",
               "Gaussian", "mixture", "evaluate s"]
     section = "images" if "digits" in args.datasets else "images_" + "_".join(args.datasets)
-    write_section(section, "Image runs: quality in classifier features, memorisation and bits/dim",
+    on = "" if "digits" in args.datasets else f" on {', '.join(args.datasets)}"
+    write_section(section, f"Image runs{on}: quality in classifier features, memorisation and bits/dim",
                   f"`python benchmarks/images.py --datasets {' '.join(args.datasets)}`: defaults trained on 2 "
                   "cores; 1000 samples (seed 1); FD and KID on blocks the size of the test split against it, "
                   "floors from equal draws of the training split; bits/dim of the test split "
                   f"(MNIST: its first {args.n_test_mnist}), uniformly dequantised.\n\n"
                   + markdown_table(header, quality))
     if samplers:
-        write_section("image_samplers", "Digits: samplers and steps, NCSN and DDPM side by side",
-                      "`python benchmarks/images.py`: 1000 samples per row (seed 1), seconds on 2 cores, NFE "
-                      "counted; FD ratio in the classifier's features against the test split; memorised: "
-                      "samples nearer a training image than 99% of test images are.\n\n"
-                      + markdown_table(["family", "sampler", "NFE", "s / 1000", "FD ratio", "precision / recall",
-                                        "classes", "memorised"], samplers))
+        alone = "digits" not in args.datasets
+        write_section("image_samplers" + ("_" + "_".join(args.datasets) if alone else ""),
+                      f"Samplers and steps on {', '.join(args.datasets)}" if alone else
+                      "Digits: samplers and steps, NCSN and DDPM side by side",
+                      "`python benchmarks/images.py`: 1000 samples per row (seed 1; a class-conditional run's "
+                      "classes in turn), seconds on 2 cores, NFE counted (a guided evaluation, on the doubled "
+                      "batch, counts once); FD ratio in the classifier's features against the test split; "
+                      "memorised: samples nearer a training image than 99% of test images are.\n\n"
+                      + markdown_table(["data", "family", "sampler", "NFE", "s / 1000", "FD ratio",
+                                        "precision / recall", "classes", "memorised"], samplers))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from scorelab.app import benchmarks_md as report
@@ -13,9 +16,22 @@ BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 # committed by accident.
 RUNS = Path(os.environ.get("SCORELAB_BENCH_RUNS", Path.home() / ".cache" / "scorelab" / "bench-runs"))
 
-__all__ = ["BENCHMARKS_MD", "RUNS", "markdown_table", "write_section"]
+__all__ = ["BENCHMARKS_MD", "RUNS", "markdown_table", "median_seconds", "write_section"]
 
 
 def write_section(name: str, title: str, body: str) -> None:
     """Rewrite the section ``name`` of the repository's BENCHMARKS.md and print it."""
     print(report.write_section(BENCHMARKS_MD, name, title, body))
+
+
+def median_seconds(work: Callable[[], object], repeats: int, warmups: int = 1) -> float:
+    """The median wall seconds of ``repeats`` calls of ``work`` after ``warmups`` untimed ones (the allocator,
+    oneDNN's choice of kernels and the cores' clock settle in those)."""
+    for _ in range(warmups):
+        work()
+    times = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)

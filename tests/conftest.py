@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 import scorelab as sl
 from scorelab.app.cli import main
 from scorelab.runs.config import NAME_KEYS
 
-# Two cores are shared by everything; one thread keeps timings stable and results identical.
-torch.set_num_threads(1)
+# Two cores are shared by everything (two test workers among them); one thread each keeps the workers from
+# spinning against each other and results identical. The environment carries it to the CLI's subprocesses.
+os.environ["OMP_NUM_THREADS"] = "1"
+sl.set_threads(1)
 
 
 TINY = dict(n_data=512, steps=40, batch_size=64, hidden=32, depth=2, checkpoint_every=20, log_every=10,

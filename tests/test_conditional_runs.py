@@ -87,6 +87,24 @@ def test_the_cli_samples_a_class_and_a_grid_of_every_class(conditional_run, tmp_
     assert grid.shape == (40, 2) and np.array_equal(grid[15:20], threes)
 
 
+def test_without_a_class_a_conditional_run_draws_its_classes_in_turn(conditional_run, tmp_path, capsys):
+    run = TrainedRun.load(conditional_run, "cpu")
+    in_turn = torch.arange(13) % run.classes
+    expected = torch.cat(list(run.sample_batches(13, seed=2, batch_size=13, cond=in_turn)))
+    assert torch.equal(torch.cat(list(run.sample_batches(13, seed=2, batch_size=4))), expected)
+    assert torch.equal(torch.cat(list(run.sample_batches(5, seed=2, first=8))), expected[8:])  # a shard: i mod K
+    assert torch.equal(run.sample(13, generator=torch.Generator().manual_seed(0)),
+                       run.sample(13, generator=torch.Generator().manual_seed(0), cond=in_turn))
+    code, _, err = run_cli(capsys, "sample", conditional_run, "--n", 13, "--seed", 2, "--out", tmp_path / "s.npy")
+    assert code in (None, 0), err
+    assert np.array_equal(np.load(tmp_path / "s.npy"), expected.numpy())
+    code, _, err = run_cli(capsys, "sample", conditional_run, "--n", 13, "--seed", 2, "--class", "none",
+                           "--out", tmp_path / "none.npy")
+    assert code in (None, 0), err
+    unconditional = torch.cat(list(run.sample_batches(13, seed=2, cond=NULL_LABEL)))
+    assert np.array_equal(np.load(tmp_path / "none.npy"), unconditional.numpy())
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--class", "9"], "--class must be an integer in [0, 8)"),
     (["--class", "two"], "--class must be an integer in [0, 8)"),

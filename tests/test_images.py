@@ -149,6 +149,18 @@ def test_image_sets_default_to_the_ddpm_family_on_the_unet_and_both_families_nam
         sl.Config(dataset="digits", model="ddpm", hidden=64)
 
 
+def test_mnist_takes_the_class_conditional_flow_family_and_a_stated_family_keeps_the_data_presets():
+    mnist = sl.Config(dataset="mnist5k")
+    assert _family(mnist) == ("unet", "flow", "flow_matching", "dpmpp_2m")
+    assert mnist.data.conditional and mnist.sampler.guidance == 1.0 and mnist.process.t_density == "logit_normal"
+    assert mnist.model.channels == 16 and mnist.optim.batch_size == 64
+    assert sl.Config(dataset="mnist5k", model="flow") == mnist  # the family it implies, named
+    ddpm = sl.Config(dataset="mnist5k", model="ddpm")
+    assert _family(ddpm) == ("unet", "vp", "eps", "ddpm") and ddpm.model.channels == 16
+    assert _family(sl.Config(dataset="mnist5k", process="vp")) == ("unet", "vp", "eps", "ddpm")
+    assert _family(sl.Config(dataset="moons", model="flow")) == ("flow", "flow", "flow_matching", "dpmpp_2m")
+
+
 def test_a_preset_for_an_implied_part_applies_only_to_that_part():
     assert sl.Config(dataset="digits").sampler.settings.sample_steps == 100  # the U-Net's preset for ddpm
     assert sl.Config(dataset="digits", sample_steps=7).sampler.settings.sample_steps == 7

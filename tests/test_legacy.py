@@ -123,4 +123,10 @@ def test_a_run_saved_before_the_layout_change_samples_the_same_numbers_bit_for_b
     code = main(["sample", str(V020 / directory), "--n", str(n), "--seed", "5", "--device", "cpu",
                  "--out", str(out), *options])
     assert code == 0, capsys.readouterr().err
-    assert np.array_equal(np.load(out), np.load(V020 / directory / f"samples_{sampler}.npy"))
+    then = np.load(V020 / directory / f"samples_{sampler}.npy")
+    if directory == "moons":
+        assert np.array_equal(np.load(out), then)
+    else:
+        # Since issue 35 a U-Net loaded on the CPU keeps its convolution weights channels-last, which oneDNN sums
+        # in another order: the same samples up to float32 rounding (digits run from 0 to 16), no longer bit for bit.
+        assert np.allclose(np.load(out), then, rtol=0, atol=1e-4)

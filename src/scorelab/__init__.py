@@ -26,7 +26,7 @@ _SUBMODULES = {name: f"scorelab.{name}" for name in ("data", "metrics", "models"
 _SUBMODULES |= {name: f"scorelab.core.{name}" for name in ("errors", "noise", "processes", "score")}
 _SUBMODULES["likelihood"] = "scorelab.sampling.likelihood"
 _OBJECTS = {"Config": "scorelab.runs.config", "TrainedRun": "scorelab.runs.trained", "load_run": "scorelab.runs.trained",
-            "train": "scorelab.runs.training"}
+            "train": "scorelab.runs.training", "set_threads": "scorelab.core.threads"}
 
 __all__ = sorted([*_SUBMODULES, *_OBJECTS])
 

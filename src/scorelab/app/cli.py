@@ -176,7 +176,14 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train on N processes of this machine (data-parallel, through torchrun); the batch is "
                         "split over them")
+    _add_compile_flag(p, "steps")
     _add_config_flags(p)
+
+
+def _add_compile_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--compile", action="store_true",
+                   help=f"compile the network with torch.compile (a C++ compiler is needed on the CPU): a one-time "
+                        f"cost of a minute or two, then faster {what}; pays only for long jobs")
 
 
 def _distill_arguments(p: argparse.ArgumentParser) -> None:
@@ -200,9 +207,11 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
                    help="samples drawn at once (default: 256 images or 10000 points); the samples do not change")
     p.add_argument("--sampler", choices=list(SAMPLER_SETTINGS), help="sampler (default: the run's)")
     p.add_argument("--class", dest="label", metavar="C",
-                   help="a class-conditional run: draw class C (an integer), or 'all': --n of each class, one row "
-                        "of the grid per class (sample i of a class is the same as with --class C)")
+                   help="a class-conditional run: draw class C (an integer); 'all': --n of each class, one row "
+                        "of the grid per class (sample i of a class is the same as with --class C); 'none': the "
+                        "unconditional model (default: the classes in turn, sample i of class i mod K)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown on a terminal only)")
+    _add_compile_flag(p, "sampling")
     _add_sampler_flags(p)
 
 
@@ -219,6 +228,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="test points for --nll, or test images for an image run's bits/dim (default: 500)")
     p.add_argument("--vocoder-steps", type=int, nargs="+", metavar="K",
                    help="waveform runs: WaveGrad's numbers of steps to measure (default: 6 25 50 1000)")
+    _add_compile_flag(p, "sampling")
     for spec in dataclasses.fields(Guided):  # a class-conditional run is measured per class, guided as asked
         _add_setting_flag(p, spec.name, spec, spec.metadata["help"] + " (default: the run's)", None)
 
@@ -262,7 +272,7 @@ def cmd_train(args: argparse.Namespace) -> int | None:
     from scorelab.runs.training import saved_config, train
 
     result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, compile=args.compile)
     if not World.from_environment().main:
         return None
     if schedule_search.searches(saved_config(args.out)) and result.resumed_from < result.steps:
@@ -313,13 +323,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if args.batch_size is not None:
         require_positive_int("--batch-size", args.batch_size)
     world = World.from_environment()
-    run = TrainedRun.load(args.run_dir, str(world.device(resolve_device(_device(args)))))
+    run = TrainedRun.load(args.run_dir, str(world.device(resolve_device(_device(args)))), compile=args.compile)
     options = {name: getattr(args, name) for name in _sampler_settings()}
     SAMPLE_OUTPUTS[run.modality.name](run, args, options)
 
 
 def _class_request(run, label: str | None) -> int | str | None:
-    """``--class``: None, a class in [0, classes), or "all"; a one-line error for anything else."""
+    """``--class``: None (the classes in turn), a class in [0, classes), "all", or "none" (the null class); a
+    one-line error for anything else."""
     if label is None:
         return None
     if not run.classes:
@@ -327,8 +338,12 @@ def _class_request(run, label: str | None) -> int | str | None:
                           "no classes")
     if label == "all":
         return label
+    if label == "none":
+        from scorelab.core.guidance import NULL_LABEL
+
+        return NULL_LABEL
     if not label.lstrip("-").isdigit() or not 0 <= int(label) < run.classes:
-        raise ConfigError(f"--class must be an integer in [0, {run.classes}) or 'all', got {label!r}")
+        raise ConfigError(f"--class must be an integer in [0, {run.classes}), 'all' or 'none', got {label!r}")
     return int(label)
 
 
@@ -461,7 +476,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from scorelab.runs.trained import TrainedRun
 
     _check_evaluation_flags(args)
-    run = TrainedRun.load(args.run_dir, _device(args))
+    run = TrainedRun.load(args.run_dir, _device(args), compile=args.compile)
     metrics = _evaluation(run, args)
     print(EVALUATIONS[run.modality.name].format(metrics))
     print(f"wrote {args.run_dir / 'metrics.json'}")
@@ -618,6 +633,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser: every command listed, and the arguments of ``command`` (of every command when None)."""
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--device", default=argparse.SUPPRESS, help="auto | cpu | cuda[:N] (default: auto)")
+    shared.add_argument("--threads", default=argparse.SUPPRESS, metavar="N",
+                        help="CPU threads per process: a number, or auto (default: one for a small model, else the "
+                        "cores that other processes leave free, re-chosen each second as they come and go)")
     parser = _Parser(
         prog="scorelab",
         description="Score-based generative modelling: train score networks and diffusion models, "
@@ -657,6 +675,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser(command).parse_args(argv)
     args.argv = argv
     try:
+        if hasattr(args, "threads"):
+            from scorelab.core.threads import parse_threads, set_threads
+
+            set_threads(parse_threads(args.threads))
         return COMMANDS[args.command].run(args) or 0
     except ScorelabError as error:
         if type(error).__name__ in ("TrainingDiverged", "PeerLost") and _rank() > 0:

@@ -183,6 +183,11 @@ MODELS.register(ModelPart(
     implies={"objective": "edm"}, stands_for={"images": "unet"},
     build=_log_noise_mlp))
 MODELS.register(ModelPart(
+    "flow", SETTINGS["flow"], "MLP on [c_in·x, ln σ, Fourier features] trained by flow matching on the linear "
+    "interpolant (Lipman et al. 2022): the family of --process flow, named",
+    implies={"process": "flow"}, stands_for={"images": "unet"},
+    build=_log_noise_mlp))
+MODELS.register(ModelPart(
     "consistency", SETTINGS["consistency"], "MLP on [c_in·x, ln σ, Fourier features] as a consistency model f(y, σ) "
     "with f(y, σ_min) = y built in, trained by iCT (Song & Dhariwal 2023)",
     # The objective's presets bring the family's process settings and the parameterisation (also to the U-Net

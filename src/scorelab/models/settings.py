@@ -94,6 +94,7 @@ SETTINGS: dict[str, type] = {
     "noise_conditional": NoiseConditionalSettings,
     "ddpm": EDMParameterisedMLPSettings,
     "edm": EDMParameterisedMLPSettings,
+    "flow": EDMParameterisedMLPSettings,
     "consistency": ConsistencyMLPSettings,
     "unet": UNetSettings,
     "wavegrad": WaveGradSettings,

@@ -71,8 +71,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        # [B, 3C, H, W] → three [B, heads, H·W, C/heads]: one token per position.
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        # [B, 3C, H, W] → three [B, heads, H·W, C/heads]: one token per position. Contiguous, because the CPU's
+        # attention kernel runs several times slower on the transposed view (BENCHMARKS.md "flops").
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).contiguous()
         attended = nn.functional.scaled_dot_product_attention(*qkv.unbind(1))
         return x + self.out(attended.transpose(-1, -2).reshape(b, c, h, w))
 

@@ -146,10 +146,14 @@ def _chosen_names(stated: dict[str, str]) -> dict[str, str]:
                         chosen[other] = name
                         changed = True
     chosen = {section: chosen.get(section, DEFAULTS[section]) for section in CHOICE_SECTIONS}
-    modality = part_of("data", chosen["data"]).modality.name
-    if chosen["model"] in MODELS:
-        chosen["model"] = MODELS[chosen["model"]].stands_for.get(modality, chosen["model"])
+    chosen["model"] = _stand_in(chosen["model"], chosen["data"])
     return chosen
+
+
+def _stand_in(model: str, data: str) -> str:
+    """The model that ``model`` stands for on ``data``'s modality (the U-Net for a family's name on images)."""
+    modality = part_of("data", data).modality.name
+    return MODELS[model].stands_for.get(modality, model) if model in MODELS else model
 
 
 def _apply_presets(names: dict[str, str], stated: dict[str, dict]) -> None:
@@ -161,7 +165,9 @@ def _apply_presets(names: dict[str, str], stated: dict[str, dict]) -> None:
         part = part_of(section, names[section])
         for key, value in part.presets.items():
             target = index[key][0]
-            if target in part.implies and names[target] != part.implies[target]:
+            implied = part.implies.get(target)
+            if implied is not None and names[target] != (_stand_in(implied, names["data"]) if target == "model"
+                                                         else implied):
                 continue
             fields = ({f.name for f in dataclasses.fields(part_of(target, names[target]).settings)}
                       if target in CHOICE_SECTIONS else {f.name for f in dataclasses.fields(OptimSettings)})

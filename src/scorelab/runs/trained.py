@@ -28,6 +28,7 @@ from scorelab.core.processes import NoiseProcess
 from scorelab.core.registry import shared_settings
 from scorelab.core.rng import AnyGenerator, PerSampleGenerator
 from scorelab.core.score import Score, batch_invariant, call_score
+from scorelab.core.threads import governed, step_work
 from scorelab.data.modality import Modality
 from scorelab.data.normalisation import Normalisation
 from scorelab.data.sources import data_part
@@ -39,6 +40,10 @@ from scorelab.runs.legacy import with_schedules_saved_beside
 from scorelab.sampling import SAMPLERS, Callback
 from scorelab.sampling.likelihood import log_prob
 from scorelab.sampling.settings import parse_interval
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @dataclass
@@ -54,9 +59,14 @@ class TrainedRun:
     _guides: dict[str, TrainedRun] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> TrainedRun:
+    def load(cls, run_dir: str | Path, device: str = "auto", *, compile: bool = False) -> TrainedRun:
         """Load the EMA weights of ``RUN_DIR/model.safetensors`` (or of a checkpoint file, such as the
-        ``guide.safetensors`` that ``--keep-guide-at`` keeps) onto ``device``."""
+        ``guide.safetensors`` that ``--keep-guide-at`` keeps) onto ``device``.
+
+        On the CPU, convolution weights are kept channels-last (NHWC), which oneDNN's convolutions run
+        faster than NCHW at the U-Net's sizes (BENCHMARKS.md "flops"); other weights are unaffected.
+        ``compile``: compile the network with ``torch.compile`` (inductor) in place; its first calls
+        pay a one-time cost (BENCHMARKS.md "flops", "compile s") for faster ones after."""
         checkpoint = load_checkpoint(run_dir)
         run_dir = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)
         config = with_schedules_saved_beside(checkpoint.config, run_dir)
@@ -69,11 +79,15 @@ class TrainedRun:
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{run_dir}: weights do not match the saved config ({exc})") from None
         model = model.to(resolve_device(device)).eval().requires_grad_(False)
+        if model_device(model).type == "cpu":
+            model = model.to(memory_format=torch.channels_last)  # converts 4-D (conv) weights only
+        if compile:
+            model.compile()
         return cls(Path(run_dir), config, checkpoint.step, model, normalisation, process)
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -145,7 +159,8 @@ class TrainedRun:
                 :class:`~scorelab.core.rng.PerSampleGenerator` makes each sample depend on its own seed alone.
             callback: receives a :class:`~scorelab.sampling.StepInfo` per step (model coordinates).
             cond: a condition per sample, passed to the model: for a class-conditional run, a class label
-                (one for all) or one per sample, ``NULL_LABEL`` or None for none (the unconditional model).
+                (one for all) or one per sample, or ``NULL_LABEL`` for none (the unconditional model); None draws
+                the classes in turn, sample i of class i mod ``classes`` (:meth:`classes_in_turn`).
             shape: the shape of one sample, for a model that is not tied to its training shape (a waveform as
                 long as its mel spectrogram); default: the training data's.
             options: the sampler's settings, e.g. ``n_steps_each=100``, and guidance's (``guidance``,
@@ -162,13 +177,25 @@ class TrainedRun:
         # Per-sample seeds promise a sample that does not depend on its batch: make the model keep it too.
         score = batch_invariant(score) if isinstance(generator, PerSampleGenerator) else score
         score = self.modality.keep_in_range(score, self.normalisation)
+        # Re-chooses the CPU threads as the sampler runs (scorelab.core.threads), once a second at most.
+        score = governed(score, step_work(self.model, n, start.shape[1:]))
         with torch.no_grad() if needs_autograd else torch.inference_mode():
             samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond)
         return self.modality.finish(samples.cpu(), self.normalisation, shape is not None)
 
-    def labels(self, cond: Any, n: int) -> Any:
-        """``cond`` for ``n`` samples: a class-conditional run's labels as a tensor [n] on the model's device (one
-        label stands for all), checked to lie in [0, classes) or be ``NULL_LABEL``; other conditions unchanged."""
+    def classes_in_turn(self, first: int, count: int) -> Tensor:
+        """The labels of samples ``first`` … ``first + count − 1`` of a class-conditional run when none is asked
+        for: sample i of class i mod ``classes``. Why not the null class: a run sees its null class in only a
+        tenth of its training batches (``label_dropout``), and its unconditional samples are far worse than its
+        conditional ones (BENCHMARKS.md "images")."""
+        return torch.arange(first, first + count, device=self.device) % self.classes
+
+    def labels(self, cond: Any, n: int, first: int = 0) -> Any:
+        """``cond`` for ``n`` samples (numbered from ``first``): a class-conditional run's labels as a tensor [n]
+        on the model's device (one label stands for all; None: :meth:`classes_in_turn`), checked to lie in
+        [0, classes) or be ``NULL_LABEL``; other conditions unchanged."""
+        if self.classes and cond is None:
+            return self.classes_in_turn(first, n)
         if not self.classes or cond is None:
             if cond is not None and isinstance(cond, int | Tensor) and getattr(cond, "ndim", 0) <= 1:
                 raise ConfigError(f"{self.run_dir} was trained without class labels: sample it without a class "
@@ -223,7 +250,7 @@ class TrainedRun:
         require_positive_int("n", n)
         batch_size = batch_size or self.sample_batch_size
         require_positive_int("batch_size", batch_size)
-        cond = self.labels(cond, n)
+        cond = self.labels(cond, n, first)
         for start in range(first, first + n, batch_size):
             count = min(batch_size, first + n - start)
             rows = cond[start - first:start - first + count] if isinstance(cond, Tensor) else cond
@@ -233,6 +260,8 @@ class TrainedRun:
                     **options: Any) -> Tensor:
         """Samples ``first`` … ``first + count − 1`` of the set seeded by ``seed``, in one batch (see
         :meth:`sample_batches`); ``cond`` among the ``options`` is theirs alone."""
+        if self.classes and options.get("cond") is None:
+            options["cond"] = self.classes_in_turn(first, count)
         return self.sample(count, sampler=sampler, generator=PerSampleGenerator(seed, range(first, first + count)),
                            **options)
 
@@ -258,6 +287,6 @@ class TrainedRun:
         return log_p.cpu() - self.normalisation.log_det()
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
+def load_run(run_dir: str | Path, device: str = "auto", *, compile: bool = False) -> TrainedRun:
     """Shorthand for :meth:`TrainedRun.load`."""
-    return TrainedRun.load(run_dir, device)
+    return TrainedRun.load(run_dir, device, compile=compile)

@@ -40,6 +40,7 @@ from scorelab.core.guidance import NULL_LABEL
 from scorelab.core.processes import NoiseProcess
 from scorelab.core.rng import derived_seed
 from scorelab.core.score import Score
+from scorelab.core.threads import ThreadGovernor, step_work
 from scorelab.data.normalisation import Normalisation
 from scorelab.data.sources import data_part
 from scorelab.models import build_model
@@ -163,7 +164,7 @@ class TrainResult:
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, compile: bool = False) -> TrainResult:
     """Train ``config``'s model with its objective on its noise process, and write the run directory.
 
     Args:
@@ -174,6 +175,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         resume: continue from ``run_dir/model.safetensors``.
         overwrite: replace a trained model already in ``run_dir``.
         progress: show a tqdm progress bar with the loss.
+        compile: train the network compiled by ``torch.compile`` (in place: its weights and checkpoint are
+            the same); a one-time cost, then faster steps where the network is large enough to gain.
 
     Raises:
         TrainingDiverged: the loss became NaN or inf. The last checkpoint on disk is kept.
@@ -184,9 +187,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     with process_group(resolve_device(config.device)) as world, collective(world):  # DDP's collectives too
         if not world.main:
             wait_for_main(world)  # rank 0 checks the run first; if it fails, its message is the one to read
-            return _train(config, run_dir, resume, overwrite, progress, world)
+            return _train(config, run_dir, resume, overwrite, progress, compile, world)
         with run_lock(run_dir):
-            return _train(config, run_dir, resume, overwrite, progress, world)
+            return _train(config, run_dir, resume, overwrite, progress, compile, world)
 
 
 @dataclass
@@ -218,7 +221,7 @@ class _State:
     window: list[float]
 
 
-def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progress: bool,
+def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progress: bool, compile: bool,
            world: World) -> TrainResult:
     setup = _setup(config, run_dir, resume, overwrite, world)
     config, checkpoint, changes = setup.config, setup.checkpoint, setup.changes
@@ -235,6 +238,8 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
     ema = new_model()
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
+    if compile:
+        model.compile()
     state = _State(model, ema, torch.optim.Adam(model.parameters(), lr=config.optim.lr),
                    torch.Generator().manual_seed(rank_seed(config.seed, world.rank)), [], [])
     start = 0
@@ -356,7 +361,9 @@ def _loop(setup: _Setup, state: _State, process: NoiseProcess, start: int, run_d
                desc=f"train {config.model.name} ({parameter_count(state.model):,} parameters)")
     rows_per_rank = optim.batch_size // world.size + extra_rows
     teacher: Score | None = None if setup.teacher is None else setup.teacher.model
+    threads = ThreadGovernor(step_work(state.model, rows_per_rank, data.shape[1:]))
     for step in range(start + 1, optim.steps + 1):
+        threads.tick()
         rows = minibatch_rows(len(data), rows_per_rank, state.generator).to(device)
         batch = data[rows]
         cond = None if condition is None else condition(normalisation.to_data(batch))
