@@ -9,8 +9,8 @@ import torch
 
 import scorelab as sl
 from scorelab.runs.trained import TrainedRun
-from tests.conftest import run_cli
-from tests.test_images import TINY_UNET
+from conftest import run_cli
+from test_images import TINY_UNET
 
 
 @pytest.fixture(scope="module")

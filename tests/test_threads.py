@@ -9,7 +9,7 @@ from torch import nn
 import scorelab as sl
 from scorelab.core import threads
 from scorelab.core.errors import ConfigError
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_the_threads_flag_fixes_the_count(capsys, tmp_path):
 
 
 def test_training_re_chooses_its_threads_as_it_runs(automatic, monkeypatch, tmp_path):
-    from tests.conftest import tiny_config
+    from conftest import tiny_config
 
     monkeypatch.setattr(threads, "SMALL_WORK", 0.0)  # the tiny model wants both cores
     chosen = []
