@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 import torch
+from conftest import run_cli
+from test_images import TINY_UNET
 
 import scorelab as sl
 from scorelab.runs.trained import TrainedRun
-from conftest import run_cli
-from test_images import TINY_UNET
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 import scorelab as sl
 from scorelab.core import threads
 from scorelab.core.errors import ConfigError
-from conftest import run_cli
 
 
 @pytest.fixture
