@@ -187,7 +187,7 @@ class TrainedRun:
         """The labels of samples ``first`` … ``first + count − 1`` of a class-conditional run when none is asked
         for: sample i of class i mod ``classes``. Why not the null class: a run sees its null class in only a
         tenth of its training batches (``label_dropout``), and its unconditional samples are far worse than its
-        conditional ones (BENCHMARKS.md "images")."""
+        conditional ones."""
         return torch.arange(first, first + count, device=self.device) % self.classes
 
     def labels(self, cond: Any, n: int, first: int = 0) -> Any:
@@ -196,7 +196,7 @@ class TrainedRun:
         [0, classes) or be ``NULL_LABEL``; other conditions unchanged."""
         if self.classes and cond is None:
             return self.classes_in_turn(first, n)
-        if not self.classes or cond is None:
+        if not self.classes:
             if cond is not None and isinstance(cond, int | Tensor) and getattr(cond, "ndim", 0) <= 1:
                 raise ConfigError(f"{self.run_dir} was trained without class labels: sample it without a class "
                                   "(train a class-conditional run with --conditional)")
