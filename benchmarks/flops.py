@@ -16,8 +16,8 @@ FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix produc
 attention; element-wise work such as GroupNorm and SiLU counts for none), so the achieved rate is
 FLOPs / median seconds. Variants, where they apply: ``eager`` (the network as built, NCHW), ``channels_last``
 (the U-Nets' memory format), ``no attention`` (the U-Net without its self-attention), ``batch 64`` and
-``batch 1024`` (the evaluation at another batch size), ``compile`` (``torch.compile``, inductor's C++ backend; its one-time cost in
-its own column), and for training ``foreach`` and ``fused`` Adam. Writes the ``flops`` section of
+``batch 1024`` (the evaluation at another batch size), ``compile`` (``torch.compile``, inductor's C++ backend;
+its one-time cost in its own column), and for training ``foreach`` and ``fused`` Adam. Writes the ``flops`` section of
 BENCHMARKS.md.
 """
 

@@ -3,8 +3,8 @@
     python benchmarks/images.py [--runs DIR] [--datasets digits mnist5k] [--n-test-mnist 200]
 
 For each data set and family (on digits DDPM, the default, and NCSN, ``--model noise_conditional``; on
-mnist5k its default alone, the class-conditional flow family) train the run (or reuse it from ``--runs``; its training seconds are read
-from its ``train_log.csv``), then with the run's default sampler draw 1000 samples (timed) and
+mnist5k its default alone, the class-conditional flow family) train the run (or reuse it from ``--runs``; its
+training seconds are read from its ``train_log.csv``), then with the run's default sampler draw 1000 samples (timed) and
 measure everything ``scorelab evaluate`` reports (:func:`scorelab.evaluation.images.evaluate_images`).
 On digits, each family is also sampled with other samplers and step counts, 1000 samples each
 (timed; NFE counted), and scored by the classifier-feature Fréchet distance ratio, precision and

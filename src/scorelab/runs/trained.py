@@ -227,7 +227,8 @@ class TrainedRun:
         if path in self._guides:
             return self._guides[path]
         guide = TrainedRun.load(path, str(self.device))
-        if not guide.normalisation.matches(self.normalisation) or guide.config.process != self.config.process or guide.classes != self.classes:
+        if not guide.normalisation.matches(self.normalisation) or (guide.config.process, guide.classes) != (
+                self.config.process, self.classes):
             raise ConfigError(f"the guide {path} learned other data, units, noise process or classes than "
                               f"{self.run_dir}; autoguidance needs a weaker model of the same data (e.g. the "
                               "run's own guide.safetensors, kept by --keep-guide-at)")
@@ -260,8 +261,7 @@ class TrainedRun:
                     **options: Any) -> Tensor:
         """Samples ``first`` … ``first + count − 1`` of the set seeded by ``seed``, in one batch (see
         :meth:`sample_batches`); ``cond`` among the ``options`` is theirs alone."""
-        if self.classes and options.get("cond") is None:
-            options["cond"] = self.classes_in_turn(first, count)
+        options["cond"] = self.labels(options.get("cond"), count, first)  # None: the classes in turn, from ``first``
         return self.sample(count, sampler=sampler, generator=PerSampleGenerator(seed, range(first, first + count)),
                            **options)
 
