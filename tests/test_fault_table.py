@@ -163,6 +163,12 @@ ROWS: dict[str, tuple[Setup, str]] = {
     "vocode out not wav": (lambda t, r: ["vocode", r, "--input", _wav(t / "in.wav", _tone()), "--out", t / "o.mp3"],
                            "--out must end in .wav"),
     "evaluate vocoder steps zero": (lambda t, r: ["evaluate", r, "--vocoder-steps", 0], "--vocoder-steps"),
+    "vocode from an unknown start": (lambda t, r: ["vocode", r, "--input", _wav(t / "in.wav", _tone()), "--out",
+                                                   t / "o.wav", "--start", "silence"], "silence"),
+    "unknown noise prior": (lambda t, r: _train("tones", t, "--prior", "pink"), "pink"),
+    "noise prior floor zero": (lambda t, r: _train("tones", t, "--prior", "energy", "--prior-floor", 0), "prior_floor"),
+    "griffin-lim start of no iterations": (lambda t, r: _train("tones", t, "--start-iterations", 0),
+                                           "start_iterations"),
     "unknown device": (lambda t, r: ["sample", r, "--device", "tpu", "--out", t / "s.npy"], "tpu"),
     # the new families' flags
     "flow t_max of 1": (lambda t, r: _train("moons", t, "--process", "flow", "--t-max", 1), "t_max"),

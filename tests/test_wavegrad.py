@@ -13,7 +13,7 @@ from conftest import CHROMIUM, assert_clean_error, browser_verdict, run_cli, wit
 import scorelab as sl
 from scorelab.core.noise import alphas_cumprod, beta_schedule, sigmas_of_betas
 from scorelab.core.processes import VP
-from scorelab.evaluation.schedule_search import candidates, geometric_betas, respaced_betas, search
+from scorelab.evaluation.schedule_search import candidates, choose, geometric_betas, respaced_betas
 from scorelab.models import build_model
 from scorelab.models.wavegrad import WaveGrad, noise_embedding
 from scorelab.objectives import OBJECTIVES, eps_loss_at
@@ -100,11 +100,13 @@ def test_a_few_step_chain_keeps_its_own_levels():
     assert alphas_cumprod(torch.tensor(short))[-1].item() == pytest.approx(alphas_cumprod(training)[-1].item())
 
 
-def _gaussian_eps_sampling(betas: str, sample_steps: int, variances: torch.Tensor, n: int = 20_000) -> torch.Tensor:
+def _gaussian_eps_sampling(betas: str, sample_steps: int, variances: torch.Tensor, n: int = 20_000,
+                           guess: torch.Tensor | None = None) -> torch.Tensor:
     """The wavegrad sampler with the exact score of Gaussian "audio" N(0, diag(v)), in VE coordinates:
-    s(y, σ) = −y/(v + σ²), conditioned on a dummy mel it passes through."""
+    s(y, σ) = −y/(v + σ²), conditioned on a dummy mel it passes through; from ``guess`` where one is given."""
     process = VP("wavegrad", 1000, continuous=True)
-    settings = SAMPLERS["wavegrad"].make({"betas": betas, "sample_steps": sample_steps})
+    settings = SAMPLERS["wavegrad"].make({"betas": betas, "sample_steps": sample_steps,
+                                          "start": "noise" if guess is None else "griffin_lim"})
 
     def score(y, sigma, cond=None):
         assert cond is not None
@@ -112,18 +114,25 @@ def _gaussian_eps_sampling(betas: str, sample_steps: int, variances: torch.Tenso
 
     generator = torch.Generator().manual_seed(2)
     start = process.prior((n, 1, len(variances)), generator=generator)
-    return SAMPLERS["wavegrad"].sample(score, process, settings, start, generator, None, torch.zeros(n, 80, 1))
+    from_guess = {} if guess is None else {"guess": guess.expand(n, 1, len(variances))}
+    return SAMPLERS["wavegrad"].sample(score, process, settings, start, generator, None, torch.zeros(n, 80, 1),
+                                       **from_guess)
 
 
-def _chain_variance(sigmas: list[float], variance: float) -> float:
-    """The exact variance of the ancestral chain's output for N(0, v) data and its exact denoiser
-    D = y·v/(v + σ²): each step y' = c·y + noise, c = r + (1 − r)·v/(v + σ²), r = σ'²/σ², from y ~ N(0, 1 + σ_1²)."""
-    result = 1 + sigmas[0] ** 2
+def _chain_moments(sigmas: list[float], variance: float, mean: float, spread: float) -> tuple[float, float]:
+    """The exact mean and variance of the ancestral chain's output for N(0, v) data and its exact denoiser
+    D = y·v/(v + σ²), from y ~ N(mean, spread): each step y' = c·y + noise, c = r + (1 − r)·v/(v + σ²),
+    r = σ'²/σ², noise of variance σ'²(1 − r)."""
     for sigma, sigma_next in zip(sigmas, [*sigmas[1:], 0.0]):
         ratio = sigma_next**2 / sigma**2
         gain = ratio + (1 - ratio) * variance / (variance + sigma**2)
-        result = gain**2 * result + sigma_next**2 * (1 - ratio)
-    return result
+        mean, spread = gain * mean, gain**2 * spread + sigma_next**2 * (1 - ratio)
+    return mean, spread
+
+
+def _chain_variance(sigmas: list[float], variance: float) -> float:
+    """The chain's output variance from its prior, y ~ N(0, 1 + σ_1²)."""
+    return _chain_moments(sigmas, variance, 0.0, 1 + sigmas[0] ** 2)[1]
 
 
 def test_wavegrad_sampling_with_the_exact_eps_of_gaussian_audio_reproduces_its_moments():
@@ -139,8 +148,26 @@ def test_wavegrad_sampling_with_the_exact_eps_of_gaussian_audio_reproduces_its_m
     assert torch.all((exact < variances) & (exact > 0.93 * variances))
 
 
+def test_a_griffin_lim_start_is_the_guess_noised_to_the_chain_s_first_level():
+    """From a guess g the chain starts at y_N ~ N(g, σ_N²) (shallow diffusion): the sampled moments are the chain's
+    closed form from there, which keeps part of g, and not its closed form from the prior."""
+    variances, guess, betas = torch.tensor([0.05, 0.2]), torch.tensor([[0.3, -0.6]]), "0.001,0.01,0.05,0.2"
+    samples = _gaussian_eps_sampling(betas, 4, variances, guess=guess)
+    sigmas = sigmas_of_betas([float(b) for b in betas.split(",")]).tolist()
+    for k, v in enumerate(variances.tolist()):
+        mean, spread = _chain_moments(sigmas, v, guess[0, k].item(), sigmas[0] ** 2)
+        assert samples[:, 0, k].mean().item() == pytest.approx(mean, abs=4 * (spread / len(samples)) ** 0.5)
+        assert samples[:, 0, k].var().item() == pytest.approx(spread, rel=0.04)
+        assert abs(mean) > 10 * (spread / len(samples)) ** 0.5  # the guess shows; from the prior the mean is 0
+    settings = SAMPLERS["wavegrad"].make({"betas": betas, "sample_steps": 4, "start": "griffin_lim"})
+    with pytest.raises(sl.errors.ConfigError, match="needs a first estimate"):
+        SAMPLERS["wavegrad"].sample(lambda y, sigma, cond=None: -y, VP(), settings, torch.zeros(2, 1, 2), None, None,
+                                    None)
+
+
 def test_the_schedule_search_returns_a_schedule_no_worse_than_the_respaced_one_on_its_objective():
-    """The objective: the error in variance of Gaussian "audio" sampled in 6 steps with its exact ε."""
+    """The objective: the error in variance of Gaussian "audio" sampled in 6 steps with its exact ε; with no candidate
+    within the bound, the least error is chosen."""
     variances = torch.tensor([0.001, 0.005, 0.02, 0.05])
 
     def variance_error(betas):
@@ -148,10 +175,21 @@ def test_the_schedule_search_returns_a_schedule_no_worse_than_the_respaced_one_o
         return (samples.var(0)[0].log() - variances.log()).abs().mean().item()
 
     schedules = candidates(beta_schedule("wavegrad", 1000), 6)
-    result = search(variance_error, schedules)
-    assert result.errors[result.name] == min(result.errors.values())
-    assert result.errors[result.name] <= result.errors["respaced"]
-    assert result.betas == schedules[result.name]
+    found = {name: {"log_mel_l1": variance_error(betas), "dnsmos": 1.0} for name, betas in schedules.items()}
+    best = choose(found, l1_bound=0.0)
+    assert found[best]["log_mel_l1"] == min(score["log_mel_l1"] for score in found.values())
+    assert found[best]["log_mel_l1"] <= found["respaced"]["log_mel_l1"]
+
+
+def test_the_search_chooses_the_best_rated_chain_within_the_distance_bound():
+    found = {"a": {"log_mel_l1": 0.20, "dnsmos": 2.0}, "b": {"log_mel_l1": 0.25, "dnsmos": 2.4},
+             "c": {"log_mel_l1": 0.40, "dnsmos": 3.0}}
+    assert choose(found, l1_bound=0.3) == "b"  # c is rated higher but too far from the reference
+    assert choose(found, l1_bound=0.1) == "a"  # none within: the least distance
+    # From Griffin-Lim's waveform the candidates reach down to the levels that only refine it.
+    training = beta_schedule("wavegrad", 1000)
+    refining = set(candidates(training, 6, "griffin_lim")) - set(candidates(training, 6))
+    assert refining and all(max(candidates(training, 6, "griffin_lim")[name]) <= 0.03 * (1 + 1e-9) for name in refining)
 
 
 def test_the_wavegrad_model_brings_its_family():
@@ -160,6 +198,7 @@ def test_the_wavegrad_model_brings_its_family():
         ("wavegrad", "vp", "eps", "wavegrad")
     assert config.process.continuous and config.process.schedule == "wavegrad"
     assert config.objective.eps_norm == "l1"
+    assert (config.sampler.settings.start, config.data.settings.prior) == ("griffin_lim", "spectral")
     with pytest.raises(sl.errors.ConfigError, match="waveforms"):
         build_model("wavegrad", config.model.settings, shape=(2,), process=VP())
 
@@ -192,12 +231,15 @@ def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     assert code == 0, err
     schedules = json.loads((run_dir / "schedule_search.json").read_text())
     assert set(schedules) == {"6", "25", "50"}
-    assert schedules["6"]["log_mel_error"] <= schedules["6"]["candidates"]["respaced"]
+    six = schedules["6"]
+    assert six["name"] == choose(six["candidates"], 1.5 * six["griffin_lim"]["log_mel_l1"])
+    assert six["log_mel_error"] == six["candidates"][six["name"]]["log_mel_l1"] and 1 <= six["griffin_lim"]["dnsmos"] <= 5
     # The chosen chains are the run's sampler settings, which sampling reads as they are.
     run = sl.load_run(run_dir, device="cpu")
     assert run.sampler_settings()[1].schedules.split(";")[0] == "6:" + ",".join(map(repr, schedules["6"]["betas"]))
 
     _a_run_searched_before_schedules_were_a_setting_samples_as_it_did(run_dir, tmp_path / "old", schedules)
+    _a_run_saved_before_its_start_and_prior_starts_from_noise_with_white_noise(run_dir, tmp_path / "older")
 
     speech = tmp_path / "in.wav"
     write_wav(speech, tone(torch.Generator().manual_seed(5), 0.3))
@@ -214,13 +256,16 @@ def test_the_waveform_commands_end_to_end(tmp_path, capsys):
     code, out, err = run_cli(capsys, "evaluate", run_dir, "--n", 1, "--vocoder-steps", 6)
     assert code == 0, err
     metrics = json.loads((run_dir / "metrics.json").read_text())["audio"]
-    assert [row["method"] for row in metrics["rows"]] == ["WaveGrad-6", "Griffin-Lim-32", "Griffin-Lim-100"]
-    assert all(row["log_mel_l1"] > 0 and row["real_time_factor"] > 0 for row in metrics["rows"])
+    assert [row["method"] for row in metrics["rows"]] == ["reference", "WaveGrad-6 from Griffin-Lim",
+                                                          "Griffin-Lim-32", "Griffin-Lim-100"]
+    assert all(row["log_mel_l1"] > 0 and row["real_time_factor"] > 0 for row in metrics["rows"][1:])
+    assert all(1 <= row["dnsmos"] <= 5 for row in metrics["rows"])
 
     code, out, err = run_cli(capsys, "plot", run_dir)
     assert code == 0, err
     page = (run_dir / "listen.html").read_text()
     assert page.count("<audio") == 4 and "data:audio/wav;base64," in page
+    assert page.count("DNSMOS") == 5 and page.count("log-mel L1") == 4  # the reference has no distance to itself
     assert (run_dir / "spectrograms.png").is_file() and (run_dir / "waveforms.png").is_file()
     code, out, err = run_cli(capsys, "report", run_dir)  # the run's page plays the same examples
     assert code == 0, err
@@ -248,10 +293,23 @@ def _a_run_searched_before_schedules_were_a_setting_samples_as_it_did(run_dir, o
 
     def draw(directory):
         run = sl.load_run(directory, device="cpu")
-        return run.sample(1, cond=mel, shape=(1, 4 * 256), generator=torch.Generator().manual_seed(1))
+        return run.sample(1, cond=mel, shape=(1, 4 * 256), generator=torch.Generator().manual_seed(1), start="noise")
 
     assert sl.load_run(old_dir, device="cpu").config.sampler.schedules == sl.load_run(
         run_dir, device="cpu").config.sampler.schedules
     assert torch.equal(draw(old_dir), draw(run_dir))
     assert sl.load_run(old_dir, device="cpu").config.sampler.schedules.startswith(
         "6:" + ",".join(map(repr, record["6"]["betas"])))
+
+
+def _a_run_saved_before_its_start_and_prior_starts_from_noise_with_white_noise(run_dir, old_dir):
+    """A copy of ``run_dir`` saved as before the sampler's ``start`` and the data's ``prior`` existed: it is read as
+    the run it was, white noise and chains from noise, not with today's defaults."""
+    import shutil
+
+    shutil.copytree(run_dir, old_dir)
+    without_saved_setting(old_dir, "sampler", "start")
+    without_saved_setting(old_dir, "data", "prior")
+    old = sl.load_run(old_dir, device="cpu")
+    assert (old.config.sampler.settings.start, old.config.data.settings.prior) == ("noise", "white")
+    assert old.noise_prior is None and sl.load_run(run_dir, device="cpu").noise_prior is not None

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,11 +23,13 @@
 # after training, makes 6 refinement steps do the work of 1000.
 #
 # The speech is synthesised offline by eSpeak NG (the `speech` data set, 20 minutes of it). This
-# notebook trains WaveGrad on it for two minutes only, so its output keeps little more than the
-# loudness envelope of the speech (the spectrograms at the end show it): the README's model
-# trains 2500 steps, 26 minutes on 2 cores (`scorelab train --dataset speech --model wavegrad`;
-# README, "Audio"). With `SCORELAB_TUTORIAL_QUICK=1` (the test suite) it trains for seconds on
-# synthetic tones instead, and its sound is noise.
+# notebook trains WaveGrad on it for two minutes only. Started from noise, a network trained that
+# briefly keeps little more than the loudness envelope of the speech, over hiss; so scorelab's chains
+# start instead from **Griffin-Lim's waveform** of the same mel spectrogram, noised to the chain's
+# first level (shallow diffusion: the sampler's `start`), and the network only refines it. The
+# README's model trains 2500 steps, 26 minutes on 2 cores (`scorelab train --dataset speech`;
+# BENCHMARKS.md "audio" says what each start scores). With `SCORELAB_TUTORIAL_QUICK=1` (the test
+# suite) it trains for seconds on synthetic tones instead.
 
 # %%
 import os
@@ -100,20 +104,23 @@ sl.train(config, RUNS / "wavegrad", overwrite=True, progress=False)
 # ## The few-step schedules
 #
 # After training, a search scores candidate β schedules of 6, 25 and 50 steps (the training
-# schedule respaced, and geometric ones) by the log-mel distance of their reconstructions on
-# held-out segments, and keeps the best of each (`scorelab train` runs it itself).
+# schedule respaced, and geometric ones, down to the small levels that only refine Griffin-Lim's
+# waveform) by the log-mel distance of their reconstructions on held-out segments, and keeps the
+# one a listener would rate best (DNSMOS) of those within 1.5 times Griffin-Lim's distance, or the
+# closest where none is (`scorelab train` runs it itself).
 
 # %%
 schedules = prepare(RUNS / "wavegrad", steps=(6,) if QUICK else (6, 25, 50))
 for steps, found in schedules.items():
-    print(f"{steps} steps: best {found['name']} (log-mel L1 {found['log_mel_error']:.3f}); "
-          f"the respaced training schedule {found['candidates']['respaced']:.3f}")
+    print(f"{steps} steps from {found['start']}: chose {found['name']} (log-mel L1 {found['log_mel_error']:.3f}); "
+          f"the respaced training schedule {found['candidates']['respaced']['log_mel_l1']:.3f}")
 
 # %% [markdown]
 # ## Listening
 #
 # A test utterance, never heard in training, vocoded from its mel spectrogram by WaveGrad in 6
-# steps and by Griffin-Lim (which keeps the mel's magnitudes and searches a phase for them).
+# steps (refining Griffin-Lim's waveform) and by Griffin-Lim alone (which keeps the mel's
+# magnitudes and searches a phase for them).
 
 # %%
 run = sl.load_run(RUNS / "wavegrad", "cpu")

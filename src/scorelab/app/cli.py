@@ -30,6 +30,7 @@ from scorelab.core.errors import (
 from scorelab.core.registry import origin
 from scorelab.data.settings import SETTINGS as DATA_SETTINGS
 from scorelab.runs.settings import CATALOGUES, CHOICE_SECTIONS, NAME_KEYS, flat_fields
+from scorelab.sampling.settings import WAVEGRAD_STARTS
 from scorelab.sampling.settings import SETTINGS as SAMPLER_SETTINGS
 from scorelab.sampling.settings import Guided
 
@@ -427,6 +428,8 @@ def _vocode_arguments(p: argparse.ArgumentParser) -> None:
                    help="WaveGrad's refinement steps: the run's searched schedule for 6, 25 or 50; the training "
                         "chain respaced otherwise (default: 6)")
     _add_renamed_flag(p, "--steps", "--sample-steps", type=int)
+    p.add_argument("--start", choices=WAVEGRAD_STARTS,
+                   help="where the chain starts: noise, or Griffin-Lim's waveform of the same mel (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
@@ -444,7 +447,7 @@ def cmd_vocode(args: argparse.Namespace) -> None:
     require_waveform_run(run)
     wave = read_wav(args.input)
     out = vocode(run, wave, generator=torch.Generator().manual_seed(args.seed), sampler="wavegrad",
-                 sample_steps=args.sample_steps)
+                 sample_steps=args.sample_steps, start=args.start)
     write_wav(args.out, out.wave)
     seconds = len(wave) / SAMPLE_RATE
     print(f"wrote {args.out}: {seconds:.2f} s of audio from the mel of {args.input}, {args.sample_steps} steps in "

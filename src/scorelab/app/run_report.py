@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from scorelab.core.atomic import write_atomic
+from scorelab.evaluation.audio import format_real_time_factor
 from scorelab.runs.checkpoint import load_checkpoint
 
 METRICS = "metrics.json"
@@ -129,10 +130,12 @@ def _image_rows(images: dict) -> list[tuple[str, str]]:
 def _audio_rows(audio: dict) -> list[tuple[str, str]]:
     rows = [("test utterances", f"{len(audio['utterances'])} ({', '.join(audio['utterances'])}), "
                                 f"{audio['seconds_of_audio']:.1f} s of audio")]
+    # Reports evaluated before DNSMOS was scored have no "dnsmos" in their rows.
     rows += [(row["method"], f"log-mel L1 {row['log_mel_l1']:.4f}, MR-STFT {row['mr_stft']:.4f}, "
-                             f"real-time factor {row['real_time_factor']:.3f}") for row in audio["rows"]]
-    rows.append(("", f"means over the utterances; real-time factor: compute seconds per second of audio on "
-                     f"{audio['threads']} threads"))
+                             + (f"DNSMOS {row['dnsmos']:.2f}, " if "dnsmos" in row else "")
+                             + f"real-time factor {format_real_time_factor(row)}") for row in audio["rows"]]
+    rows.append(("", "means over the utterances; DNSMOS: P.835 overall, 1–5, an estimate of a listener's rating; "
+                     f"real-time factor: compute seconds per second of audio on {audio['threads']} threads"))
     return rows
 
 

@@ -16,6 +16,7 @@ normalisation, ``librosa.filters.mel``), imported only when first needed.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,30 @@ def log_mel(wave: Tensor, settings: MelSettings = MelSettings()) -> Tensor:
     """log max(M·|STFT(wave)|, 1e-5): [..., L] → [..., n_mels, L // hop]; device and dtype follow ``wave``."""
     bank = mel_bank(settings).to(device=wave.device, dtype=wave.dtype)
     return torch.log(torch.clamp(bank @ magnitude(wave, settings.n_fft, settings.hop), min=LOG_FLOOR))
+
+
+@functools.lru_cache(maxsize=8)
+def _power_per_variance(settings: MelSettings) -> float:
+    """The mean over bands of the mel power (M·|STFT|)² of white noise, per unit of its variance. A band sums the
+    magnitudes of its bins, each Rayleigh with E|X_f|² = Σ_n w_n² =: E for a window w and E|X_f| = √(π/4 · E); taking
+    the bins as independent, E[(Σ_f M_bf |X_f|)²] = E·(π/4·(Σ_f M_bf)² + (1 − π/4)·Σ_f M_bf²)."""
+    bank = mel_bank(settings).double()
+    window_energy = torch.hann_window(settings.n_fft, dtype=torch.float64).square().sum()
+    per_band = math.pi / 4 * bank.sum(dim=1).square() + (1 - math.pi / 4) * bank.square().sum(dim=1)
+    return float((per_band * window_energy).mean())
+
+
+def frame_rms(log_mel_spectrum: Tensor, settings: MelSettings = MelSettings()) -> Tensor:
+    """Each frame's root-mean-square amplitude estimated from its log-mel spectrogram: [..., n_mels, frames] →
+    [..., frames].
+
+    The estimate is exact in expectation for white noise (each band's power is the sum of its filter's
+    squared weights times the window's energy times the variance), and for other sounds it is that of the
+    white noise with the same mean band power: a measure of loudness that depends on the mel alone, so that
+    a vocoder has it at sampling time as in training. Frames at the log floor read as silence (0).
+    """
+    power = torch.exp(2 * log_mel_spectrum).mean(dim=-2) - LOG_FLOOR**2
+    return (power.clamp_min(0) / _power_per_variance(settings)).sqrt()
 
 
 def griffin_lim(log_mel_spectrum: Tensor, settings: MelSettings = MelSettings(), *, n_iter: int,

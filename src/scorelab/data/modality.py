@@ -18,6 +18,7 @@ from torch import Tensor
 
 from scorelab.core.processes import clipped_denoiser
 from scorelab.core.score import Score
+from scorelab.data.noise_prior import NoisePrior, clipped_through
 from scorelab.data.normalisation import Normalisation
 
 
@@ -26,8 +27,9 @@ class Modality:
     """One modality's record.
 
     ``normalisation(part, name, settings, raw)`` maps the training set ``raw`` to the model's units;
-    ``keep_in_range(score, normalisation)`` is the score a sampler walks (waveforms: each step's denoised
-    estimate clipped to the data's range); ``finish(samples, normalisation, any_shape)`` takes the sampler's
+    ``keep_in_range(score, normalisation, prior)`` is the score a sampler walks (waveforms: each step's
+    denoised estimate clipped to the data's range, in data units where a noise prior has the sampler draw
+    u = L_c⁻¹x, :mod:`scorelab.data.noise_prior`); ``finish(samples, normalisation, any_shape)`` takes the sampler's
     output in model units to the data's; ``value_range(normalisation)`` is the data units a PNG grid spans
     (None where samples are not images); ``sample_batch_size`` the samples drawn at once by default.
     """
@@ -35,7 +37,8 @@ class Modality:
     name: str
     sample_batch_size: int
     normalisation: Callable[[Any, str, Any, Tensor], Normalisation]
-    keep_in_range: Callable[[Score, Normalisation], Score] = lambda score, normalisation: score
+    keep_in_range: Callable[[Score, Normalisation, NoisePrior | None], Score] = (
+        lambda score, normalisation, prior=None: score)
     finish: Callable[[Tensor, Normalisation, bool], Tensor] = (
         lambda samples, normalisation, any_shape: normalisation.to_data(samples, any_shape=any_shape))
     value_range: Callable[[Normalisation], tuple[float, float] | None] = lambda normalisation: None
@@ -81,8 +84,9 @@ WAVEFORMS = Modality(
     # noise scheduling", on a chain's signal-to-noise ratio against the data's scale).
     normalisation=lambda part, name, settings, raw: Normalisation.of_scale(float(raw.std()), tuple(raw.shape[1:])),
     # A waveform's samples lie in [-1, 1], and so does every step's estimate.
-    keep_in_range=lambda score, normalisation: clipped_denoiser(score, -_waveform_bound(normalisation),
-                                                                _waveform_bound(normalisation)),
+    keep_in_range=lambda score, normalisation, prior=None: (
+        clipped_denoiser(score, -_waveform_bound(normalisation), _waveform_bound(normalisation)) if prior is None
+        else clipped_through(score, -_waveform_bound(normalisation), _waveform_bound(normalisation), prior)),
     finish=lambda samples, normalisation, any_shape: normalisation.to_data(samples, any_shape=any_shape).clamp(
         -1.0, 1.0))
 

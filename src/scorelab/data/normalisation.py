@@ -43,19 +43,24 @@ class Normalisation:
         return self.shape == other.shape and torch.allclose(self.shift.cpu(), other.shift.cpu()) and torch.allclose(
             self.scale.cpu(), other.scale.cpu())
 
-    def to_model(self, x: Tensor) -> Tensor:
-        return (x - self.shift.to(x)) / self.scale.to(x)
+    def to_model(self, x: Tensor, *, any_shape: bool = False) -> Tensor:
+        """(x − shift)/scale; ``any_shape`` as for :meth:`to_data`."""
+        shift, scale = self._shared() if any_shape else (self.shift.to(x), self.scale.to(x))
+        return (x - shift) / scale
 
     def to_data(self, x: Tensor, *, any_shape: bool = False) -> Tensor:
         """x·scale + shift; with ``any_shape``, samples of another shape than the training data's, which
         needs one shift and one scale for every entry (images and waveforms have them)."""
-        if not any_shape:
-            return x * self.scale.to(x) + self.shift.to(x)
+        shift, scale = self._shared() if any_shape else (self.shift.to(x), self.scale.to(x))
+        return x * scale + shift
+
+    def _shared(self) -> tuple[float, float]:
+        """The one shift and scale of every entry, or a :class:`ConfigError`."""
         shift, scale = self.shift.flatten(), self.scale.flatten()
         if not (bool((shift == shift[0]).all()) and bool((scale == scale[0]).all())):
             raise ConfigError("samples of another shape than the training data need one shift and scale for every "
                               "entry; this run standardised each coordinate")
-        return x * scale[0].item() + shift[0].item()
+        return shift[0].item(), scale[0].item()
 
     def log_det(self) -> float:
         """log |det ∂x/∂x_model| = Σ log scale, which a density in model units loses in data units."""

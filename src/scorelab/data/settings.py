@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scorelab.core.registry import at_least_zero, positive_int, setting, within
+from scorelab.core.registry import at_least_zero, one_of, positive_int, setting, within
 
 # The toy generators of scorelab.data.toy, in their registration order.
 TOY_SETS = ("swiss_roll", "swissroll", "circles", "moons", "8gaussians", "pinwheel", "2spirals", "checkerboard",
@@ -65,10 +65,19 @@ class UserImageSettings(LabelFile, ImageSettings):
     pass
 
 
+# The noise a mel-conditioned vocoder diffuses with (scorelab.data.noise_prior).
+NOISE_PRIORS = ("white", "energy", "spectral")
+
+
 @dataclass(frozen=True)
 class MelSegments:
     segment_frames: int = setting(32, "mel frames per training segment (256 samples each at 22 050 Hz)",
                                   positive_int)
+    prior: str = setting("white", "the diffusion's noise: white (WaveGrad's) | energy (PriorGrad's: each sample's "
+                                  "standard deviation follows its mel frame's loudness) | spectral (SpecGrad's: "
+                                  "filtered by the mel's spectral envelope)", one_of(*NOISE_PRIORS))
+    prior_floor: float = setting(0.1, "a shaped noise's least standard deviation (energy) or gain (spectral), in units "
+                                      "of white noise of the data's standard deviation", within(1e-5, 10.0))
 
 
 @dataclass(frozen=True)

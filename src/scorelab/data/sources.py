@@ -40,6 +40,8 @@ from scorelab.data import images as image_sets
 from scorelab.data.files import SUFFIXES, load_file, load_labels
 from scorelab.data.mel import log_mel
 from scorelab.data.modality import IMAGES, POINTS, WAVEFORMS, Modality
+from scorelab.data.noise_prior import NoisePrior, noise_prior
+from scorelab.data.normalisation import Normalisation
 from scorelab.data.settings import PATH_SETTINGS, SETTINGS, TOY_SETS
 from scorelab.data.toy import CLASSES, DATASETS, LABELLED
 
@@ -57,7 +59,9 @@ class DataPart(Part):
     ``truth(name, settings)`` gives fresh data for evaluation. An image set also has
     ``images(name, settings)``, its :class:`~scorelab.data.images.ImageSet`; an audio set
     ``audio(name, settings)``, its :class:`~scorelab.data.audio.AudioSet`, and ``condition(x)``,
-    the condition of a batch of its training data (the log-mel spectrogram of each segment). ``modality``
+    the condition of a batch of its training data (the log-mel spectrogram of each segment), and
+    ``noise_prior(settings, normalisation)``, the shape of the noise that diffuses a sample given its condition
+    (None: white noise; :mod:`scorelab.data.noise_prior`). ``modality``
     is the record of what depends on the kind of data (:mod:`scorelab.data.modality`).
 
     ``labels(name, settings, generator)`` gives the int64 class labels [n] of the rows that ``load`` returns
@@ -75,6 +79,7 @@ class DataPart(Part):
     modality: Modality = POINTS
     labels: Callable[[str, object, torch.Generator], Tensor | None] = lambda name, settings, generator: None
     labelled_truth: Callable[[str, object], LabelledTruth | None] = lambda name, settings: None
+    noise_prior: Callable[[object, Normalisation], NoisePrior | None] = lambda settings, normalisation: None
 
 
 def _resolve_classes(what: str, count: Callable[[Any, Tensor], int | None]) -> Callable[[Any, Tensor], Any]:
@@ -145,7 +150,7 @@ def _audio_part(name: str, help: str, audio_set: Callable[[str, object], audio_s
     # Waveforms are learned by WaveGrad unless another model is chosen; each segment is conditioned on its mel.
     return DataPart(name, settings, help, implies={"model": "wavegrad"}, load=load,
                     truth=lambda source, settings: audio_set(source, settings).test, audio=audio_set,
-                    condition=lambda x: log_mel(x[:, 0]), modality=WAVEFORMS)
+                    condition=lambda x: log_mel(x[:, 0]), modality=WAVEFORMS, noise_prior=noise_prior)
 
 
 def _toy_part(name: str) -> DataPart:

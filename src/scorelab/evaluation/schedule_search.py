@@ -7,20 +7,22 @@ steps are
 
 - ``respaced``: the training chain at N evenly spaced steps (what sampling does without a search);
 - ``geometric β_1→β_N``: β_n = β_1·(β_N/β_1)^((n−1)/(N−1)), each β a fixed multiple of the last, over a
-  small grid of ends;
+  small grid of ends, which for a chain that starts from Griffin-Lim's waveform (the sampler's ``start``)
+  reaches down to the small levels that only refine it;
 
-each scored by the mean log-mel L1 distance (:func:`scorelab.metrics.audio.log_mel_distance`)
-between validation segments, held out of the train split (:attr:`scorelab.data.audio.AudioSet.validation`),
-and their reconstruction by the chain. The best for each N becomes the run's ``wavegrad`` sampler setting
+each vocoding validation segments, held out of the train split (:attr:`scorelab.data.audio.AudioSet.validation`),
+from the run's start, and scored by the mean log-mel L1 distance to them
+(:func:`scorelab.metrics.audio.log_mel_distance`). The chosen chain is the one a listener would rate best, by
+the mean DNSMOS overall score (:func:`scorelab.metrics.speech_quality.dnsmos`), among those whose log-mel L1 is
+within :data:`L1_FACTOR` times Griffin-Lim-32's on the same segments, and the one with the least log-mel L1
+where none is (then no DNSMOS is needed, which saves seconds a clip). The best for each N becomes the run's ``wavegrad`` sampler setting
 ``schedules`` (a plain setting, as diffusers saves ``trained_betas``), which the sampler reads for its
-``sample_steps``; the search's record, every candidate's error, is written to ``RUN_DIR/schedule_search.json``.
+``sample_steps``; the search's record, every candidate's scores, is written to ``RUN_DIR/schedule_search.json``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,11 @@ from torch import Tensor
 from scorelab.core.atomic import write_atomic
 from scorelab.core.errors import CheckpointError
 from scorelab.core.noise import alphas_cumprod, beta_schedule, spaced_timesteps
-from scorelab.data.audio import HOP, segments
-from scorelab.data.mel import log_mel
+from scorelab.data.audio import HOP, SAMPLE_RATE, segments
+from scorelab.data.mel import griffin_lim, log_mel
 from scorelab.evaluation.audio import audio_set_of
 from scorelab.metrics.audio import log_mel_distance
+from scorelab.metrics.speech_quality import dnsmos
 from scorelab.runs.checkpoint import save_config
 from scorelab.runs.config import Config
 from scorelab.runs.trained import TrainedRun
@@ -41,9 +44,14 @@ from scorelab.sampling.settings import format_betas, format_schedules
 
 RECORD_FILE = "schedule_search.json"
 SEARCHED_STEPS = (6, 25, 50)
-# Ends of the geometric candidates: the first β sets the last level's noise, the last how far from the data x_N starts.
+# Ends of the geometric candidates: the first β sets the last level's noise, the last how far from the data x_N starts
+# (from Griffin-Lim's waveform, also the small levels that only refine it).
 FIRST_BETAS, LAST_BETAS = (1e-6, 1e-5, 1e-4, 1e-3), (0.1, 0.3, 0.5, 0.8)
-VALIDATION_SEGMENTS, VALIDATION_FRAMES = 2, 32
+REFINING_LAST_BETAS = (1e-4, 1e-3, 1e-2, 0.03)
+# Segments of 1.5 s: DNSMOS repeats a shorter clip until it fills its 9 s window, and reads a phrase better than a
+# syllable.
+VALIDATION_SEGMENTS, VALIDATION_FRAMES = 2, 128
+L1_FACTOR, GRIFFIN_LIM_ITERATIONS = 1.5, 32
 
 
 def geometric_betas(first: float, last: float, n_steps: int) -> list[float]:
@@ -61,29 +69,15 @@ def respaced_betas(betas: Tensor, n_steps: int) -> list[float]:
     return (1 - kept / previous).tolist()
 
 
-def candidates(training_betas: Tensor, n_steps: int) -> dict[str, list[float]]:
-    """The schedules the search scores for ``n_steps``, by name (see the module docstring)."""
+def candidates(training_betas: Tensor, n_steps: int, start: str = "noise") -> dict[str, list[float]]:
+    """The schedules the search scores for ``n_steps`` from ``start``, by name (see the module docstring)."""
     found = {"respaced": respaced_betas(training_betas, n_steps)}
+    lasts = LAST_BETAS if start == "noise" else (*REFINING_LAST_BETAS, *LAST_BETAS)
     for first in FIRST_BETAS:
-        for last in LAST_BETAS:
-            found[f"geometric {first:g}→{last:g}"] = geometric_betas(first, last, n_steps)
+        for last in lasts:
+            if first < last:
+                found[f"geometric {first:g}→{last:g}"] = geometric_betas(first, last, n_steps)
     return found
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The best schedule's name, its β's and every candidate's error."""
-
-    name: str
-    betas: list[float]
-    errors: dict[str, float]
-
-
-def search(error: Callable[[list[float]], float], schedules: dict[str, list[float]]) -> SearchResult:
-    """The schedule of ``schedules`` with the smallest ``error`` (ties: the first), and every error."""
-    errors = {name: float(error(betas)) for name, betas in schedules.items()}
-    best = min(errors, key=errors.__getitem__)
-    return SearchResult(best, schedules[best], errors)
 
 
 def validation_segments(run: TrainedRun, count: int = VALIDATION_SEGMENTS, frames: int = VALIDATION_FRAMES) -> Tensor:
@@ -94,13 +88,27 @@ def validation_segments(run: TrainedRun, count: int = VALIDATION_SEGMENTS, frame
     return segments(validation, length, HOP)[:count]
 
 
-def reconstruction_error(run: TrainedRun, waves: Tensor, betas: list[float], seed: int = 0) -> float:
-    """The mean log-mel L1 distance between ``waves`` [K, 1, L] and the run's reconstructions of them from
-    their mel spectrograms along the chain ``betas`` (seeded, so every candidate sees the same noise)."""
-    mel = log_mel(waves[:, 0]).to(run.device)
-    out = run.sample(len(waves), sampler="wavegrad", cond=mel, shape=tuple(waves.shape[1:]),
-                     generator=torch.Generator().manual_seed(seed), betas=format_betas(betas))
-    return log_mel_distance(out[:, 0], waves[:, 0]).mean().item()
+def reconstruction(run: TrainedRun, waves: Tensor, betas: list[float], seed: int = 0) -> Tensor:
+    """The run's reconstructions of ``waves`` [K, 1, L] from their mel spectrograms along the chain ``betas``, from
+    the run's start (seeded, so every candidate sees the same noise)."""
+    mel = log_mel(waves[:, 0])
+    settings = run.sampler_settings("wavegrad")[1]
+    guess = None if settings.start == "noise" else griffin_lim(mel, n_iter=settings.start_iterations)[:, None]
+    return run.sample(len(waves), sampler="wavegrad", cond=mel.to(run.device), shape=tuple(waves.shape[1:]),
+                      generator=torch.Generator().manual_seed(seed), betas=format_betas(betas), guess=guess)
+
+
+def rated(out: Tensor) -> float:
+    """The mean DNSMOS overall score of the waveforms ``out`` [K, 1, L]."""
+    return sum(dnsmos(wave, SAMPLE_RATE)["ovrl"] for wave in out[:, 0]) / len(out)
+
+
+def choose(found: dict[str, dict[str, float]], l1_bound: float) -> str:
+    """The candidate with the best DNSMOS among those whose log-mel L1 is at most ``l1_bound``; else the least L1."""
+    within = [name for name, score in found.items() if score["log_mel_l1"] <= l1_bound]
+    if within:
+        return max(within, key=lambda name: found[name]["dnsmos"])
+    return min(found, key=lambda name: found[name]["log_mel_l1"])
 
 
 def searches(config: Config) -> bool:
@@ -113,13 +121,25 @@ def prepare(run_dir: Path, steps: tuple[int, ...] = SEARCHED_STEPS) -> dict[str,
     sampler's ``schedules`` and the search's record in :data:`RECORD_FILE`."""
     run = TrainedRun.load(run_dir)
     waves = validation_segments(run)
+    griffin = griffin_lim(log_mel(waves[:, 0]), n_iter=GRIFFIN_LIM_ITERATIONS)[:, None]
+    griffin_scores = {"log_mel_l1": log_mel_distance(griffin[:, 0], waves[:, 0]).mean().item(), "dnsmos": rated(griffin)}
+    bound = L1_FACTOR * griffin_scores["log_mel_l1"]
     process = run.config.process
     training = beta_schedule(process.schedule, process.timesteps)
+    start = run.sampler_settings("wavegrad")[1].start
     saved = {}
     for n_steps in steps:
-        result = search(lambda betas: reconstruction_error(run, waves, betas), candidates(training, n_steps))
-        saved[str(n_steps)] = {"name": result.name, "betas": result.betas, "log_mel_error": result.errors[result.name],
-                               "candidates": result.errors}
+        chains = candidates(training, n_steps, start)
+        found = {}
+        for name, betas in chains.items():
+            out = reconstruction(run, waves, betas)
+            found[name] = {"log_mel_l1": log_mel_distance(out[:, 0], waves[:, 0]).mean().item()}
+            if found[name]["log_mel_l1"] <= bound:  # DNSMOS takes seconds a clip: only where it can choose
+                found[name]["dnsmos"] = rated(out)
+        name = choose(found, bound)
+        saved[str(n_steps)] = {"name": name, "betas": chains[name], "log_mel_error": found[name]["log_mel_l1"],
+                               "dnsmos": found[name].get("dnsmos"), "start": start, "griffin_lim": griffin_scores,
+                               "candidates": found}
     save_config(run_dir, run.config.replace(schedules=format_schedules(saved)))
     write_atomic(Path(run_dir) / RECORD_FILE, (json.dumps(saved, indent=1) + "\n").encode())
     return saved

@@ -50,12 +50,20 @@ class Vocoded:
 def vocode(run: TrainedRun, wave: Tensor, *, generator: torch.Generator | None = None,
            **sampler_options: Any) -> Vocoded:
     """WaveGrad's reconstruction of ``wave`` [L] from its log-mel spectrogram: the run's sampler (by default
-    its few-step schedule) conditioned on the mel, from x_N ~ N(0, I); as long as ``wave``."""
+    its few-step schedule) conditioned on the mel, from x_N ~ N(0, I), or, where the sampler's ``start`` is
+    ``griffin_lim``, from Griffin-Lim's waveform of the same mel noised to the chain's first level (its time
+    counts in the vocoder's); as long as ``wave``."""
     require_waveform_run(run)
     padded = whole_frames(wave)
-    mel = log_mel(padded)[None].to(run.device)
+    mel = log_mel(padded)[None]
+    options = {key: value for key, value in sampler_options.items() if key != "sampler"}
+    _, settings = run.sampler_settings(sampler_options.get("sampler"), **options)
     begin = time.perf_counter()
-    out = run.sample(1, cond=mel, shape=(1, len(padded)), generator=generator, **sampler_options)[0, 0]
+    guess = None
+    if getattr(settings, "start", "noise") == "griffin_lim":
+        guess = griffin_lim(mel, MEL, n_iter=settings.start_iterations)[:, None]
+    out = run.sample(1, cond=mel.to(run.device), shape=(1, len(padded)), generator=generator, guess=guess,
+                     **sampler_options)[0, 0]
     return Vocoded(out[:len(wave)], time.perf_counter() - begin)
 
 

@@ -210,9 +210,13 @@ MODELS.register(ModelPart(
     # Chen et al. 2020: the VP chain with √ᾱ drawn between adjacent levels, an L1 loss on ε, few-step schedules.
     implies={"process": "vp", "objective": "eps", "sampler": "wavegrad"},
     # Width 1/8 and 2500 steps fit a training budget of half an hour on 2 CPU cores (BENCHMARKS.md "audio"; the
-    # docs' results page has the width comparison); the paper's model trained for a million steps on TPUs.
+    # docs' results page has the width comparison); the paper's model trained for a million steps on TPUs. Its
+    # chains start from Griffin-Lim's waveform: from noise, a network trained that briefly drew the envelope of speech
+    # over hiss, with no harmonics. Its noise follows the mel's spectral envelope (SpecGrad's prior), which kept the
+    # refinement's log-mel error within 1.5 times Griffin-Lim's where white noise did not (BENCHMARKS.md "audio").
     presets={"schedule": "wavegrad", "continuous": True, "eps_norm": "l1", "steps": 2500, "lr": 1e-3,
-             "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50},
+             "batch_size": 16, "ema_decay": 0.999, "checkpoint_every": 500, "log_every": 50, "start": "griffin_lim",
+             "prior": "spectral", "prior_floor": 1e-3},
     build=_unlabelled("wavegrad", _wavegrad)))
 MODELS.register(ModelPart(
     "condlinear", SETTINGS["condlinear"], "the seed's CondLinear NCSN, one embedding per noise level", implies=_NCSN,

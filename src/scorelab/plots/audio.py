@@ -19,10 +19,13 @@ import torch
 from scorelab.core.atomic import write_atomic
 from scorelab.data.audio import read_wav
 from scorelab.data.mel import MelSettings, log_mel
-from scorelab.evaluation.audio import EXAMPLES_DIR, methods, test_utterances
+from scorelab.evaluation.audio import EXAMPLES_DIR, methods, run_start, test_utterances
 from scorelab.evaluation.vocoding import write_wav
+from scorelab.metrics.audio import log_mel_distance
+from scorelab.metrics.speech_quality import dnsmos
 from scorelab.plots.common import save_figure
 from scorelab.runs.trained import TrainedRun
+from scorelab.sampling.settings import WAVEGRAD_STARTS
 
 AUDIO_FIGURES = ("spectrograms", "waveforms", "listen")
 MEL = MelSettings()
@@ -35,21 +38,36 @@ def listening_examples(run: TrainedRun, seed: int = 1) -> dict[str, torch.Tensor
     """{label: waveform} of the first test utterance: ``reference`` and every method in ``RUN_DIR/audio``,
     vocoding the few-step ones first where the directory has none."""
     folder = Path(run.run_dir) / EXAMPLES_DIR
-    chosen = methods(PLOT_STEPS)
     if not (folder / "reference.wav").is_file():
         waves, _ = test_utterances(run, 1)
         write_wav(folder / "reference.wav", waves[0])
-        for method in chosen:
+        for method in methods(PLOT_STEPS, starts=(run_start(run),)):
             write_wav(folder / method.file_name, method.run(run, waves[0], seed).wave)
     found = {"reference": read_wav(folder / "reference.wav")}
-    for method in methods():
+    for method in methods(starts=WAVEGRAD_STARTS):
         if (folder / method.file_name).is_file():
             found[method.label] = read_wav(folder / method.file_name)
     return found
 
 
-def plot_spectrograms(examples: dict[str, torch.Tensor], path: Path, title: str) -> Path:
-    """The log-mel spectrogram of each example, one panel each on one colour scale, the reference first."""
+def example_scores(examples: dict[str, torch.Tensor]) -> dict[str, str]:
+    """{label: "log-mel L1 …, DNSMOS …"} of each example against the reference (the reference's DNSMOS alone)."""
+    reference = examples["reference"]
+    scores = {}
+    for label, wave in examples.items():
+        quality = f"DNSMOS {dnsmos(wave, MEL.sample_rate)['ovrl']:.2f}"
+        if label == "reference":
+            scores[label] = quality
+            continue
+        length = min(len(wave), len(reference)) // MEL.hop * MEL.hop
+        scores[label] = f"log-mel L1 {log_mel_distance(wave[:length], reference[:length]).item():.3f}, {quality}"
+    return scores
+
+
+def plot_spectrograms(examples: dict[str, torch.Tensor], path: Path, title: str,
+                      scores: dict[str, str] | None = None) -> Path:
+    """The log-mel spectrogram of each example, one panel each on one colour scale, the reference first; each
+    panel's title gives the example's ``scores`` where there are some."""
     mels = {label: log_mel(wave[:len(wave) // MEL.hop * MEL.hop]).numpy() for label, wave in examples.items()}
     low, high = min(m.min() for m in mels.values()), max(m.max() for m in mels.values())
     figure, axes = plt.subplots(len(mels), 1, figsize=(8, 1.6 * len(mels) + 0.6), sharex=True, squeeze=False)
@@ -58,7 +76,7 @@ def plot_spectrograms(examples: dict[str, torch.Tensor], path: Path, title: str)
         image = axis.imshow(mel, origin="lower", aspect="auto", vmin=max(low, high - 12), vmax=high,
                             extent=(0, seconds, 0, MEL.n_mels), cmap="magma")
         axis.set_ylabel("mel band")
-        axis.set_title(label, fontsize=9, loc="left")
+        axis.set_title(label + (f" ({scores[label]})" if scores else ""), fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("seconds")
     figure.colorbar(image, ax=axes[:, 0].tolist(), label="log magnitude (natural log)", shrink=0.8)
     figure.suptitle(title)
@@ -89,13 +107,16 @@ def _data_uri(path: Path, kind: str) -> str:
 
 
 def write_listening_page(run: TrainedRun, examples: dict[str, torch.Tensor], path: Path,
-                         spectrograms: Path | None) -> Path:
-    """A self-contained HTML page: an ``<audio>`` player per example (the WAVs embedded) and the spectrograms."""
+                         spectrograms: Path | None, scores: dict[str, str]) -> Path:
+    """A self-contained HTML page: an ``<audio>`` player per example (the WAVs embedded) beside its scores, and
+    the spectrograms."""
     folder = Path(run.run_dir) / EXAMPLES_DIR
     files = {"reference": folder / "reference.wav"}
-    files |= {method.label: folder / method.file_name for method in methods() if method.label in examples}
+    files |= {method.label: folder / method.file_name for method in methods(starts=WAVEGRAD_STARTS)
+              if method.label in examples}
     rows = "\n".join(f"<tr><th>{html.escape(label)}</th><td><audio controls preload=\"auto\" "
-                     f"src=\"{_data_uri(file, 'audio/wav')}\"></audio></td></tr>" for label, file in files.items())
+                     f"src=\"{_data_uri(file, 'audio/wav')}\"></audio></td><td>{html.escape(scores[label])}</td></tr>"
+                     for label, file in files.items())
     figure = (f"<img alt=\"log-mel spectrograms\" src=\"{_data_uri(spectrograms, 'image/png')}\">"
               if spectrograms is not None else "")
     _, names = test_utterances(run, 1)
@@ -106,7 +127,8 @@ padding-right: 1em; }} img {{ max-width: 100%; }}</style></head>
 <body><h1>Listen: {html.escape(run.config.data.name)}, step {run.step}</h1>
 <p>The first test utterance (&ldquo;{html.escape(names[0])}&rdquo;), never heard in training, and its
 reconstructions from its log-mel spectrogram: WaveGrad at each number of refinement steps, and
-Griffin-Lim at each number of iterations.</p>
+Griffin-Lim at each number of iterations. Beside each: its log-mel L1 distance to the reference and
+its DNSMOS P.835 overall score (1&ndash;5), an objective estimate of how a listener would rate it.</p>
 <table>{rows}</table>
 {figure}
 </body></html>
@@ -121,12 +143,13 @@ def plot_audio_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = AUDI
     title = f"{run.config.data.name}: the first test utterance and its reconstructions"
     written: list[Path] = []
     spectrograms = None
+    scores = example_scores(examples) if "spectrograms" in figures or "listen" in figures else {}
     if "spectrograms" in figures or "listen" in figures:
-        spectrograms = plot_spectrograms(examples, out_dir / "spectrograms.png", title)
+        spectrograms = plot_spectrograms(examples, out_dir / "spectrograms.png", title, scores)
         if "spectrograms" in figures:
             written.append(spectrograms)
     if "waveforms" in figures:
         written.append(plot_waveforms(examples, out_dir / "waveforms.png", title))
     if "listen" in figures:
-        written.append(write_listening_page(run, examples, out_dir / "listen.html", spectrograms))
+        written.append(write_listening_page(run, examples, out_dir / "listen.html", spectrograms, scores))
     return written

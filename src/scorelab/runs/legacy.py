@@ -27,8 +27,12 @@ V010_CHECKPOINT = "scorelab-checkpoint-1"
 
 # Settings a part gained after runs were saved without them, by (section, part name), with the value
 # that rebuilds those runs. The ddpm MLP had no Fourier features until 0.2 (0.1.0's config carried a
-# fourier_features key that it did not use).
-ADDED_SETTINGS = {("model", "ddpm"): {"fourier_features": 0}}
+# fourier_features key that it did not use); WaveGrad's chains started from noise until they could start
+# from Griffin-Lim's waveform.
+ADDED_SETTINGS = {("model", "ddpm"): {"fourier_features": 0}, ("sampler", "wavegrad"): {"start": "noise"}}
+# A waveform data set's table (any data table with mel segments: a named set or a folder's path) gained its noise
+# prior; runs saved before diffused with white noise.
+ADDED_WAVEFORM_SETTINGS = {"prior": "white"}
 
 
 def is_v010(values: Mapping[str, Any]) -> bool:
@@ -57,6 +61,9 @@ def saved_run_values(values: Mapping[str, Any]) -> dict[str, Any]:
         table = filled.get(section)
         if isinstance(table, dict) and table.get("name") == name:
             filled[section] = {**settings, **table}
+    data = filled.get("data")
+    if isinstance(data, dict) and "segment_frames" in data:
+        filled["data"] = {**ADDED_WAVEFORM_SETTINGS, **data}
     return filled
 
 

@@ -30,6 +30,7 @@ from scorelab.core.rng import AnyGenerator, PerSampleGenerator
 from scorelab.core.score import Score, batch_invariant, call_score
 from scorelab.core.threads import governed, step_work
 from scorelab.data.modality import Modality
+from scorelab.data.noise_prior import NoisePrior
 from scorelab.data.normalisation import Normalisation
 from scorelab.data.sources import data_part
 from scorelab.models import MODELS, build_model
@@ -100,6 +101,12 @@ class TrainedRun:
         return data_part(self.config.data.name).modality
 
     @property
+    def noise_prior(self) -> NoisePrior | None:
+        """The shape of the noise given a condition, for a run trained with a noise prior (PriorGrad's or SpecGrad's,
+        :mod:`scorelab.data.noise_prior`); None for white noise."""
+        return data_part(self.config.data.name).noise_prior(self.config.data.settings, self.normalisation)
+
+    @property
     def value_range(self) -> tuple[float, float] | None:
         """The units [low, high] of an image run's data (what [-1, 1] maps to); None for other data."""
         return self.modality.value_range(self.normalisation)
@@ -126,6 +133,7 @@ class TrainedRun:
 
     def score(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
         """The learned score in data coordinates: ∇ₓ log p = ∇_u log p_u / scale, u = (x − shift)/scale."""
+        self._require_white_noise("its score in data coordinates")
         return call_score(self.model, self.normalisation.to_model(x), sigma.to(x), cond) / self.normalisation.scale.to(x)
 
     def sampler_settings(self, name: str | None = None, **options: Any) -> tuple[str, Any]:
@@ -148,6 +156,7 @@ class TrainedRun:
         callback: Callback | None = None,
         cond: Any = None,
         shape: tuple[int, ...] | None = None,
+        guess: Tensor | None = None,
         **options: Any,
     ) -> Tensor:
         """Draw ``n`` samples (data coordinates, on CPU; images clipped to their data's range).
@@ -163,6 +172,8 @@ class TrainedRun:
                 the classes in turn, sample i of class i mod ``classes`` (:meth:`classes_in_turn`).
             shape: the shape of one sample, for a model that is not tied to its training shape (a waveform as
                 long as its mel spectrogram); default: the training data's.
+            guess: a first estimate of the samples [n, *shape] in data units, for a sampler that starts from one
+                (``SamplerPart.starts_from_guess``: WaveGrad's with ``start = "griffin_lim"``).
             options: the sampler's settings, e.g. ``n_steps_each=100``, and guidance's (``guidance``,
                 ``guidance_interval``, ``guide``: :class:`~scorelab.sampling.settings.Guided`); None keeps the run's.
         """
@@ -176,12 +187,27 @@ class TrainedRun:
         score = self.guided_model(settings, explicit=options.get("guidance") is not None)
         # Per-sample seeds promise a sample that does not depend on its batch: make the model keep it too.
         score = batch_invariant(score) if isinstance(generator, PerSampleGenerator) else score
-        score = self.modality.keep_in_range(score, self.normalisation)
+        # Under a noise prior the sampler draws u = L_c⁻¹x (scorelab.data.noise_prior), which is coloured back.
+        prior = self.noise_prior
+        score = self.modality.keep_in_range(score, self.normalisation, prior)
         # Re-chooses the CPU threads as the sampler runs (scorelab.core.threads), once a second at most.
         score = governed(score, step_work(self.model, n, start.shape[1:]))
+        from_guess = {}
+        if guess is not None:
+            if not SAMPLERS[name].starts_from_guess:
+                raise ConfigError(f"sampler {name!r} starts from the prior; it takes no first estimate (guess)")
+            from_guess["guess"] = self.normalisation.to_model(guess, any_shape=shape is not None).to(start)
+            from_guess["guess"] = from_guess["guess"] if prior is None else prior.whiten(from_guess["guess"], cond)
         with torch.no_grad() if needs_autograd else torch.inference_mode():
-            samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond)
+            samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond,
+                                            **from_guess)
+        samples = samples if prior is None else prior.colour(samples, cond)
         return self.modality.finish(samples.cpu(), self.normalisation, shape is not None)
+
+    def _require_white_noise(self, what: str) -> None:
+        if self.noise_prior is not None:
+            raise ConfigError(f"{self.run_dir} diffused its data with a noise prior (u = L_c⁻¹x); "
+                              f"{what} is not its model's")
 
     def classes_in_turn(self, first: int, count: int) -> Tensor:
         """The labels of samples ``first`` … ``first + count − 1`` of a class-conditional run when none is asked
@@ -282,6 +308,7 @@ class TrainedRun:
         ``standardize`` for data far from unit scale). The change of coordinates adds
         −Σ log scale. See :func:`scorelab.sampling.likelihood.log_prob`.
         """
+        self._require_white_noise("its log-density")
         model_x = self.normalisation.to_model(x).to(self.device)
         log_p = log_prob(self.model, model_x, self.process, generator=generator, cond=cond)
         return log_p.cpu() - self.normalisation.log_det()

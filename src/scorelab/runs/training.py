@@ -353,7 +353,9 @@ def _loop(setup: _Setup, state: _State, process: NoiseProcess, start: int, run_d
     net = state.model if world.size == 1 else nn.parallel.DistributedDataParallel(
         state.model, device_ids=[device.index] if device.type == "cuda" else None)
     objective = OBJECTIVES[config.objective.name]
-    condition = data_part(config.data.name).condition  # e.g. each waveform segment's log-mel spectrogram
+    part = data_part(config.data.name)
+    condition = part.condition  # e.g. each waveform segment's log-mel spectrogram
+    prior = part.noise_prior(config.data.settings, normalisation)  # PriorGrad's or SpecGrad's: noise shaped by the mel
     extra_rows = objective.extra_rows(config.objective.settings)
     begin = time.perf_counter() - (float(state.log_rows[-1]["seconds"]) if state.log_rows else 0.0)
     loss_value = math.nan
@@ -367,6 +369,8 @@ def _loop(setup: _Setup, state: _State, process: NoiseProcess, start: int, run_d
         rows = minibatch_rows(len(data), rows_per_rank, state.generator).to(device)
         batch = data[rows]
         cond = None if condition is None else condition(normalisation.to_data(batch))
+        if prior is not None:  # diffusing u = L_c⁻¹x with white noise is diffusing x with N(0, L_c L_cᵀ)
+            batch = prior.whiten(batch, cond)
         if setup.labels is not None:
             cond = dropped_labels(setup.labels[rows], config.data.label_dropout, state.generator)
         loss = objective.loss(net, batch, cond, process, config.objective.settings, state.generator,

@@ -36,7 +36,8 @@ from scorelab.sampling.solvers import dpm_solver_2m, flow_euler, heun
 from scorelab.sampling.steps import Callback
 
 # sample(score, process, settings, start, generator, callback, cond) -> samples; ``start`` is
-# the prior draw, made by the caller so that it decides where and how the noise is drawn.
+# the prior draw, made by the caller so that it decides where and how the noise is drawn. A sampler that
+# ``starts_from_guess`` also takes ``guess=``, a first estimate of the samples in model units.
 Draw = Callable[[Score, NoiseProcess, Any, Tensor, "torch.Generator | None", "Callback | None", Any], Tensor]
 
 
@@ -49,6 +50,7 @@ class SamplerPart(Part):
 
     sample: Draw = None  # type: ignore[assignment]
     respaces_process: bool = False
+    starts_from_guess: bool = False
 
 
 def _grid(process: NoiseProcess, settings: Any, device: torch.device) -> Tensor:
@@ -126,19 +128,27 @@ def _ddpm(score, process, settings, start, generator, callback, cond):
                 scale=process.scale_at, generator=generator, callback=callback, cond=cond)
 
 
-def _wavegrad(score, process, settings, start, generator, callback, cond):
+def _wavegrad(score, process, settings, start, generator, callback, cond, guess=None):
     """WaveGrad's sampling (Chen et al. 2020, Algorithm 2): the ancestral chain of ``betas`` with the posterior
     variance, from x_N ~ N(0, I); else the searched chain of ``sample_steps`` steps in ``schedules``; else the
     training chain respaced to ``sample_steps`` levels.
 
     Trained on a continuum of noise levels, the network serves any chain, so a few-step one only needs its
-    own start: the caller's prior draw is rescaled from the training chain's σ_T to this chain's σ_N.
+    own start: the caller's prior draw is rescaled from the training chain's σ_T to this chain's σ_N. With a
+    ``guess`` (``start = "griffin_lim"``) the chain starts from it noised to σ_N instead, y_N = guess + σ_N z:
+    SDEdit's start (Meng et al. 2022), which DiffSinger calls shallow diffusion (Liu et al. 2022), so that the
+    network refines a waveform that has the mel's harmonics rather than drawing one from noise.
     """
     if not isinstance(process, VP):
         raise ConfigError("sampler 'wavegrad' walks a chain of the variance-preserving process; use --process vp")
+    if (settings.start == "noise") != (guess is None):
+        raise ConfigError(f"the wavegrad sampler's start {settings.start!r} "
+                          + ("takes no first estimate" if guess is not None else
+                             "needs a first estimate of the waveform: vocode a mel spectrogram (scorelab vocode)"))
     betas = settings.betas or parse_schedules(settings.schedules).get(settings.sample_steps)
     sigmas = sigmas_of_betas(parse_betas(betas)) if betas else process.grid(settings.sample_steps)
-    start = start * math.sqrt(1 + sigmas[0].item() ** 2) / process.prior_std
+    noise = start / process.prior_std
+    start = noise * math.sqrt(1 + sigmas[0].item() ** 2) if guess is None else guess + sigmas[0].item() * noise
     return ddpm(score, start, sigmas.to(start.device), variance="posterior", generator=generator, callback=callback,
                 cond=cond)
 
@@ -205,7 +215,7 @@ SAMPLERS.register(SamplerPart("dpmpp_2m", SETTINGS["dpmpp_2m"], "DPM-Solver++(2M
                               sample=_dpm_solver_2m))
 SAMPLERS.register(SamplerPart(
     "wavegrad", SETTINGS["wavegrad"], "WaveGrad's ancestral chain on a searched few-step schedule", sample=_wavegrad,
-    respaces_process=True))
+    respaces_process=True, starts_from_guess=True))
 SAMPLERS.register(SamplerPart(
     "euler", SETTINGS["euler"], "Euler in t on the flow-matching ODE, x_t' = x_t + (t' − t)·v, down the process's grid",
     sample=_flow_euler, respaces_process=True))

@@ -34,6 +34,8 @@ from scorelab.core.registry import (
 
 # The reverse step's variance in DDPM: β_t (Ho et al.'s σ_t² = β_t) or the posterior's β̃_t.
 DDPM_VARIANCES = ("beta", "posterior")
+# Where WaveGrad's chain starts: from noise, or from a first estimate of the waveform noised to its first level.
+WAVEGRAD_STARTS = ("noise", "griffin_lim")
 
 
 def _comma_separated(name: str, text: str) -> list[float]:
@@ -229,6 +231,10 @@ class WaveGradSamplerSettings(Guided):
                              "sample_steps)", _when_given(parse_betas))
     schedules: str = setting("", "searched chains by their number of steps, N:β_1,…,β_N;M:… (the schedule search "
                                  "writes them into the run after training)", _check_schedules)
+    start: str = setting("noise", "where the chain starts: 'noise' (y_N ~ N(0, (1 + σ_N²)I), WaveGrad's) or "
+                                  "'griffin_lim' (Griffin-Lim's waveform from the same mel, noised to the chain's first "
+                                  "level: shallow diffusion)", one_of(*WAVEGRAD_STARTS))
+    start_iterations: int = setting(32, "Griffin-Lim iterations of a 'griffin_lim' start", positive_int)
 
 
 # Every sampler by name, in registration order (scorelab.sampling.registry registers these, no other).
