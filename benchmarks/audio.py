@@ -202,10 +202,13 @@ def main() -> None:
                               "schedule"], rows)
             + "\n\nTargets (issue 34), the default run's 6-step row against Griffin-Lim-32:\n\n"
             + "\n".join(verdicts(six, by_method["Griffin-Lim-32"], minutes[DEFAULT_RUN]))
-            + "\n\nSchedule search (log-mel L1 on validation segments of the train split):\n\n```\n"
-            + json.dumps({k: {"chosen": v["name"], "error": round(v["log_mel_error"], 4),
-                              "respaced": round(v["candidates"]["respaced"], 4)} for k, v in schedules.items()},
-                         indent=1, ensure_ascii=False)
+            + "\n\nSchedule search (two 1.5 s validation segments of the train split; the best DNSMOS within 1.5× "
+              "Griffin-Lim-32's log-mel L1, else the least L1):\n\n```\n"
+            + json.dumps({k: {"start": v["start"], "chosen": v["name"], "log_mel_l1": round(v["log_mel_error"], 4),
+                              "dnsmos": v["dnsmos"] and round(v["dnsmos"], 3),
+                              "respaced": round(v["candidates"]["respaced"]["log_mel_l1"], 4),
+                              "griffin_lim_32": {key: round(value, 3) for key, value in v["griffin_lim"].items()}}
+                          for k, v in schedules.items()}, indent=1, ensure_ascii=False)
             + "\n```\n\n![speech spectrograms](docs/images/speech_spectrograms.png)")
     write_section("audio", "Speech: WaveGrad against Griffin-Lim from the same mel spectrogram", body)
 
