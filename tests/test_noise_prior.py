@@ -83,7 +83,7 @@ def test_a_run_with_a_noise_prior_draws_in_its_units(tmp_path, prior):
     wave = torch.cat([torch.zeros(HOP * 8), loud, torch.zeros(HOP * 8)])
     mel = log_mel(wave)[None]
     out = run.sample(1, cond=mel, shape=(1, len(wave)), generator=torch.Generator().manual_seed(4), sample_steps=6,
-                     betas="0.0001,0.001,0.01,0.05,0.1,0.2")
+                     betas="0.0001,0.001,0.01,0.05,0.1,0.2", start="noise")
     drawn = run.noise_prior.whiten(run.normalisation.to_model(out, any_shape=True), mel)[0, 0]
     spread = drawn[HOP * 2:-HOP * 2].reshape(-1, HOP).std(dim=1)
     # White once whitened, but for a few frames where the spectral gain jumps from silence to sound: there the

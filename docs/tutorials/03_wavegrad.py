@@ -27,7 +27,7 @@
 # briefly keeps little more than the loudness envelope of the speech, over hiss; so scorelab's chains
 # start instead from **Griffin-Lim's waveform** of the same mel spectrogram, noised to the chain's
 # first level (shallow diffusion: the sampler's `start`), and the network only refines it. The
-# README's model trains 2500 steps, 26 minutes on 2 cores (`scorelab train --dataset speech`;
+# README's model trains 2500 steps, 20 minutes on 2 cores (`scorelab train --dataset speech`;
 # BENCHMARKS.md "audio" says what each start scores). With `SCORELAB_TUTORIAL_QUICK=1` (the test
 # suite) it trains for seconds on synthetic tones instead.
 
