@@ -429,7 +429,8 @@ def _vocode_arguments(p: argparse.ArgumentParser) -> None:
                         "chain respaced otherwise (default: 6)")
     _add_renamed_flag(p, "--steps", "--sample-steps", type=int)
     p.add_argument("--start", choices=WAVEGRAD_STARTS,
-                   help="where the chain starts: noise, or Griffin-Lim's waveform of the same mel (default: the run's)")
+                   help="where the chain starts: noise, or Griffin-Lim's waveform of the same mel (default: the run's; "
+                        "its searched chains were chosen for that start)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
