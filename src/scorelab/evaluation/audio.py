@@ -123,7 +123,7 @@ def evaluate_audio(run: TrainedRun, *, n: int | None = 4, wavegrad_steps: tuple[
     examples = Path(run.run_dir) / EXAMPLES_DIR
     write_wav(examples / "reference.wav", waves[0])
     rows = [{"method": "reference", "kind": "reference", "steps": 0, "log_mel_l1": 0.0, "mr_stft": 0.0,
-             "dnsmos": _mean(dnsmos(wave, MEL.sample_rate)["ovrl"] for wave in waves), "real_time_factor": None,
+             "dnsmos": statistics.fmean(dnsmos(wave, MEL.sample_rate)["ovrl"] for wave in waves), "real_time_factor": None,
              "timing_repeats": timing_repeats}]
     for method in methods(wavegrad_steps, griffin_lim, starts or (run_start(run),)):
         log_mel, stft, quality, factors = [], [], [], []
@@ -142,15 +142,10 @@ def evaluate_audio(run: TrainedRun, *, n: int | None = 4, wavegrad_steps: tuple[
                     write_wav(examples / method.file_name, out.wave)
             factors.append(compute / seconds_of_audio)
         rows.append({"method": method.label, "kind": method.kind, "steps": method.steps, "start": method.start,
-                     "log_mel_l1": _mean(log_mel), "mr_stft": _mean(stft), "dnsmos": _mean(quality),
+                     "log_mel_l1": statistics.fmean(log_mel), "mr_stft": statistics.fmean(stft), "dnsmos": statistics.fmean(quality),
                      "real_time_factor": statistics.median(factors), "timing_repeats": timing_repeats})
     return {"utterances": names, "seconds_of_audio": seconds_of_audio, "threads": torch.get_num_threads(),
             "rows": rows}
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def format_real_time_factor(row: dict) -> str:

@@ -23,6 +23,7 @@ where none is (then no DNSMOS is needed, which saves seconds a clip). The best f
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from scorelab.core.noise import alphas_cumprod, beta_schedule, spaced_timesteps
 from scorelab.data.audio import HOP, SAMPLE_RATE, segments
 from scorelab.data.mel import griffin_lim, log_mel
 from scorelab.evaluation.audio import audio_set_of
+from scorelab.evaluation.vocoding import first_estimate
 from scorelab.metrics.audio import log_mel_distance
 from scorelab.metrics.speech_quality import dnsmos
 from scorelab.runs.checkpoint import save_config
@@ -88,19 +90,17 @@ def validation_segments(run: TrainedRun, count: int = VALIDATION_SEGMENTS, frame
     return segments(validation, length, HOP)[:count]
 
 
-def reconstruction(run: TrainedRun, waves: Tensor, betas: list[float], seed: int = 0) -> Tensor:
-    """The run's reconstructions of ``waves`` [K, 1, L] from their mel spectrograms along the chain ``betas``, from
-    the run's start (seeded, so every candidate sees the same noise)."""
-    mel = log_mel(waves[:, 0])
-    settings = run.sampler_settings("wavegrad")[1]
-    guess = None if settings.start == "noise" else griffin_lim(mel, n_iter=settings.start_iterations)[:, None]
-    return run.sample(len(waves), sampler="wavegrad", cond=mel.to(run.device), shape=tuple(waves.shape[1:]),
+def reconstruction(run: TrainedRun, mel: Tensor, guess: Tensor | None, betas: list[float], seed: int = 0) -> Tensor:
+    """The run's reconstructions [K, 1, L] of the waveforms whose log-mel spectrograms are ``mel`` [K, n_mels, frames]
+    along the chain ``betas``, from ``guess`` (the run's first estimate, :func:`first_estimate`) where it has one
+    (seeded, so every candidate sees the same noise)."""
+    return run.sample(len(mel), sampler="wavegrad", cond=mel.to(run.device), shape=(1, mel.shape[-1] * HOP),
                       generator=torch.Generator().manual_seed(seed), betas=format_betas(betas), guess=guess)
 
 
 def rated(out: Tensor) -> float:
     """The mean DNSMOS overall score of the waveforms ``out`` [K, 1, L]."""
-    return sum(dnsmos(wave, SAMPLE_RATE)["ovrl"] for wave in out[:, 0]) / len(out)
+    return statistics.fmean(dnsmos(wave, SAMPLE_RATE)["ovrl"] for wave in out[:, 0])
 
 
 def choose(found: dict[str, dict[str, float]], l1_bound: float) -> str:
@@ -121,7 +121,9 @@ def prepare(run_dir: Path, steps: tuple[int, ...] = SEARCHED_STEPS) -> dict[str,
     sampler's ``schedules`` and the search's record in :data:`RECORD_FILE`."""
     run = TrainedRun.load(run_dir)
     waves = validation_segments(run)
-    griffin = griffin_lim(log_mel(waves[:, 0]), n_iter=GRIFFIN_LIM_ITERATIONS)[:, None]
+    mel = log_mel(waves[:, 0])
+    guess = first_estimate(run, mel, sampler="wavegrad")  # the same for every candidate: made once
+    griffin = griffin_lim(mel, n_iter=GRIFFIN_LIM_ITERATIONS)[:, None]
     griffin_scores = {"log_mel_l1": log_mel_distance(griffin[:, 0], waves[:, 0]).mean().item(), "dnsmos": rated(griffin)}
     bound = L1_FACTOR * griffin_scores["log_mel_l1"]
     process = run.config.process
@@ -132,7 +134,7 @@ def prepare(run_dir: Path, steps: tuple[int, ...] = SEARCHED_STEPS) -> dict[str,
         chains = candidates(training, n_steps, start)
         found = {}
         for name, betas in chains.items():
-            out = reconstruction(run, waves, betas)
+            out = reconstruction(run, mel, guess, betas)
             found[name] = {"log_mel_l1": log_mel_distance(out[:, 0], waves[:, 0]).mean().item()}
             if found[name]["log_mel_l1"] <= bound:  # DNSMOS takes seconds a clip: only where it can choose
                 found[name]["dnsmos"] = rated(out)

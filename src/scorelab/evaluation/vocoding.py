@@ -56,15 +56,22 @@ def vocode(run: TrainedRun, wave: Tensor, *, generator: torch.Generator | None =
     require_waveform_run(run)
     padded = whole_frames(wave)
     mel = log_mel(padded)[None]
-    options = {key: value for key, value in sampler_options.items() if key != "sampler"}
-    _, settings = run.sampler_settings(sampler_options.get("sampler"), **options)
     begin = time.perf_counter()
-    guess = None
-    if getattr(settings, "start", "noise") == "griffin_lim":
-        guess = griffin_lim(mel, MEL, n_iter=settings.start_iterations)[:, None]
+    guess = first_estimate(run, mel, **sampler_options)
     out = run.sample(1, cond=mel.to(run.device), shape=(1, len(padded)), generator=generator, guess=guess,
                      **sampler_options)[0, 0]
     return Vocoded(out[:len(wave)], time.perf_counter() - begin)
+
+
+def first_estimate(run: TrainedRun, mel: Tensor, **sampler_options: Any) -> Tensor | None:
+    """Griffin-Lim's waveforms [B, 1, frames·hop] of the log-mel spectrograms ``mel`` [B, n_mels, frames] where the
+    run's sampler, with ``sampler_options``, starts from them (``start = "griffin_lim"``); None where it starts from
+    noise."""
+    options = {key: value for key, value in sampler_options.items() if key != "sampler"}
+    _, settings = run.sampler_settings(sampler_options.get("sampler"), **options)
+    if getattr(settings, "start", "noise") != "griffin_lim":
+        return None
+    return griffin_lim(mel.cpu(), MEL, n_iter=settings.start_iterations)[:, None]
 
 
 def griffin_lim_vocode(wave: Tensor, n_iter: int, seed: int = 0) -> Vocoded:

@@ -196,8 +196,8 @@ class TrainedRun:
         if guess is not None:
             if not SAMPLERS[name].starts_from_guess:
                 raise ConfigError(f"sampler {name!r} starts from the prior; it takes no first estimate (guess)")
-            from_guess["guess"] = self.normalisation.to_model(guess, any_shape=shape is not None).to(start)
-            from_guess["guess"] = from_guess["guess"] if prior is None else prior.whiten(from_guess["guess"], cond)
+            in_model = self.normalisation.to_model(guess, any_shape=shape is not None).to(start)
+            from_guess["guess"] = in_model if prior is None else prior.whiten(in_model, cond)
         with torch.no_grad() if needs_autograd else torch.inference_mode():
             samples = SAMPLERS[name].sample(score, self.process, settings, start, generator, callback, cond,
                                             **from_guess)
