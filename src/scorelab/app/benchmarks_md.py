@@ -40,10 +40,14 @@ def provenance(repo: str | Path = ".") -> str:
     """One line: command, machine (cores), date and the git commit of ``repo``."""
     commit = git_commit(repo) or "unknown"
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    machine = (f"{platform.machine()}{_processor()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"Command: `{command}` · machine: {machine} · date: {date} · commit: {commit}"
+    return f"Command: `{command}` · machine: {machine()} · date: {date} · commit: {commit}"
+
+
+def machine() -> str:
+    """This machine in one phrase: architecture, processor, cores, torch and its threads."""
+    return (f"{platform.machine()}{_processor()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
 
 
 def _processor() -> str:
