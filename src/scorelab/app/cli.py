@@ -29,6 +29,7 @@ from scorelab.core.errors import (
 )
 from scorelab.core.registry import origin
 from scorelab.data.settings import SETTINGS as DATA_SETTINGS
+from scorelab.pretrained import PREFIX
 from scorelab.runs.settings import CATALOGUES, CHOICE_SECTIONS, NAME_KEYS, flat_fields
 from scorelab.sampling.settings import WAVEGRAD_STARTS
 from scorelab.sampling.settings import SETTINGS as SAMPLER_SETTINGS
@@ -155,11 +156,39 @@ def _config_from_args(args: argparse.Namespace):
 
     flags = _setting_flags(args)
     file = read_toml(args.config) if args.config else {}
-    if getattr(args, "resume", False):
+    base = args.out if getattr(args, "resume", False) else getattr(args, "init_from", None)
+    if base is not None:
         from scorelab.runs.training import saved_config
 
-        return saved_config(args.out).replace(**file).replace(**flags)
+        return saved_config(base).replace(**file).replace(**flags)
     return Config.from_layers(file, flags)
+
+
+def _run_path(text: str) -> Path:
+    """A run directory's path, or a pretrained run's (``pretrained:NAME``); an unknown name is a usage error."""
+    from scorelab import pretrained
+
+    try:
+        return pretrained.resolve(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_run_argument(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("run_dir", type=_run_path, metavar="RUN_DIR",
+                   help=(help or "a run directory") + f", or {PREFIX}NAME for a run that ships (`scorelab pretrained`)")
+
+
+def _results_beside(run_dir: Path) -> Path:
+    """Where a command writes what belongs beside the run: the run directory itself, or, for a pretrained run
+    (read-only), a copy of it in the current directory."""
+    from scorelab import pretrained
+
+    if pretrained.name_of(run_dir) is None:
+        return run_dir
+    copy = pretrained.working_copy(run_dir, Path.cwd())
+    print(f"{PREFIX}{pretrained.name_of(run_dir)} is read-only: its results go into a copy of it, {copy}")
+    return copy
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -167,11 +196,16 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="run directory to write")
+    p.add_argument("--out", required=True, type=_run_path, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings, flat or in tables")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from RUN_DIR/model.safetensors with RUN_DIR/config.toml and these flags; only "
-                        "steps, lr, lr_schedule, checkpoint_every, log_every, device and the sampler may change")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue from RUN_DIR/model.safetensors with RUN_DIR/config.toml and these flags; only "
+                            "steps, lr, lr_schedule, checkpoint_every, log_every, device and the sampler may change")
+    start.add_argument("--init-from", type=_run_path, metavar="RUN",
+                       help=f"fine-tune: start from RUN's EMA weights (a run directory or {PREFIX}NAME) and its "
+                            "config, with these flags on top, training --steps steps (default: as many as RUN's) "
+                            "with a fresh optimiser into RUN_DIR")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--nproc", type=int, metavar="N",
@@ -188,7 +222,7 @@ def _add_compile_flag(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _distill_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN", help="the trained run to distil (its EMA weights, read only)")
+    _add_run_argument(p, "the trained run to distil (its EMA weights, read only)")
     p.add_argument("--out", required=True, type=Path, metavar="RUN2", help="run directory of the consistency model")
     p.add_argument("--overwrite", action="store_true", help="replace what RUN2 holds")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -198,7 +232,7 @@ def _distill_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_run_argument(p)
     p.add_argument("--n", type=int, default=5000, help="number of samples (default: 5000)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE",
                    help="output file: .npy, .csv (rows of numbers) or .png (a grid of images)")
@@ -217,7 +251,7 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_run_argument(p)
     p.add_argument("--n", type=int, help="points per set (default: 5000), image samples (default: 1000), or test "
                    "utterances of a waveform run (default: 4)")
     p.add_argument("--repeats", type=int, default=3, help="repetitions R of the W2 ratio (default: 3)")
@@ -235,7 +269,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _plot_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_run_argument(p)
     p.add_argument("--trajectories", action="store_true",
                    help="sampler trajectories over the score field (trajectories.png)")
     p.add_argument("--animate", action="store_true",
@@ -273,7 +307,7 @@ def cmd_train(args: argparse.Namespace) -> int | None:
     from scorelab.runs.training import saved_config, train
 
     result = train(_config_from_args(args), args.out, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.no_progress, compile=args.compile)
+                   progress=not args.no_progress, compile=args.compile, init_from=args.init_from)
     if not World.from_environment().main:
         return None
     if schedule_search.searches(saved_config(args.out)) and result.resumed_from < result.steps:
@@ -421,7 +455,7 @@ def _vocode_test_utterances(run, args: argparse.Namespace, options: dict) -> Non
 
 
 def _vocode_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_run_argument(p)
     p.add_argument("--input", required=True, type=Path, metavar="IN.wav", help="the speech whose mel is vocoded")
     p.add_argument("--out", required=True, type=Path, metavar="OUT.wav", help="the waveform to write")
     p.add_argument("--sample-steps", type=int, default=6,
@@ -480,6 +514,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from scorelab.runs.trained import TrainedRun
 
     _check_evaluation_flags(args)
+    args.run_dir = _results_beside(args.run_dir)
     run = TrainedRun.load(args.run_dir, _device(args), compile=args.compile)
     metrics = _evaluation(run, args)
     print(EVALUATIONS[run.modality.name].format(metrics))
@@ -489,6 +524,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_plot(args: argparse.Namespace) -> None:
     from scorelab.runs.trained import TrainedRun
 
+    if args.out is None:
+        args.run_dir = _results_beside(args.run_dir)
     run = TrainedRun.load(args.run_dir, _device(args))
     for path in _figures(run, args):
         print(f"wrote {path}")
@@ -503,7 +540,7 @@ def _figures(run, args: argparse.Namespace) -> list[Path]:
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_run_argument(p)
     p.add_argument("--no-compute", action="store_true",
                    help="only write the page of what the run holds; without it, a run without metrics.json is "
                         "evaluated first (as `scorelab evaluate RUN_DIR`) and one without figures plotted (as "
@@ -521,6 +558,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from scorelab.app.run_report import lacking, write_report
     from scorelab.runs.trained import TrainedRun
 
+    args.run_dir = _results_beside(args.run_dir)
     if not args.no_compute:
         flags = [(flag, value) for flag, value in (("--n", args.n), ("--repeats", args.repeats)) if value is not None]
         evaluate = _arguments_of("evaluate", [args.run_dir, *(item for pair in flags for item in pair)])
@@ -563,6 +601,23 @@ def cmd_bench(args: argparse.Namespace) -> None:
               benchmarks_md=args.benchmarks_md or args.out / "BENCHMARKS.md",
               figure=args.figure or args.out / "toy_suite.png", config=Config(device=_device(args)),
               repeats=args.repeats, floor_repeats=args.floor_repeats)
+
+
+def cmd_pretrained(args: argparse.Namespace) -> None:
+    from scorelab import pretrained
+
+    if not pretrained.names():
+        print("no pretrained runs ship with this installation")
+    for name in pretrained.names():
+        record = pretrained.Provenance.read(name)
+        values, changed = record.values, record.changed_files()
+        scores = " · ".join(f"{label} {value:.3g}" for label, value in record.scores.items())
+        print(f"{PREFIX}{name}  ({record.size / 1e6:.2f} MB, {values['weights']})  {record.summary}\n"
+              f"  trained  {values['steps']} steps in {values['train_minutes']:.1f} min on {values['machine']}: "
+              f"`{values['command']}`\n"
+              f"  scores   {scores} (`{values['evaluate']}`)\n"
+              f"  try      {values['example']}"
+              + (f"\n  CHANGED  {', '.join(changed)} differ from what provenance.toml records" if changed else ""))
 
 
 class Command:
@@ -614,6 +669,12 @@ COMMANDS = {
         "metrics with their floors (from `scorelab evaluate`), the figures `scorelab plot` drew, and the config. "
         "A run not yet evaluated or plotted is evaluated and plotted first, unless --no-compute is given.",
         _report_arguments, cmd_report),
+    "pretrained": Command(
+        "list the trained runs that ship with scorelab, with their scores and sizes",
+        f"The runs that ship inside the package, each usable wherever a run directory is, as {PREFIX}NAME: how it "
+        "was trained, what `scorelab evaluate` scored, its size, and a command to try. A pretrained run is read-only: "
+        f"evaluate, plot and report write into a copy of it (./pretrained-NAME), and `scorelab train --init-from "
+        f"{PREFIX}NAME --out RUN` fine-tunes one.", lambda p: None, cmd_pretrained),
     "demo": Command(
         "the seed tutorial's swiss-roll NCSN, done right",
         "Train the seed's NCSN on the swiss roll, sample, evaluate and plot; prints train time, sample time, W2 and "

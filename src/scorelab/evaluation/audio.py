@@ -13,7 +13,7 @@ method reconstructs the waveform and is scored by
 The methods are WaveGrad at each number of steps asked for (its searched schedule where the run has
 one, :mod:`scorelab.evaluation.schedule_search`) and Griffin-Lim (Griffin & Lim 1984, through librosa) at each
 iteration count. Means are over utterances; the first utterance's waveforms are kept as listening
-examples (``RUN_DIR/audio/*.wav``).
+examples (``RUN_DIR/audio/*.wav``; none for a pretrained run).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from scorelab.evaluation.vocoding import (
 )
 from scorelab.metrics.audio import log_mel_distance, multi_resolution_stft_distance
 from scorelab.metrics.speech_quality import dnsmos
+from scorelab.pretrained import name_of
 from scorelab.runs.trained import TrainedRun
 
 WAVEGRAD_STEPS = (6, 25, 50, 1000)
@@ -120,8 +121,10 @@ def evaluate_audio(run: TrainedRun, *, n: int | None = 4, wavegrad_steps: tuple[
     require_positive_int("timing_repeats", timing_repeats)
     waves, names = test_utterances(run, n)
     seconds_of_audio = sum(len(wave) for wave in waves) / MEL.sample_rate
-    examples = Path(run.run_dir) / EXAMPLES_DIR
-    write_wav(examples / "reference.wav", waves[0])
+    # A pretrained run is read-only: its examples are not written (``scorelab evaluate`` evaluates a copy of it).
+    examples = None if name_of(run.run_dir) else Path(run.run_dir) / EXAMPLES_DIR
+    if examples:
+        write_wav(examples / "reference.wav", waves[0])
     rows = [{"method": "reference", "kind": "reference", "steps": 0, "log_mel_l1": 0.0, "mr_stft": 0.0,
              "dnsmos": statistics.fmean(dnsmos(wave, MEL.sample_rate)["ovrl"] for wave in waves), "real_time_factor": None,
              "timing_repeats": timing_repeats}]
@@ -138,7 +141,7 @@ def evaluate_audio(run: TrainedRun, *, n: int | None = 4, wavegrad_steps: tuple[
                 log_mel.append(scores[0])
                 stft.append(scores[1])
                 quality.append(dnsmos(out.wave, MEL.sample_rate)["ovrl"])
-                if index == 0:
+                if index == 0 and examples:
                     write_wav(examples / method.file_name, out.wave)
             factors.append(compute / seconds_of_audio)
         rows.append({"method": method.label, "kind": method.kind, "steps": method.steps, "start": method.start,

@@ -25,6 +25,7 @@ from scorelab.evaluation.audio import (
 )
 from scorelab.evaluation.images import evaluate_images, format_image_report
 from scorelab.metrics import RatioReport, w2_ratio
+from scorelab.pretrained import name_of
 from scorelab.runs.trained import TrainedRun
 from scorelab.sampling.likelihood import variational_bound
 
@@ -48,7 +49,8 @@ def evaluate_run(run: TrainedRun, *, n: int | None = None, repeats: int = 3, see
     """The W2 ratio of ``run`` for ``n`` points (default 5000; with ``n_test`` the test NLL), or for an
     image run :func:`scorelab.evaluation.images.evaluate_images` of ``n`` images (default 1000; ``n_test``
     test images for bits/dim, None: none), or for a waveform run :func:`scorelab.evaluation.audio.evaluate_audio`
-    of ``n`` test utterances (default 4) at ``wavegrad_steps``, written to ``RUN_DIR/metrics.json``.
+    of ``n`` test utterances (default 4) at ``wavegrad_steps``, written to ``RUN_DIR/metrics.json`` (but for a
+    pretrained run, which is read-only: ``scorelab evaluate`` evaluates a copy of it).
 
     ``options`` are the sampler's for the samples drawn (guidance's among them: an image run trained on labels is
     measured class by class, guided as they say).
@@ -57,7 +59,8 @@ def evaluate_run(run: TrainedRun, *, n: int | None = None, repeats: int = 3, see
     """
     metrics: dict = {"step": run.step, "dataset": run.config.data.name}
     metrics |= EVALUATIONS[run.modality.name].measure(run, n, repeats, seed, n_test, wavegrad_steps, options)
-    write_atomic(run.run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    if name_of(run.run_dir) is None:
+        write_atomic(run.run_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
 
 

@@ -29,6 +29,7 @@ from scorelab.models import EnergyScore  # noqa: E402
 from scorelab.plots.audio import AUDIO_FIGURES, plot_audio_run  # noqa: E402
 from scorelab.plots.common import record_trajectories, save_figure  # noqa: E402
 from scorelab.plots.images import IMAGE_FIGURES, plot_image_run  # noqa: E402
+from scorelab.pretrained import require_writable  # noqa: E402
 from scorelab.runs.trained import TrainedRun  # noqa: E402
 from scorelab.runs.training import training_data  # noqa: E402
 from scorelab.sampling import SAMPLERS  # noqa: E402
@@ -278,6 +279,7 @@ def plot_run(run: TrainedRun, out_dir: Path, figures: Sequence[str] = STANDARD_F
 
     An image run draws :data:`scorelab.plots.images.IMAGE_FIGURES` instead of the standard figures, and a
     waveform run :data:`scorelab.plots.audio.AUDIO_FIGURES` (:data:`RUN_FIGURES`, by the run's modality)."""
+    require_writable(out_dir, "drawn into")
     return RUN_FIGURES[run.modality.name](run, out_dir, tuple(figures), seed, samples)
 
 

@@ -17,6 +17,7 @@ A pretrained run is read-only: a command that would write into it refuses (:func
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from scorelab.core.errors import ConfigError
 PREFIX = "pretrained:"
 ROOT = Path(__file__).resolve().parent
 PROVENANCE = "provenance.toml"
+WEIGHTS = "model.safetensors"
 
 
 def names() -> list[str]:
@@ -67,6 +69,21 @@ def require_writable(run_dir: str | Path, action: str) -> None:
                           f"`scorelab train --init-from {PREFIX}{name} --out RUN`")
 
 
+def working_copy(run_dir: str | Path, where: Path) -> Path:
+    """A writable copy of the pretrained run ``run_dir`` in ``where/pretrained-NAME``: made there on first use,
+    reused while its weights are the shipped ones; a one-line error if that directory holds anything else."""
+    name = name_of(run_dir)
+    if name is None:
+        raise ConfigError(f"{run_dir} is not a pretrained run")
+    copy, weights = where / f"pretrained-{name}", Provenance.read(name).files[WEIGHTS]
+    if not copy.exists() or (copy.is_dir() and not any(copy.iterdir())):
+        shutil.copytree(ROOT / name, copy, dirs_exist_ok=True)
+    elif not (copy / WEIGHTS).is_file() or sha256(copy / WEIGHTS) != weights:
+        raise ConfigError(f"{copy} exists and is not a copy of {PREFIX}{name}; move it, or run from another "
+                          "directory")
+    return copy
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -81,6 +98,15 @@ class Provenance:
     @classmethod
     def read(cls, name: str) -> Provenance:
         return cls(name, tomllib.loads((resolve(PREFIX + name) / PROVENANCE).read_text()))
+
+    @property
+    def summary(self) -> str:
+        return self.values["summary"]
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """The headline scores of ``scorelab evaluate``, by name."""
+        return self.values["scores"]
 
     @property
     def files(self) -> dict[str, str]:

@@ -31,6 +31,7 @@ from scorelab.core.atomic import write_atomic
 from scorelab.core.errors import CheckpointError, ConfigError
 from scorelab.data.normalisation import Normalisation
 from scorelab.models import MODELS
+from scorelab.pretrained import require_writable
 from scorelab.runs.config import Config
 from scorelab.runs.legacy import V010_CHECKPOINT, saved_run_values
 
@@ -71,6 +72,7 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, name: str = CHE
 def save_config(run_dir: str | Path, config: Config) -> None:
     """Replace the config of the run in ``run_dir`` (work done on a trained run that sets its sampler's
     settings, WaveGrad's schedule search): the checkpoint's metadata, then ``config.toml`` from it."""
+    require_writable(run_dir, "changed")
     path = Path(run_dir) / CHECKPOINT_NAME
     with safe_open(path, framework="pt") as file:
         metadata = file.metadata()

@@ -34,6 +34,7 @@ from scorelab.data.noise_prior import NoisePrior
 from scorelab.data.normalisation import Normalisation
 from scorelab.data.sources import data_part
 from scorelab.models import MODELS, build_model
+from scorelab.pretrained import resolve
 from scorelab.runs.checkpoint import load_checkpoint
 from scorelab.runs.config import Config, build_process, label_classes
 from scorelab.runs.distributed import resolve_device
@@ -62,12 +63,14 @@ class TrainedRun:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", *, compile: bool = False) -> TrainedRun:
         """Load the EMA weights of ``RUN_DIR/model.safetensors`` (or of a checkpoint file, such as the
-        ``guide.safetensors`` that ``--keep-guide-at`` keeps) onto ``device``.
+        ``guide.safetensors`` that ``--keep-guide-at`` keeps, or of a run that ships, ``"pretrained:NAME"``:
+        :mod:`scorelab.pretrained`) onto ``device``.
 
         On the CPU, convolution weights are kept channels-last (NHWC), which oneDNN's convolutions run
         faster than NCHW at the U-Net's sizes (BENCHMARKS.md "flops"); other weights are unaffected.
         ``compile``: compile the network with ``torch.compile`` (inductor) in place; its first calls
         pay a one-time cost (BENCHMARKS.md "flops", "compile s") for faster ones after."""
+        run_dir = resolve(run_dir)
         checkpoint = load_checkpoint(run_dir)
         run_dir = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)
         config = with_schedules_saved_beside(checkpoint.config, run_dir)

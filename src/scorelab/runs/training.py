@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from scorelab.core.atomic import write_atomic
-from scorelab.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from scorelab.core.errors import CheckpointError, ConfigError, TrainingDiverged, one_line
 from scorelab.core.guidance import NULL_LABEL
 from scorelab.core.processes import NoiseProcess
 from scorelab.core.rng import derived_seed
@@ -45,6 +45,7 @@ from scorelab.data.normalisation import Normalisation
 from scorelab.data.sources import data_part
 from scorelab.models import build_model
 from scorelab.objectives import OBJECTIVES, LossContext
+from scorelab.pretrained import require_writable, resolve
 from scorelab.runs.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
@@ -164,7 +165,7 @@ class TrainResult:
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, compile: bool = False) -> TrainResult:
+          progress: bool = True, compile: bool = False, init_from: str | Path | None = None) -> TrainResult:
     """Train ``config``'s model with its objective on its noise process, and write the run directory.
 
     Args:
@@ -177,6 +178,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         progress: show a tqdm progress bar with the loss.
         compile: train the network compiled by ``torch.compile`` (in place: its weights and checkpoint are
             the same); a one-time cost, then faster steps where the network is large enough to gain.
+        init_from: fine-tune: start from this run's EMA weights (a run directory, or ``"pretrained:NAME"``)
+            rather than a fresh initialisation, with a fresh optimiser, from step 0. ``config`` must build the
+            same network (the run's own config with changes, as ``scorelab train --init-from`` makes it).
 
     Raises:
         TrainingDiverged: the loss became NaN or inf. The last checkpoint on disk is kept.
@@ -184,12 +188,14 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             directory: :func:`scorelab.runs.lock.run_lock`).
     """
     run_dir = Path(run_dir)
+    require_writable(run_dir, "trained into")
+    init = None if init_from is None else load_checkpoint(resolve(init_from))
     with process_group(resolve_device(config.device)) as world, collective(world):  # DDP's collectives too
         if not world.main:
             wait_for_main(world)  # rank 0 checks the run first; if it fails, its message is the one to read
-            return _train(config, run_dir, resume, overwrite, progress, compile, world)
+            return _train(config, run_dir, resume, overwrite, progress, compile, world, init)
         with run_lock(run_dir):
-            return _train(config, run_dir, resume, overwrite, progress, compile, world)
+            return _train(config, run_dir, resume, overwrite, progress, compile, world, init)
 
 
 @dataclass
@@ -222,7 +228,7 @@ class _State:
 
 
 def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progress: bool, compile: bool,
-           world: World) -> TrainResult:
+           world: World, init: Checkpoint | None) -> TrainResult:
     setup = _setup(config, run_dir, resume, overwrite, world)
     config, checkpoint, changes = setup.config, setup.checkpoint, setup.changes
     process = build_process(config)
@@ -233,6 +239,8 @@ def _train(config: Config, run_dir: Path, resume: bool, overwrite: bool, progres
                            sigma_data=sigma_data, seed=config.seed, classes=label_classes(config)).to(setup.device)
 
     model = new_model(float(setup.data.std()))
+    if init is not None:
+        start_fine_tuning(model, init)
     if setup.teacher is not None and OBJECTIVES[config.objective.name].starts_from_teacher(config.objective.settings):
         start_from(model, setup.teacher.model)
     ema = new_model()
@@ -269,6 +277,9 @@ def _setup(config: Config, run_dir: Path, resume: bool, overwrite: bool, world: 
         if checkpoint.legacy:
             raise CheckpointError(f"{run_dir} was written by scorelab 0.1.0; it can be sampled and evaluated, "
                                   "but not resumed: train a new run")
+        if not checkpoint.group("optim") and not checkpoint.group("model"):
+            raise CheckpointError(f"{run_dir} holds EMA weights only (a pretrained run's), not a training state to "
+                                  f"resume; fine-tune it with --init-from {run_dir} --out RUN")
         config = checkpoint.config
     elif (run_dir / CHECKPOINT_NAME).exists() and not overwrite:
         raise CheckpointError(f"{run_dir} already holds a trained model; use --resume, --overwrite or another --out")
@@ -314,6 +325,15 @@ def check_teacher(teacher: TrainedRun) -> None:
     if getattr(teacher.config.model.settings, "parameterisation", None) == "consistency":
         raise ConfigError(f"{teacher.run_dir} is a consistency model, not a score model: distil a diffusion run "
                           "(e.g. one trained with --model edm)")
+
+
+def start_fine_tuning(model: nn.Module, init: Checkpoint) -> None:
+    """Load ``init``'s EMA weights into ``model``; a one-line error if the networks differ."""
+    try:
+        model.load_state_dict(init.group("ema"))
+    except RuntimeError as exc:
+        raise CheckpointError(f"--init-from: the run's weights do not fit the network asked for; change only "
+                              f"settings that keep the network ({one_line(exc)[:200]})") from None
 
 
 def start_from(model: nn.Module, teacher: nn.Module) -> bool:
