@@ -33,10 +33,12 @@ from report import RUNS  # benchmarks/report.py, beside this script
 
 from scorelab.app.benchmarks_md import git_commit, machine
 from scorelab.app.demo import DEMO_SETTINGS
+from scorelab.evaluation.schedule_search import RECORD_FILE
 from scorelab.evaluation.spot_check import LABELS, spot_check
 from scorelab.pretrained import PREFIX, PROVENANCE, ROOT, Provenance, sha256
 from scorelab.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from scorelab.runs.trained import TrainedRun
+from scorelab.runs.training import GUIDE_NAME
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -97,19 +99,29 @@ FP16_TOLERANCE = 0.05  # the largest relative change of a headline score that fp
 SPOT_SEEDS = 5  # the spot check is recorded at seeds 0 … SPOT_SEEDS − 1: its mean, spread and seed 0's value
 
 
+def reduced(checkpoint: Checkpoint, parameters: set[str], half: bool) -> Checkpoint:
+    """``checkpoint`` with what sampling needs: the EMA weights (the network's parameters in fp16 if ``half``;
+    buffers stay fp32) and the data's normalisation; nothing of the optimiser."""
+    tensors = {f"ema.{key}": value.half() if half and key in parameters else value
+               for key, value in checkpoint.group("ema").items()}
+    tensors |= {key: checkpoint.tensors[key] for key in ("data.shift", "data.scale")}
+    return Checkpoint(checkpoint.step, checkpoint.config, tensors, parameters=checkpoint.parameters,
+                      train_log=checkpoint.train_log)
+
+
 def pack(run_dir: Path, out: Path, half: bool) -> None:
-    """Stage 2: ``out`` holds what sampling needs of ``run_dir``: its config, its train log, and a checkpoint of the
-    EMA weights (the network's parameters in fp16 if ``half``; buffers and the normalisation stay fp32)."""
+    """Stage 2: ``out`` holds what sampling needs of ``run_dir``: its config and train log, its checkpoint and
+    autoguidance's guide (where it keeps one) reduced by :func:`reduced`, and WaveGrad's schedule-search record."""
     checkpoint = load_checkpoint(run_dir)
     parameters = {name for name, _ in TrainedRun.load(run_dir, "cpu").model.named_parameters()}
-    ema = {key: value.half() if half and key in parameters else value for key, value in checkpoint.group("ema").items()}
-    tensors = {f"ema.{key}": value for key, value in ema.items()}
-    tensors |= {key: checkpoint.tensors[key] for key in ("data.shift", "data.scale")}
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    save_checkpoint(out, Checkpoint(checkpoint.step, checkpoint.config, tensors, parameters=checkpoint.parameters,
-                                    train_log=checkpoint.train_log))
+    save_checkpoint(out, reduced(checkpoint, parameters, half))
+    if (run_dir / GUIDE_NAME).is_file():
+        save_checkpoint(out, reduced(load_checkpoint(run_dir / GUIDE_NAME), parameters, half), GUIDE_NAME)
+    if (run_dir / RECORD_FILE).is_file():
+        shutil.copy(run_dir / RECORD_FILE, out)
     (out / "config.toml").write_text(checkpoint.config.to_toml())
     (out / "train_log.csv").write_text(checkpoint.train_log or "")
 

@@ -16,7 +16,9 @@ import pytest
 from conftest import assert_clean_error, run_cli, tiny_config
 
 import scorelab as sl
+from scorelab import pretrained
 
+SHIPPED = "pretrained:swiss_roll"  # a run that ships, small and quick
 Setup = Callable[[Path, Path], list]  # (a scratch directory, a trained run) -> the CLI's arguments
 
 
@@ -259,6 +261,20 @@ ROWS: dict[str, tuple[Setup, str]] = {
     "guide of other data": (lambda t, r: ["sample", r, "--guide", _tiny_run(t, dataset="moons"), "--guidance", 2,
                                           "--out", t / "s.npy"], "autoguidance needs a weaker model of the same data"),
     "keep guide at the last step": (lambda t, r: _train("moons", t, "--keep-guide-at", 2), "keep_guide_at = 2"),
+    # pretrained runs (issue 36): read-only, named by pretrained:NAME, fine-tuned by --init-from
+    "train into a pretrained run": (lambda t, r: ["train", "--dataset", "swiss_roll", "--out", f"{SHIPPED}",
+                                                  "--steps", 2, "--no-progress"], "is read-only"),
+    "resume a pretrained run": (lambda t, r: ["train", "--resume", "--out", SHIPPED, "--steps", 9000], "is read-only"),
+    "a pretrained run that does not ship": (lambda t, r: ["sample", "pretrained:nope", "--out", t / "s.npy"],
+                                            "no pretrained run named 'nope'"),
+    "resume a copy of a pretrained run": (lambda t, r: ["train", "--resume", "--out",
+                                                        _copy_run(pretrained.resolve(SHIPPED), t), "--steps", 9000],
+                                          "EMA weights only"),
+    "init from another network": (lambda t, r: _train("swiss_roll", t, "--init-from", SHIPPED, "--hidden", 16),
+                                  "do not fit the network"),
+    "init from a missing run": (lambda t, r: _train("moons", t, "--init-from", t / "absent_run"), "absent_run"),
+    "init and resume together": (lambda t, r: _train("moons", t, "--init-from", SHIPPED, "--resume"),
+                                 "not allowed with argument"),
 }
 
 
@@ -276,9 +292,9 @@ def test_the_table_has_at_least_forty_rows():
 def test_a_bad_input_is_one_line_exit_code_2_and_changes_no_file(case, trained, tmp_path, capsys):
     setup, message = ROWS[case]
     argv = setup(tmp_path, trained)
-    before = _hashes(tmp_path, trained)
+    before = _hashes(tmp_path, trained, pretrained.ROOT)
     code, _, err = run_cli(capsys, *argv)
     assert_clean_error(code, err, message)
-    after = _hashes(tmp_path, trained)
+    after = _hashes(tmp_path, trained, pretrained.ROOT)
     assert {path: after.get(path) for path in before} == before
     assert not (tmp_path / "new_run" / "model.safetensors").exists()

@@ -165,6 +165,22 @@ def test_a_griffin_lim_start_is_the_guess_noised_to_the_chain_s_first_level():
                                     None)
 
 
+def test_a_searched_refining_chain_is_refused_from_noise():
+    """A chain searched to refine Griffin-Lim's waveform (σ_N < 1) walked from noise would return noise: one line.
+    From its guess, or from noise with a chain that starts in noise, it runs."""
+    refining, from_noise = "0.000001,0.00001,0.0001", "0.001,0.01,0.05,0.2,0.5,0.9"
+    settings = SAMPLERS["wavegrad"].make({"schedules": f"3:{refining};6:{from_noise}", "sample_steps": 3,
+                                          "start": "noise"})
+    score = lambda y, sigma, cond=None: -y  # noqa: E731
+    start = torch.zeros(2, 1, 4)
+    with pytest.raises(sl.errors.ConfigError, match="too little noise to start from noise"):
+        SAMPLERS["wavegrad"].sample(score, VP(), settings, start, None, None, None)
+    six = SAMPLERS["wavegrad"].make({"schedules": f"3:{refining};6:{from_noise}", "sample_steps": 6, "start": "noise"})
+    assert SAMPLERS["wavegrad"].sample(score, VP(), six, start, None, None, None).isfinite().all()
+    guessed = SAMPLERS["wavegrad"].make({"schedules": f"3:{refining}", "sample_steps": 3, "start": "griffin_lim"})
+    assert SAMPLERS["wavegrad"].sample(score, VP(), guessed, start, None, None, None, guess=start).isfinite().all()
+
+
 def test_the_schedule_search_returns_a_schedule_no_worse_than_the_respaced_one_on_its_objective():
     """The objective: the error in variance of Gaussian "audio" sampled in 6 steps with its exact ε; with no candidate
     within the bound, the least error is chosen."""

@@ -5,6 +5,8 @@
 - the ``<!-- cli-help -->`` marker in ``cli.md``: each command's ``--help``, as ``scorelab`` prints it.
 - ``benchmarks.md``: the repository's ``BENCHMARKS.md`` as it is, its figures (``benchmarks/*.png``)
   copied in as ``images/benchmarks/*.png``.
+- the ``<!-- pretrained-table -->`` marker in ``pretrained.md``: the runs that ship, read from their
+  ``provenance.toml`` (what ``scorelab pretrained`` prints).
 
 Registered under ``hooks:`` in ``mkdocs.yml``. The generated page exists only in the build; nothing is
 written into ``docs/``.
@@ -23,6 +25,7 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
+from scorelab import pretrained
 from scorelab.app.cli import main
 from scorelab.data import DATA
 from scorelab.runs import config as run_config
@@ -33,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS_PAGE = "benchmarks.md"
 FIGURES = "images/benchmarks"
 CLI_MARKER = "<!-- cli-help -->"
-COMMANDS = ("train", "sample", "evaluate", "plot", "report", "vocode", "demo", "bench")
+PRETRAINED_MARKER = "<!-- pretrained-table -->"
+COMMANDS = ("train", "distill", "sample", "evaluate", "plot", "report", "vocode", "pretrained", "demo", "bench")
 
 SECTION_TEXT = {
     "run": "Top-level keys of `config.toml`: the seed every random draw starts from, and the device.",
@@ -188,7 +192,21 @@ def on_files(files: Files, config) -> Files:
     return files
 
 
+def pretrained_table() -> str:
+    rows = ["| run | what | size | trained | scores |", "|---|---|---|---|---|"]
+    for name in pretrained.names():
+        record = pretrained.Provenance.read(name)
+        values = record.values
+        scores = "; ".join(f"{label} {value:.3g}" for label, value in record.scores.items())
+        rows.append(f"| `pretrained:{name}` | {markdown_of(record.summary)} | {record.size / 1e6:.2f} MB, "
+                    f"{values['weights']} | {values['steps']} steps, {values['train_minutes']:.1f} min on {values['machine']}: "
+                    f"`{values['command']}` | {scores} |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_help())
+    if PRETRAINED_MARKER in markdown:
+        markdown = markdown.replace(PRETRAINED_MARKER, pretrained_table())
     return markdown

@@ -22,14 +22,15 @@
 # sampled on any schedule. The loss is the L1 norm of ε − ε̂. And a **few-step schedule**, searched
 # after training, makes 6 refinement steps do the work of 1000.
 #
-# The speech is synthesised offline by eSpeak NG (the `speech` data set, 20 minutes of it). This
-# notebook trains WaveGrad on it for two minutes only. Started from noise, a network trained that
-# briefly keeps little more than the loudness envelope of the speech, over hiss; so scorelab's chains
-# start instead from **Griffin-Lim's waveform** of the same mel spectrogram, noised to the chain's
-# first level (shallow diffusion: the sampler's `start`), and the network only refines it. The
-# README's model trains 2500 steps, 20 minutes on 2 cores (`scorelab train --dataset speech`;
-# BENCHMARKS.md "audio" says what each start scores). With `SCORELAB_TUTORIAL_QUICK=1` (the test
-# suite) it trains for seconds on synthetic tones instead.
+# The speech is synthesised offline by eSpeak NG (the `speech` data set, 20 minutes of it). Started
+# from noise, a network trained briefly on it keeps little more than the loudness envelope of the
+# speech, over hiss; so scorelab's chains start instead from **Griffin-Lim's waveform** of the same
+# mel spectrogram, noised to the chain's first level (shallow diffusion: the sampler's `start`), and
+# the network only refines it. Training a good vocoder takes long on 2 cores, so the notebook loads
+# the one that ships with scorelab, `pretrained:speech` (`scorelab pretrained` says how it was trained
+# and what it scores; BENCHMARKS.md "audio" what each start scores). `FROM_SCRATCH` trains one here
+# instead, for two minutes; with `SCORELAB_TUTORIAL_QUICK=1` (the test suite) it trains for seconds
+# on synthetic tones.
 
 # %%
 import os
@@ -46,10 +47,14 @@ import scorelab as sl  # noqa: E402
 from scorelab.data.audio import SAMPLE_RATE  # noqa: E402
 from scorelab.data.mel import MelSettings, log_mel  # noqa: E402
 from scorelab.evaluation.audio import test_utterances  # noqa: E402
-from scorelab.evaluation.schedule_search import prepare  # noqa: E402
+from scorelab.evaluation.schedule_search import prepare, saved_record  # noqa: E402
 from scorelab.evaluation.vocoding import griffin_lim_vocode, vocode, whole_frames  # noqa: E402
+from scorelab.pretrained import resolve  # noqa: E402
 
 QUICK = os.environ.get("SCORELAB_TUTORIAL_QUICK") == "1"
+# The one switch: train the vocoder here (two minutes; the quick settings' tiny one in seconds) rather than load
+# the one that ships.
+FROM_SCRATCH = QUICK or os.environ.get("SCORELAB_TUTORIAL_FROM_SCRATCH") == "1"
 RUNS = Path(os.environ.get("SCORELAB_TUTORIAL_DIR", "tutorial_runs")) / "03"
 RUNS.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(os.cpu_count() or 1)
@@ -98,7 +103,9 @@ show(figure, "continuous_levels.png")
 settings_of_run = (dict(dataset="tones", n_tones=8, tone_seconds=0.5, segment_frames=8, width=0.0625, steps=30,
                         batch_size=4, timesteps=100) if QUICK else dict(dataset="speech", steps=250))
 config = sl.Config(model="wavegrad", device="cpu", seed=0, **settings_of_run)
-sl.train(config, RUNS / "wavegrad", overwrite=True, progress=False)
+if FROM_SCRATCH:
+    sl.train(config, RUNS / "wavegrad", overwrite=True, progress=False)
+run_dir = RUNS / "wavegrad" if FROM_SCRATCH else resolve("pretrained:speech")  # the shipped run's directory
 
 # %% [markdown]
 # ## The few-step schedules
@@ -107,10 +114,10 @@ sl.train(config, RUNS / "wavegrad", overwrite=True, progress=False)
 # schedule respaced, and geometric ones, down to the small levels that only refine Griffin-Lim's
 # waveform) by the log-mel distance of their reconstructions on held-out segments, and keeps the
 # one a listener would rate best (DNSMOS) of those within 1.5 times Griffin-Lim's distance, or the
-# closest where none is (`scorelab train` runs it itself).
+# closest where none is (`scorelab train` runs it itself; the shipped run keeps its search's record).
 
 # %%
-schedules = prepare(RUNS / "wavegrad", steps=(6,) if QUICK else (6, 25, 50))
+schedules = prepare(run_dir, steps=(6,) if QUICK else (6, 25, 50)) if FROM_SCRATCH else saved_record(run_dir)
 for steps, found in schedules.items():
     print(f"{steps} steps from {found['start']}: chose {found['name']} (log-mel L1 {found['log_mel_error']:.3f}); "
           f"the respaced training schedule {found['candidates']['respaced']['log_mel_l1']:.3f}")
@@ -123,7 +130,7 @@ for steps, found in schedules.items():
 # magnitudes and searches a phase for them).
 
 # %%
-run = sl.load_run(RUNS / "wavegrad", "cpu")
+run = sl.load_run(run_dir, "cpu")
 (wave,), (name,) = test_utterances(run, 1)
 wavegrad = vocode(run, wave, generator=torch.Generator().manual_seed(1), sampler="wavegrad", sample_steps=6)
 griffin = griffin_lim_vocode(wave, n_iter=32)

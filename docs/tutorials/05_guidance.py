@@ -64,6 +64,9 @@ from scorelab.plots.images import show_grid  # noqa: E402
 from scorelab.sampling import SAMPLERS  # noqa: E402
 
 QUICK = os.environ.get("SCORELAB_TUTORIAL_QUICK") == "1"
+# Section 3 loads the class-conditional digits run that ships with scorelab; this one switch trains it here instead
+# (minutes on 2 cores). The quick settings always train, a tiny model for seconds.
+FROM_SCRATCH = QUICK or os.environ.get("SCORELAB_TUTORIAL_FROM_SCRATCH") == "1"
 RUNS = Path(os.environ.get("SCORELAB_TUTORIAL_DIR", "tutorial_runs")) / "05"
 RUNS.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(os.cpu_count() or 1)
@@ -298,20 +301,24 @@ show(figure, "pinwheel_guidance.png")
 # The same switch on 8×8 digits: `conditional=True` gives the U-Net a learned embedding of the label
 # (ten classes and the null class), added to its noise-level embedding. `run.class_grid_rows` draws a
 # grid with one row per class, sample i of class c the same as `run.sample` of class c alone gives,
-# so the rows at different γ start from the same noise and differ by the guidance only. (The quick
-# settings train for a few dozen steps: their rows are noise, guided or not.)
+# so the rows at different γ start from the same noise and differ by the guidance only. The run is
+# `pretrained:digits`, trained by the first command below with its guide kept at step 750, its file
+# `pretrained:digits/guide.safetensors`. (The quick settings train for a few dozen steps: their rows
+# are noise, guided or not.)
 
 # %%
 digits_settings = ({"steps": 30, "batch_size": 32, "channels": 8, "sample_steps": 10, "keep_guide_at": 10} if QUICK
                    else {"keep_guide_at": 750})
-digits_config = sl.Config(dataset="digits", conditional=True, device="cpu", seed=0, **digits_settings)
-sl.train(digits_config, RUNS / "digits", overwrite=True, progress=False)
-digits = sl.load_run(RUNS / "digits", "cpu")
+if FROM_SCRATCH:
+    digits_config = sl.Config(dataset="digits", conditional=True, device="cpu", seed=0, **digits_settings)
+    sl.train(digits_config, RUNS / "digits", overwrite=True, progress=False)
+digits_run = str(RUNS / "digits") if FROM_SCRATCH else "pretrained:digits"
+digits = sl.load_run(digits_run, "cpu")
 per_class = 4 if QUICK else 8
 digit_panels = {
     "γ = 1 (conditional)": {"guidance": 1.0},
     "CFG γ = 3": {"guidance": 3.0},
-    "autoguidance γ = 3": {"guidance": 3.0, "guide": str(RUNS / "digits" / "guide.safetensors")},
+    "autoguidance γ = 3": {"guidance": 3.0, "guide": f"{digits_run}/guide.safetensors"},
 }
 figure, axes = plt.subplots(1, len(digit_panels), figsize=(3.2 * len(digit_panels), 3.4 * per_class / 4 + 1))
 for ax, (title, options) in zip(axes, digit_panels.items()):
@@ -319,8 +326,8 @@ for ax, (title, options) in zip(axes, digit_panels.items()):
     show_grid(ax, rows, digits.value_range, columns=per_class)
     ax.set_title(title)
 show(figure, "digits_guidance.png")
-print(f"{digits.step} training steps, guide at step {digits_settings['keep_guide_at']}, "
-      f"pixels in {digits.value_range}")
+guide_step = sl.load_run(digit_panels["autoguidance γ = 3"]["guide"], "cpu").step
+print(f"{digits.step} training steps, guide at step {guide_step}, pixels in {digits.value_range}")
 
 # %% [markdown]
 # On the command line the same run and figures are
@@ -332,7 +339,7 @@ print(f"{digits.step} training steps, guide at step {digits_settings['keep_guide
 #     scorelab sample runs/cdigits --class all --guidance 2 --guide runs/cdigits/guide.safetensors --out auto.png
 #     scorelab evaluate runs/cdigits --guidance 2
 #
-# where `--class all` draws one row per class, `--guidance-interval 0.28 5.42` is the interval
+# (or, without training, `pretrained:digits` for `runs/cdigits`), where `--class all` draws one row per class, `--guidance-interval 0.28 5.42` is the interval
 # Kynkäänniemi et al. used for EDM2 on ImageNet-512 (σ in the model's units, data scaled to
 # [−1, 1]), and `evaluate --guidance` reports, per class, the share of samples that a classifier
 # assigns to the class asked for and the Fréchet-distance ratio against that class's test images.

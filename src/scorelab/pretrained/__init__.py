@@ -41,15 +41,15 @@ def is_reference(run: str | Path) -> bool:
 
 
 def resolve(run: str | Path) -> Path:
-    """The directory of ``run``: a path as it is, ``pretrained:NAME`` the shipped run's; a one-line error for a
-    name that does not ship."""
+    """The directory of ``run``: a path as it is, ``pretrained:NAME`` the shipped run's (``pretrained:NAME/FILE``
+    a file of it, such as the guide of autoguidance); a one-line error for a name that does not ship."""
     if not is_reference(run):
         return Path(run)
-    name = str(run)[len(PREFIX):]
+    name, _, file = str(run)[len(PREFIX):].partition("/")
     if name not in names():
         shipped = ", ".join(PREFIX + known for known in names()) or "none"
         raise ConfigError(f"no pretrained run named {name!r}; the runs that ship: {shipped}")
-    return ROOT / name
+    return ROOT / name / file if file else ROOT / name
 
 
 def name_of(run_dir: str | Path) -> str | None:

@@ -145,8 +145,15 @@ def _wavegrad(score, process, settings, start, generator, callback, cond, guess=
         raise ConfigError(f"the wavegrad sampler's start {settings.start!r} "
                           + ("takes no first estimate" if guess is not None else
                              "needs a first estimate of the waveform: vocode a mel spectrogram (scorelab vocode)"))
-    betas = settings.betas or parse_schedules(settings.schedules).get(settings.sample_steps)
+    searched = parse_schedules(settings.schedules).get(settings.sample_steps)
+    betas = settings.betas or searched
     sigmas = sigmas_of_betas(parse_betas(betas)) if betas else process.grid(settings.sample_steps)
+    # A searched chain fits the start it was searched for. One that starts where the signal outweighs the noise
+    # (σ_N < 1) only refines a first estimate: walked from noise it would return noise.
+    if guess is None and not settings.betas and searched and sigmas[0].item() < 1:
+        raise ConfigError(f"the run's searched {settings.sample_steps}-step chain starts at σ_N = {sigmas[0].item():.3g}, "
+                          "too little noise to start from noise (it refines Griffin-Lim's waveform): use --start "
+                          "griffin_lim, another --sample-steps, or the chain's --betas")
     noise = start / process.prior_std
     start = noise * math.sqrt(1 + sigmas[0].item() ** 2) if guess is None else guess + sigmas[0].item() * noise
     return ddpm(score, start, sigmas.to(start.device), variance="posterior", generator=generator, callback=callback,
