@@ -13,7 +13,7 @@ import torch
 import scorelab as sl
 from scorelab.core.errors import ConfigError, DataError
 from scorelab.data import images
-from scorelab.data.files import load_labels
+from scorelab.data.files import SPARSE_CLASSES, load_labels
 from scorelab.data.sources import FILE, IMAGE_FILES, data_part
 from scorelab.data.toy import CLASSES, DATASETS, DEFAULT_GMM, EIGHT_GAUSSIANS, LABELLED
 
@@ -308,3 +308,14 @@ def test_label_settings_where_they_do_not_belong_are_config_errors(values, messa
     with pytest.raises(ConfigError) as caught:
         sl.Config(**values)
     assert message in str(caught.value)
+
+
+def test_classes_counted_from_a_label_file_are_capped_where_it_has_fewer_labels(tmp_path):
+    """Gaps in the numbering are allowed up to SPARSE_CLASSES classes; beyond that (and beyond the label count) a
+    stray id would size the class embedding, and is refused in one line."""
+    (tmp_path / "ok.csv").write_text(f"0\n{SPARSE_CLASSES - 1}\n")
+    assert load_labels(tmp_path / "ok.csv").max().item() == SPARSE_CLASSES - 1
+    (tmp_path / "stray.csv").write_text(f"0\n{SPARSE_CLASSES}\n")
+    with pytest.raises(DataError, match=f"would make {SPARSE_CLASSES + 1} classes of 2 labels"):
+        load_labels(tmp_path / "stray.csv")
+    assert load_labels(tmp_path / "stray.csv", classes=SPARSE_CLASSES + 1).tolist() == [0, SPARSE_CLASSES]

@@ -134,6 +134,9 @@ def _first(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad)[0])
 
 
+SPARSE_CLASSES = 1024  # the most classes counted from a label file that has fewer labels
+
+
 def load_labels(path: str | Path, rows: int | None = None, classes: int = 0) -> Tensor:
     """Read one class label per row or image from a ``.csv``/``.npy``/``.txt`` file into an int64 tensor [n].
 
@@ -164,6 +167,12 @@ def load_labels(path: str | Path, rows: int | None = None, classes: int = 0) -> 
         row = _first(array >= classes)
         raise DataError(f"{path}: label {array[row]:.0f} at row {row + 1} is not below classes = {classes}; "
                         f"raise --classes or set it to 0 (from the data)")
+    # Classes counted from the labels are 0 … max, and the class embedding has a row for each: a stray large id (a
+    # year, a code) would size it. Gaps in the numbering are allowed, up to SPARSE_CLASSES classes.
+    if classes == 0 and array.max() >= max(len(array), SPARSE_CLASSES):
+        row = int(np.argmax(array))
+        raise DataError(f"{path}: label {array[row]:.0f} at row {row + 1} would make {array[row] + 1:.0f} classes of "
+                        f"{len(array)} labels; number the classes 0, 1, 2, ... (or give --classes)")
     if rows is not None and len(array) != rows:
         raise DataError(f"{path}: holds {len(array)} labels, but the data has {rows} rows or images; "
                         "give one label per row or image, in the data's order")

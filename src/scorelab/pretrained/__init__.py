@@ -35,15 +35,10 @@ def names() -> list[str]:
     return sorted(path.parent.name for path in ROOT.glob(f"*/{PROVENANCE}"))
 
 
-def is_reference(run: str | Path) -> bool:
-    """Whether ``run`` names a pretrained run (``pretrained:NAME``) rather than a path."""
-    return str(run).startswith(PREFIX)
-
-
 def resolve(run: str | Path) -> Path:
     """The directory of ``run``: a path as it is, ``pretrained:NAME`` the shipped run's (``pretrained:NAME/FILE``
     a file of it, such as the guide of autoguidance); a one-line error for a name that does not ship."""
-    if not is_reference(run):
+    if not str(run).startswith(PREFIX):
         return Path(run)
     name, _, file = str(run)[len(PREFIX):].partition("/")
     if name not in names():
