@@ -53,7 +53,7 @@ def runs_table() -> str:
     for name in pretrained.names():
         record = pretrained.Provenance.read(name)
         values = record.values
-        scores = "; ".join(f"{label} {value:.3g}" for label, value in record.scores.items())
+        scores = record.scores_text()
         rows.append([f"`pretrained:{name}`", record.summary, f"{record.size / 1e6:.2f}", values["weights"],
                      f"{values['parameters']:,}", values["steps"], f"{values['train_minutes']:.1f}",
                      f"`{values['command']}`", scores])

@@ -197,7 +197,7 @@ def pretrained_table() -> str:
     for name in pretrained.names():
         record = pretrained.Provenance.read(name)
         values = record.values
-        scores = "; ".join(f"{label} {value:.3g}" for label, value in record.scores.items())
+        scores = record.scores_text()
         rows.append(f"| `pretrained:{name}` | {markdown_of(record.summary)} | {record.size / 1e6:.2f} MB, "
                     f"{values['weights']} | {values['steps']} steps, {values['train_minutes']:.1f} min on {values['machine']}: "
                     f"`{values['command']}` | {scores} |")

@@ -184,10 +184,11 @@ def _results_beside(run_dir: Path) -> Path:
     (read-only), a copy of it in the current directory."""
     from scorelab import pretrained
 
-    if pretrained.name_of(run_dir) is None:
+    name = pretrained.name_of(run_dir)
+    if name is None:
         return run_dir
     copy = pretrained.working_copy(run_dir, Path.cwd())
-    print(f"{PREFIX}{pretrained.name_of(run_dir)} is read-only: its results go into a copy of it, {copy}")
+    print(f"{PREFIX}{name} is read-only: its results go into a copy of it, {copy}")
     return copy
 
 
@@ -611,7 +612,7 @@ def cmd_pretrained(args: argparse.Namespace) -> None:
     for name in pretrained.names():
         record = pretrained.Provenance.read(name)
         values, changed = record.values, record.changed_files()
-        scores = " · ".join(f"{label} {value:.3g}" for label, value in record.scores.items())
+        scores = record.scores_text(" · ")
         print(f"{PREFIX}{name}  ({record.size / 1e6:.2f} MB, {values['weights']})  {record.summary}\n"
               f"  trained  {values['steps']} steps in {values['train_minutes']:.1f} min on {values['machine']}: "
               f"`{values['command']}`\n"

@@ -35,7 +35,7 @@ from scorelab.core.errors import CheckpointError
 from scorelab.core.noise import alphas_cumprod, beta_schedule, spaced_timesteps
 from scorelab.data.audio import HOP, SAMPLE_RATE, segments
 from scorelab.data.mel import griffin_lim, log_mel
-from scorelab.evaluation.audio import audio_set_of
+from scorelab.evaluation.audio import audio_set_of, run_start
 from scorelab.evaluation.vocoding import first_estimate
 from scorelab.metrics.audio import log_mel_distance
 from scorelab.metrics.speech_quality import dnsmos
@@ -128,7 +128,7 @@ def prepare(run_dir: Path, steps: tuple[int, ...] = SEARCHED_STEPS) -> dict[str,
     bound = L1_FACTOR * griffin_scores["log_mel_l1"]
     process = run.config.process
     training = beta_schedule(process.schedule, process.timesteps)
-    start = run.sampler_settings("wavegrad")[1].start
+    start = run_start(run)
     saved = {}
     for n_steps in steps:
         chains = candidates(training, n_steps, start)

@@ -95,6 +95,10 @@ class Provenance:
         return cls(name, tomllib.loads((resolve(PREFIX + name) / PROVENANCE).read_text()))
 
     @property
+    def directory(self) -> Path:
+        return ROOT / self.name
+
+    @property
     def summary(self) -> str:
         return self.values["summary"]
 
@@ -102,6 +106,10 @@ class Provenance:
     def scores(self) -> dict[str, float]:
         """The headline scores of ``scorelab evaluate``, by name."""
         return self.values["scores"]
+
+    def scores_text(self, separator: str = "; ") -> str:
+        """The headline scores on one line: "W2 ratio 0.953", three significant digits each."""
+        return separator.join(f"{label} {value:.3g}" for label, value in self.scores.items())
 
     @property
     def files(self) -> dict[str, str]:
@@ -111,11 +119,9 @@ class Provenance:
     @property
     def size(self) -> int:
         """Bytes of the run's files, this record included."""
-        run_dir = ROOT / self.name
-        return sum((run_dir / file).stat().st_size for file in [*self.files, PROVENANCE])
+        return sum((self.directory / file).stat().st_size for file in [*self.files, PROVENANCE])
 
     def changed_files(self) -> list[str]:
         """The files whose SHA-256 differs from the record's (or that are missing)."""
-        run_dir = ROOT / self.name
         return [file for file, digest in self.files.items()
-                if not (run_dir / file).is_file() or sha256(run_dir / file) != digest]
+                if not (self.directory / file).is_file() or sha256(self.directory / file) != digest]
