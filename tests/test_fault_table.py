@@ -268,6 +268,7 @@ ROWS: dict[str, tuple[Setup, str]] = {
     # pretrained runs (issue 36): read-only, named by pretrained:NAME, fine-tuned by --init-from
     "train into a pretrained run": (lambda t, r: ["train", "--dataset", "swiss_roll", "--out", f"{SHIPPED}",
                                                   "--steps", 2, "--no-progress"], "is read-only"),
+    "distill into a pretrained run": (lambda t, r: _distill(r, t, SHIPPED) + ["--overwrite"], "is read-only"),
     "resume a pretrained run": (lambda t, r: ["train", "--resume", "--out", SHIPPED, "--steps", 9000], "is read-only"),
     "a pretrained run that does not ship": (lambda t, r: ["sample", "pretrained:nope", "--out", t / "s.npy"],
                                             "no pretrained run named 'nope'"),

@@ -224,7 +224,7 @@ def _add_compile_flag(p: argparse.ArgumentParser, what: str) -> None:
 
 def _distill_arguments(p: argparse.ArgumentParser) -> None:
     _add_run_argument(p, "the trained run to distil (its EMA weights, read only)")
-    p.add_argument("--out", required=True, type=Path, metavar="RUN2", help="run directory of the consistency model")
+    p.add_argument("--out", required=True, type=_run_path, metavar="RUN2", help="run directory of the consistency model")
     p.add_argument("--overwrite", action="store_true", help="replace what RUN2 holds")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--nproc", type=int, metavar="N",

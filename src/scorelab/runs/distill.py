@@ -25,6 +25,7 @@ from typing import Any
 
 from scorelab.core.errors import CheckpointError, ConfigError
 from scorelab.data.sources import data_part
+from scorelab.pretrained import require_writable
 from scorelab.runs.config import Config
 from scorelab.runs.distributed import World
 from scorelab.runs.trained import TrainedRun
@@ -69,6 +70,7 @@ def distill(teacher_dir: str | Path, out: str | Path, /, *, overwrite: bool = Fa
     """
     teacher = TrainedRun.load(teacher_dir, "cpu")
     out = Path(out)
+    require_writable(out, "distilled into")
     if out.resolve() == teacher.run_dir.resolve():
         raise CheckpointError(f"--out {out} is the teacher's own run directory; distil into another one")
     taken = out.exists() and (not out.is_dir() or any(out.iterdir()))
