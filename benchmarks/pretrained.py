@@ -7,7 +7,9 @@
 - **The commands of the issue**, each a fresh process as a user would start it (Python's start and torch's
   import included), timed ``--repeats`` times, median: ``scorelab sample pretrained:digits --n 100`` and
   ``scorelab vocode pretrained:speech`` on a sentence the vocoder never heard (the speech set's first test
-  utterance), against that sentence's duration.
+  utterance), against that sentence's duration; beside them ``python -c "import torch"``, the floor that every
+  command pays, and for vocoding the seconds the command itself reports for the vocoding (Griffin-Lim's start
+  and the network's steps), the time that a real-time factor is about.
 - **The tutorials' full runs** (not the quick settings), each executed once top to bottom as the documentation
   site's reader would, loading the shipped runs where they train for more than a minute.
 """
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -38,14 +41,15 @@ TUTORIAL_BUDGET_SECONDS = 240.0
 SAMPLE_BUDGET_SECONDS = 10.0
 
 
-def wall_seconds(argv: list[str], cwd: Path) -> float:
+def timed(argv: list[str], cwd: Path) -> tuple[float, str]:
+    """The wall seconds of a fresh Python process running ``argv``, and what it printed."""
     begin = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "scorelab", *argv], cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - begin
+    done = subprocess.run([sys.executable, *argv], cwd=cwd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - begin, done.stdout
 
 
 def median_wall(argv: list[str], cwd: Path, repeats: int) -> float:
-    return statistics.median(wall_seconds(argv, cwd) for _ in range(repeats))
+    return statistics.median(timed(argv, cwd)[0] for _ in range(repeats))
 
 
 def runs_table() -> str:
@@ -65,15 +69,23 @@ def commands_table(work: Path, repeats: int) -> str:
     (wave,), _ = test_utterances(load_run("pretrained:speech", "cpu"), 1)
     seconds_of_audio = len(wave) / SAMPLE_RATE
     write_wav(work / "sentence.wav", wave)
-    sample = median_wall(["sample", "pretrained:digits", "--n", "100", "--out", "grid.png", "--no-progress"], work,
-                         repeats)
-    vocode = median_wall(["vocode", "pretrained:speech", "--input", "sentence.wav", "--out", "vocoded.wav"], work,
-                         repeats)
-    rows = [["`scorelab sample pretrained:digits --n 100 --out grid.png`", f"{sample:.1f}",
+    floor = median_wall(["-c", "import torch"], work, repeats)
+    sample = median_wall(["-m", "scorelab", "sample", "pretrained:digits", "--n", "100", "--out", "grid.png",
+                          "--no-progress"], work, repeats)
+    vocodes = [timed(["-m", "scorelab", "vocode", "pretrained:speech", "--input", "sentence.wav", "--out",
+                      "vocoded.wav"], work) for _ in range(repeats)]
+    vocode_wall = statistics.median(wall for wall, _ in vocodes)
+    # The command prints the seconds that vocoding took, Griffin-Lim's start and the network's steps together.
+    vocoding = statistics.median(float(re.search(r"steps in ([0-9.]+) s", printed)[1]) for _, printed in vocodes)
+    rows = [["`python -c \"import torch\"` (the floor of any command)", f"{floor:.1f}", "", "", ""],
+            ["`scorelab sample pretrained:digits --n 100 --out grid.png`", f"{sample:.1f}", "",
              f"{SAMPLE_BUDGET_SECONDS:.0f} s", "met" if sample < SAMPLE_BUDGET_SECONDS else "**missed**"],
-            [f"`scorelab vocode pretrained:speech` on a {seconds_of_audio:.2f} s test sentence", f"{vocode:.1f}",
-             f"its duration, {seconds_of_audio:.2f} s", "met" if vocode < seconds_of_audio else "**missed**"]]
-    return markdown_table(["command (a fresh process)", "wall s (median)", "target", "verdict"], rows)
+            [f"`scorelab vocode pretrained:speech` on a {seconds_of_audio:.2f} s test sentence", f"{vocode_wall:.1f}",
+             f"{vocoding:.2f}", f"its duration, {seconds_of_audio:.2f} s",
+             f"vocoding {'met' if vocoding < seconds_of_audio else '**missed**'}, the whole process "
+             f"{'met' if vocode_wall < seconds_of_audio else '**missed**'}"]]
+    return markdown_table(["command (a fresh process)", "wall s (median)", "of which vocoding s (median)", "target",
+                           "verdict"], rows)
 
 
 def tutorial_seconds(stem: str, work: Path) -> float:

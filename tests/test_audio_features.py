@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from scorelab.core.errors import DataError
-from scorelab.data.mel import LOG_FLOOR, MelSettings, griffin_lim, log_mel, magnitude
+from scorelab.data.griffin_lim import griffin_lim, magnitude_from_mel, overlap_add
+from scorelab.data.mel import LOG_FLOOR, MelSettings, log_mel, magnitude, mel_bank
 from scorelab.metrics.audio import log_mel_distance, multi_resolution_stft_distance, stft_distance
 
 librosa = pytest.importorskip("librosa")
@@ -63,6 +64,59 @@ def test_a_waveform_has_one_frame_per_hop_and_other_lengths_are_refused():
 
 def test_silence_sits_at_the_log_floor():
     assert torch.all(log_mel(torch.zeros(4 * HOP)) == math.log(LOG_FLOOR))
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, MelSettings(sample_rate=16_000, n_fft=512, hop=128, n_mels=40,
+                                                         f_min=60.0, f_max=7600.0)])
+def test_the_mel_bank_is_librosa_s(settings):
+    expected = librosa.filters.mel(sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels,
+                                   fmin=settings.f_min, fmax=settings.f_max)
+    ours = mel_bank(settings)
+    assert ours.dtype == torch.float32 and ours.shape == expected.shape
+    assert np.allclose(ours.numpy(), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_the_slaney_scale_is_linear_to_1_khz_and_inverts():
+    from scorelab.data.mel import hz_to_mel, mel_to_hz
+
+    hz = np.array([0.0, 200 / 3, 500.0, 1000.0, 6400.0, 8000.0])
+    mel = hz_to_mel(hz)
+    assert np.allclose(mel[:4], [0.0, 1.0, 7.5, 15.0]) and np.isclose(mel[4], 15.0 + 27.0)
+    assert np.allclose(mel, librosa.hz_to_mel(hz)) and np.allclose(mel_to_hz(mel), hz)
+
+
+def test_overlap_add_inverts_the_stft_where_a_window_covers():
+    n_fft, hop = 64, 16
+    wave = torch.randn(2, 9 * hop + n_fft - hop, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    spectrum = torch.stft(wave, n_fft, hop, window=window, center=False, return_complex=True)
+    back = overlap_add(spectrum, window, hop)
+    assert back.shape == wave.shape
+    # The periodic Hann window is zero at its first sample, so the signal's first sample is not seen.
+    assert torch.allclose(back[:, 1:], wave[:, 1:], atol=1e-12) and torch.all(back[:, 0] == 0)
+
+
+def test_the_magnitude_from_a_mel_reproduces_the_mel_and_is_librosa_s():
+    mel = log_mel(_bursts(24).double())
+    ours = magnitude_from_mel(mel)
+    assert ours.min() >= 0
+    assert torch.allclose(torch.log((mel_bank().double() @ ours).clamp_min(LOG_FLOOR)), mel, atol=0.05)
+    expected = librosa.feature.inverse.mel_to_stft(mel.exp().numpy(), sr=RATE, n_fft=SETTINGS.n_fft, power=1.0,
+                                                   fmin=SETTINGS.f_min, fmax=SETTINGS.f_max)
+    assert np.allclose(ours.numpy(), expected, atol=1e-4 * expected.max())
+
+
+@pytest.mark.slow
+def test_griffin_lim_takes_librosa_s_steps():
+    mel = log_mel(_bursts(24))
+    shift = (SETTINGS.n_fft - HOP) // 2
+    linear = librosa.feature.inverse.mel_to_stft(mel.exp().double().numpy(), sr=RATE, n_fft=SETTINGS.n_fft,
+                                                 power=1.0, fmin=SETTINGS.f_min, fmax=SETTINGS.f_max)
+    expected = librosa.griffinlim(linear, n_iter=8, hop_length=HOP, n_fft=SETTINGS.n_fft, center=False,
+                                  random_state=5)[shift:shift + 24 * HOP]
+    ours = griffin_lim(mel, n_iter=8, seed=5)
+    assert ours.dtype == torch.float32 and ours.shape == (24 * HOP,)
+    assert np.allclose(ours.numpy(), expected, atol=1e-3 * np.abs(expected).max())
 
 
 @pytest.mark.slow

@@ -70,8 +70,8 @@ def show(figure, name):
 # ## The mel features
 #
 # One definition serves training, vocoding and the metrics (`scorelab.data.mel`): an STFT of 1024
-# samples every 256 (`torch.stft`), its magnitude projected onto 80 mel bands (librosa's filter
-# bank), and the log. A pure tone lights the band around its frequency.
+# samples every 256 (`torch.stft`), its magnitude projected onto 80 mel bands (Slaney's filter
+# bank, as librosa builds it), and the log. A pure tone lights the band around its frequency.
 
 # %%
 settings = MelSettings()

@@ -9,8 +9,10 @@ Framing: a waveform of L samples (a multiple of the hop) has exactly L // hop fr
 centred on sample k·hop + hop/2. The waveform is reflect-padded by (n_fft − hop)/2 at both ends and
 framed without centring, so that every frame is whole and the upsampling network needs no trimming.
 
-The STFT is :func:`torch.stft`; the mel filter bank is librosa's (Slaney's mel scale and area
-normalisation, ``librosa.filters.mel``), imported only when first needed.
+The STFT is :func:`torch.stft`; the mel filter bank is Slaney's (his Auditory Toolbox's mel scale and
+area normalisation, the default of ``librosa.filters.mel``, which the tests hold it to), built here so
+that features and vocoding need no audio library. Griffin-Lim back from them is
+:mod:`scorelab.data.griffin_lim`.
 """
 
 from __future__ import annotations
@@ -57,17 +59,45 @@ def magnitude(wave: Tensor, n_fft: int, hop: int) -> Tensor:
     return spectrum.abs().reshape(*lead, n_fft // 2 + 1, length // hop)
 
 
+SLANEY_LINEAR_HZ_PER_MEL = 200 / 3  # below 1 kHz the scale is linear: 15 mels up to 1000 Hz
+SLANEY_BREAK_HZ = 1000.0
+SLANEY_LOG_STEP = math.log(6.4) / 27  # above it, logarithmic: 27 mels per factor 6.4 in frequency
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (Auditory Toolbox, 1998): linear to 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / SLANEY_LINEAR_HZ_PER_MEL
+    break_mel = SLANEY_BREAK_HZ / SLANEY_LINEAR_HZ_PER_MEL
+    logarithmic = break_mel + np.log(np.maximum(hz, SLANEY_BREAK_HZ) / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
+    return np.where(hz >= SLANEY_BREAK_HZ, logarithmic, linear)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`hz_to_mel`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    break_mel = SLANEY_BREAK_HZ / SLANEY_LINEAR_HZ_PER_MEL
+    logarithmic = SLANEY_BREAK_HZ * np.exp(SLANEY_LOG_STEP * (np.maximum(mel, break_mel) - break_mel))
+    return np.where(mel >= break_mel, logarithmic, SLANEY_LINEAR_HZ_PER_MEL * mel)
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_bank(settings: MelSettings) -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels,
-                               fmin=settings.f_min, fmax=settings.f_max).astype(np.float32)
+    # Band b is a triangle over the FFT bins' frequencies, rising from edge b to its peak at edge b + 1 and
+    # falling to edge b + 2, the n_mels + 2 edges evenly spaced in mel; each is scaled to unit area in Hz
+    # (height 2 / its width), so that wide high bands do not outweigh narrow low ones.
+    edges = mel_to_hz(np.linspace(hz_to_mel(settings.f_min), hz_to_mel(settings.f_max), settings.n_mels + 2))
+    bins = np.linspace(0.0, settings.sample_rate / 2, settings.n_fft // 2 + 1)
+    lower, peak, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - lower) / (peak - lower)
+    falling = (upper - bins) / (upper - peak)
+    triangles = np.maximum(0.0, np.minimum(rising, falling))
+    return (triangles * (2.0 / (upper - lower))).astype(np.float32)
 
 
 def mel_bank(settings: MelSettings = MelSettings()) -> Tensor:
-    """librosa's mel filter bank for ``settings``: [n_mels, n_fft // 2 + 1] float32, triangles on Slaney's
-    mel scale."""
+    """Slaney's mel filter bank for ``settings``: [n_mels, n_fft // 2 + 1] float32, triangles on his mel scale,
+    each of unit area (``librosa.filters.mel``'s default)."""
     return torch.from_numpy(_mel_bank(settings))
 
 
@@ -99,30 +129,3 @@ def frame_rms(log_mel_spectrum: Tensor, settings: MelSettings = MelSettings()) -
     """
     power = torch.exp(2 * log_mel_spectrum).mean(dim=-2) - LOG_FLOOR**2
     return (power.clamp_min(0) / _power_per_variance(settings)).sqrt()
-
-
-def griffin_lim(log_mel_spectrum: Tensor, settings: MelSettings = MelSettings(), *, n_iter: int,
-                seed: int = 0) -> Tensor:
-    """A waveform [..., frames·hop] from a log-mel spectrogram [..., n_mels, frames], the baseline vocoder.
-
-    The mel is taken back to a linear magnitude by librosa's non-negative least squares
-    (``librosa.feature.inverse.mel_to_stft``), and a phase is found for it by Griffin & Lim's
-    iteration (1984, "Signal estimation from modified short-time Fourier transform"), librosa's fast
-    variant with momentum 0.99 (Perraudin et al. 2013), from random phases of ``seed``. Without
-    centring, output sample j lies at input sample j − (n_fft − hop)/2 of this module's framing, so
-    that many are dropped from the start.
-    """
-    import librosa
-
-    lead, (bands, frames) = log_mel_spectrum.shape[:-2], log_mel_spectrum.shape[-2:]
-    flat = log_mel_spectrum.detach().reshape(-1, bands, frames).exp().cpu().double().numpy()
-    shift = (settings.n_fft - settings.hop) // 2
-    waves = []
-    for mel in flat:
-        linear = librosa.feature.inverse.mel_to_stft(mel, sr=settings.sample_rate, n_fft=settings.n_fft, power=1.0,
-                                                     fmin=settings.f_min, fmax=settings.f_max)
-        wave = librosa.griffinlim(linear, n_iter=n_iter, hop_length=settings.hop, win_length=settings.n_fft,
-                                  n_fft=settings.n_fft, center=False, random_state=seed)
-        wave = np.pad(wave, (0, max(0, shift + frames * settings.hop - len(wave))))
-        waves.append(wave[shift:shift + frames * settings.hop])
-    return torch.from_numpy(np.stack(waves).astype(np.float32)).reshape(*lead, frames * settings.hop)

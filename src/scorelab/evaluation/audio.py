@@ -11,7 +11,7 @@ method reconstructs the waveform and is scored by
 - the real-time factor: seconds of compute per second of audio, on this machine.
 
 The methods are WaveGrad at each number of steps asked for (its searched schedule where the run has
-one, :mod:`scorelab.evaluation.schedule_search`) and Griffin-Lim (Griffin & Lim 1984, through librosa) at each
+one, :mod:`scorelab.evaluation.schedule_search`) and Griffin-Lim (Griffin & Lim 1984, :mod:`scorelab.data.griffin_lim`) at each
 iteration count. Means are over utterances; the first utterance's waveforms are kept as listening
 examples (``RUN_DIR/audio/*.wav``; none for a pretrained run).
 """

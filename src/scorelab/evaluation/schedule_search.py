@@ -34,7 +34,8 @@ from scorelab.core.atomic import write_atomic
 from scorelab.core.errors import CheckpointError
 from scorelab.core.noise import alphas_cumprod, beta_schedule, spaced_timesteps
 from scorelab.data.audio import HOP, SAMPLE_RATE, segments
-from scorelab.data.mel import griffin_lim, log_mel
+from scorelab.data.griffin_lim import griffin_lim
+from scorelab.data.mel import log_mel
 from scorelab.evaluation.audio import audio_set_of, run_start
 from scorelab.evaluation.vocoding import first_estimate
 from scorelab.metrics.audio import log_mel_distance

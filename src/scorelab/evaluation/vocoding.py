@@ -18,7 +18,8 @@ from torch import Tensor
 
 from scorelab.core.atomic import write_atomic
 from scorelab.core.errors import ConfigError, DataError
-from scorelab.data.mel import MelSettings, griffin_lim, log_mel
+from scorelab.data.griffin_lim import griffin_lim
+from scorelab.data.mel import MelSettings, log_mel
 from scorelab.data.modality import WAVEFORMS
 from scorelab.runs.trained import TrainedRun
 
