@@ -60,7 +60,7 @@ FAMILIES = {"ncsn": {"model": "noise_conditional"}, "ncsn_continuous": {"model":
 # --few-step: each family's default run (EDM's, the default on points, and flow matching's beside the NCSN and
 # DDPM) under the deterministic solvers that fit the target's budget, to choose the default family by.
 FEW_STEP_FAMILIES = {"ncsn": FAMILIES["ncsn"], "ddpm": FAMILIES["ddpm"], "edm": {"model": "edm"},
-                     "flow": {"process": "flow"}}
+                     "flow": {"process": "flow"}, "flow_ot": {"process": "flow", "coupling": "ot"}}
 FEW_STEP_CELLS = (("heun", 10), ("heun", 20), ("dpmpp_2m", 10), ("dpmpp_2m", 20), ("euler", 10), ("euler", 20))
 TARGET, TARGET_NFE = 1.3, 20  # issue 18: a W2 ratio <= 1.3 on every density at <= 20 evaluations
 BUDGETS = (5, 10, 20, 50, 100)
@@ -256,7 +256,8 @@ def few_step_table(args: argparse.Namespace) -> None:
             "`--model noise_conditional` (VE, 20 levels, annealed DSM); `ddpm`: `--model ddpm` (VP, T = 1000, "
             "ε-loss); `edm`: `--model edm` (VE, ln σ ~ N(−1.2, 1.2²), λ(σ) = (σ² + σ_d²)/(σσ_d)², EDM's "
             "preconditioning, σ from 80 to 0.002); `flow`: `--process flow` (the linear interpolant, uniform t, "
-            f"the flow-matching loss). **Bold**: ≤ {TARGET}. Each family's best cell at ≤ {TARGET_NFE} "
+            "the flow-matching loss); `flow_ot`: the same with `--coupling ot` (data and noise paired by the optimal "
+            f"transport of each block of 64 rows, Tong et al. 2023). **Bold**: ≤ {TARGET}. Each family's best cell at ≤ {TARGET_NFE} "
             "evaluations, by its worst density (and its mean over the suite):\n\n" + best_lines(results, args.datasets)
             + f"\nCells within {TARGET} on every density at ≤ {TARGET_NFE} evaluations:\n\n"
             + target_lines(results, args.datasets)

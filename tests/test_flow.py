@@ -153,8 +153,12 @@ def test_the_cfm_loss_is_the_denoising_loss_weighted_one_over_t_squared():
     dsm = denoising_loss_at(score, x, sigma, generator=torch.Generator().manual_seed(6),
                             residual_weight=(1 + sigma) ** 2)
     torch.testing.assert_close(loss, 2 * dsm, rtol=1e-12, atol=0)
-    registered = OBJECTIVES["flow_matching"].loss(score, x, None, Flow(), None, torch.Generator().manual_seed(5))
-    assert torch.isfinite(registered)
+    # The registered loss draws the levels, then the noise: the same numbers as above.
+    settings = make_settings(OBJECTIVES["flow_matching"].settings, {}, "objective 'flow_matching'")
+    registered = OBJECTIVES["flow_matching"].loss(score, x, None, Flow(), settings, torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)
+    drawn = Flow().training_sigma(256, x, generator)
+    torch.testing.assert_close(registered, flow_matching_loss_at(score, x, drawn, generator=generator), rtol=0, atol=0)
 
 
 def test_euler_with_the_exact_score_reaches_the_mixture():

@@ -61,8 +61,9 @@ def stable_target(x_noisy: Tensor, x: Tensor, sigma: Tensor, reference: Tensor,
 def scaled_denoising_residual(
     score: Score, x: Tensor, sigma: Tensor, *, conditional: bool, generator: torch.Generator | None,
     reference: Tensor | None = None, cond: Any = None, reference_labels: Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
-    """σ·s(x̃) + z for x̃ = x + σz, z ~ N(0, I), σ [B] per sample; shaped like x.
+    """σ·s(x̃) + z for x̃ = x + σz, z ~ N(0, I) (or the given ``noise``), σ [B] per sample; shaped like x.
 
     This is σ times the DSM residual s(x̃) − ∇ log q_σ(x̃|x) = s(x̃) + z/σ (Vincent 2011),
     so its squared norm is O(D) at every σ. It equals z − ε̂ for the ε-prediction ε̂ = −σs.
@@ -70,7 +71,7 @@ def scaled_denoising_residual(
     sample's class where ``reference_labels`` are given (``cond`` then holds the samples' labels). ``conditional``
     says whether the score takes σ (``score(x̃, sigma)``) or not (``score(x̃)``).
     """
-    z = randn_like(x, generator)
+    z = randn_like(x, generator) if noise is None else noise
     x_noisy = x + append_dims(sigma, x.ndim) * z
     predicted = call_score(score, x_noisy, sigma if conditional else None, cond)
     allowed = None if reference_labels is None else same_class(cond, reference_labels)
@@ -103,23 +104,25 @@ def denoising_score_matching(
 def denoising_loss_at(
     score: Score, x: Tensor, sigma: Tensor, *, weight_power: float = 2.0, reference: Tensor | None = None,
     generator: torch.Generator | None = None, cond: Any = None, residual_weight: Tensor | None = None,
-    reference_labels: Tensor | None = None,
+    reference_labels: Tensor | None = None, noise: Tensor | None = None,
 ) -> Tensor:
     """(1/B) Σ_b λ(σ_b)·½‖s(x̃_b, σ_b) + (x̃_b − x_b)/σ_b²‖², λ(σ) = σ^weight_power, at given levels σ [B].
 
     The annealed loss with the levels already drawn (by a noise process, or uniformly
     from a list in :func:`annealed_denoising_score_matching`). ``residual_weight`` [B], when
     given, replaces λ(σ)/σ², the weight of the scaled residual ‖σs + z‖² (so λ(σ) = σ²·residual_weight):
-    any weighting of the denoising loss, as :func:`flow_matching_loss_at` uses.
+    any weighting of the denoising loss, as :func:`flow_matching_loss_at` uses. ``noise``, when given, is the z
+    of x̃ = x + σz (a coupling's), else it is drawn.
     """
     residual = scaled_denoising_residual(score, x, sigma, conditional=True, generator=generator,
-                                         reference=reference, cond=cond, reference_labels=reference_labels)
+                                         reference=reference, cond=cond, reference_labels=reference_labels,
+                                         noise=noise)
     weight = sigma ** (weight_power - 2.0) if residual_weight is None else residual_weight
     return 0.5 * (weight * batch_sum(residual.pow(2))).mean()
 
 
 def flow_matching_loss_at(score: Score, x: Tensor, sigma: Tensor, *, generator: torch.Generator | None = None,
-                          cond: Any = None) -> Tensor:
+                          cond: Any = None, noise: Tensor | None = None) -> Tensor:
     """Conditional flow matching, E‖v_θ(x_t, t) − (z − x)‖² (Lipman et al. 2022, eq. 23), at levels σ [B].
 
     x_t = (1 − t)x + tz with t = σ/(1 + σ), and v_θ is the model's velocity view
@@ -132,10 +135,12 @@ def flow_matching_loss_at(score: Score, x: Tensor, sigma: Tensor, *, generator: 
     2024 (Sec. 3.1). With D_θ − x = σ(σs + z) it is (1 + σ)²·‖σs + z‖², and in this module's
     λ(σ)·½‖s + (x̃ − x)/σ²‖² it is λ(σ) = 2σ²(1 + σ)²: twice :func:`denoising_loss_at` with
     ``residual_weight = (1 + σ)²``, which is what is computed. Summed over dimensions, averaged over the batch;
-    ``score`` is called as ``score(y, sigma)`` in VE coordinates y = x_t/(1 − t).
+    ``score`` is called as ``score(y, sigma)`` in VE coordinates y = x_t/(1 − t). ``noise`` is z where a coupling
+    chose it (:mod:`scorelab.objectives.coupling`), else z ~ N(0, I) is drawn independently of x.
     """
     residual_weight = (1 + sigma) ** 2
-    return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond, residual_weight=residual_weight)
+    return 2.0 * denoising_loss_at(score, x, sigma, generator=generator, cond=cond, residual_weight=residual_weight,
+                                   noise=noise)
 
 
 def edm_loss_at(score: Score, x: Tensor, sigma: Tensor, *, sigma_data: float, generator: torch.Generator | None = None,

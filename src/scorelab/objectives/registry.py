@@ -25,6 +25,7 @@ from torch import Tensor
 from scorelab.core.errors import ConfigError
 from scorelab.core.processes import NoiseProcess
 from scorelab.core.registry import Part, Registry
+from scorelab.core.rng import randn_like
 from scorelab.core.score import Score
 from scorelab.objectives.consistency import (
     consistency_distillation_loss,
@@ -33,6 +34,7 @@ from scorelab.objectives.consistency import (
     ct_sigma_pairs,
     ct_sigmas,
 )
+from scorelab.objectives.coupling import optimal_pairing
 from scorelab.objectives.denoising import (
     annealed_denoising_score_matching,
     denoising_loss_at,
@@ -151,8 +153,19 @@ OBJECTIVES.register(ObjectivePart(
 OBJECTIVES.register(ObjectivePart(
     "flow_matching", SETTINGS["flow_matching"], "conditional flow matching ‖v_θ − (z − x)‖² at the process's levels: "
     "the denoising loss weighted ((1 + σ)/σ)² on ‖D_θ − x‖²",
-    loss=lambda score, batch, cond, process, settings, generator, context=None: flow_matching_loss_at(
-        score, batch, process.training_sigma(len(batch), batch, generator), generator=generator, cond=cond)))
+    loss=lambda score, batch, cond, process, settings, generator, context=None: _flow_matching(
+        score, batch, cond, process, settings, generator)))
+
+
+def _flow_matching(score, batch, cond, process, settings, generator):
+    """The flow-matching loss at the process's levels, with data and noise paired as ``settings.coupling`` says."""
+    sigma = process.training_sigma(len(batch), batch, generator)
+    if settings.coupling == "independent":
+        return flow_matching_loss_at(score, batch, sigma, generator=generator, cond=cond)
+    noise = randn_like(batch, generator)
+    pairing = optimal_pairing(batch, noise, block=settings.coupling_block, labels=cond)
+    return flow_matching_loss_at(score, batch[pairing], sigma, generator=generator,
+                                 cond=None if cond is None else cond[pairing], noise=noise)
 
 
 def _data_sigma(settings, data: Tensor):

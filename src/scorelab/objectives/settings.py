@@ -18,6 +18,9 @@ PROJECTIONS = ("rademacher", "gaussian", "sphere")
 DISTANCES = ("pseudo_huber", "l2")
 # How a distillation's teacher steps its probability-flow ODE between two levels.
 TEACHER_SOLVERS = ("heun", "euler")
+# How flow matching pairs data with noise: independently (conditional flow matching), or by each minibatch block's
+# optimal transport (Tong et al. 2023).
+COUPLINGS = ("independent", "ot")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,15 @@ class EpsSettings:
 class SlicedSettings:
     n_projections: int = setting(1, "projections per sample", positive_int)
     projection: str = setting("rademacher", " | ".join(PROJECTIONS), one_of(*PROJECTIONS))
+
+
+@dataclass(frozen=True)
+class FlowMatchingSettings:
+    coupling: str = setting("independent", "how flow matching pairs data with noise: independent | ot (the optimal "
+                            "transport of each block of the batch, Tong et al. 2023: straighter paths)",
+                            one_of(*COUPLINGS))
+    coupling_block: int = setting(64, "rows of the batch per optimal-transport block (exact assignment, whose cost "
+                                       "grows as the block's cube)", positive_int)
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,7 @@ SETTINGS: dict[str, type] = {
     "sliced": SlicedSettings,
     "sliced_vr": SlicedSettings,
     "dsm": NoSettings,
-    "flow_matching": NoSettings,
+    "flow_matching": FlowMatchingSettings,
     "edm": EDMLossSettings,
     "consistency_training": ConsistencyTrainingSettings,
     "consistency_distillation": ConsistencyDistillationSettings,
