@@ -48,6 +48,7 @@ import scorelab as sl
 from scorelab.app.bench import SUITE
 from scorelab.evaluation.evaluate import truth_key, truth_of
 from scorelab.metrics import w2_ratio
+from scorelab.runs.distill import distill
 from scorelab.runs.trained import TrainedRun
 from scorelab.sampling import SAMPLERS, CountingScore
 
@@ -60,8 +61,12 @@ FAMILIES = {"ncsn": {"model": "noise_conditional"}, "ncsn_continuous": {"model":
 # --few-step: each family's default run (EDM's, the default on points, and flow matching's beside the NCSN and
 # DDPM) under the deterministic solvers that fit the target's budget, to choose the default family by.
 FEW_STEP_FAMILIES = {"ncsn": FAMILIES["ncsn"], "ddpm": FAMILIES["ddpm"], "edm": {"model": "edm"},
-                     "flow": {"process": "flow"}, "flow_ot": {"process": "flow", "coupling": "ot"}}
+                     "flow": {"process": "flow"}, "flow_ot": {"process": "flow", "coupling": "ot"},
+                     "consistency": {}}
 FEW_STEP_CELLS = (("heun", 10), ("heun", 20), ("dpmpp_2m", 10), ("dpmpp_2m", 20), ("euler", 10), ("euler", 20))
+# ... and a consistency model, the edm run distilled (`scorelab distill`), in one and two evaluations.
+CONSISTENCY_TEACHER = "edm"
+CONSISTENCY_CELLS = (("consistency", 1), ("consistency", 2))
 TARGET, TARGET_NFE = 1.3, 20  # issue 18: a W2 ratio <= 1.3 on every density at <= 20 evaluations
 BUDGETS = (5, 10, 20, 50, 100)
 TOLERANCES = (1e-2, 1e-3, 1e-5)
@@ -124,8 +129,14 @@ def w2_ratios(run: TrainedRun, samples: list[torch.Tensor], repeats: int, floor_
 
 
 def trained(runs: Path, dataset: str, family: str) -> TrainedRun:
-    """The family's default run of ``dataset`` in ``runs``: trained, or finished where a stopped job left it."""
+    """The family's default run of ``dataset`` in ``runs``: trained, or finished where a stopped job left it; the
+    ``consistency`` family's is the CONSISTENCY_TEACHER run distilled with the defaults (again if it stopped)."""
     run_dir = runs / f"{family}-{dataset}"
+    if family == "consistency":
+        if not (run_dir / "model.safetensors").exists() or TrainedRun.load(run_dir, "cpu").step < \
+                sl.Config().optim.steps:
+            distill(trained(runs, dataset, CONSISTENCY_TEACHER).run_dir, run_dir, overwrite=True, progress=False)
+        return TrainedRun.load(run_dir, "cpu")
     config = sl.Config(dataset=dataset, **(FAMILIES | FEW_STEP_FAMILIES)[family])
     if not (run_dir / "model.safetensors").exists():
         sl.train(config, run_dir, progress=False, overwrite=True)
@@ -211,8 +222,11 @@ def few_step_cells(run: TrainedRun, repeats: int, floor_repeats: int) -> list[li
     key = f"R={repeats},F={floor_repeats}"
     kept = json.loads(record.read_text()) if record.exists() else {}
     if key not in kept:
-        chosen = [(sampler, budget) for sampler, budget in FEW_STEP_CELLS
-                  if sampler != "euler" or run.config.process.name == "flow"]
+        if run.config.objective.name == "consistency_distillation":
+            chosen = list(CONSISTENCY_CELLS)
+        else:
+            chosen = [(sampler, budget) for sampler, budget in FEW_STEP_CELLS
+                      if sampler != "euler" or run.config.process.name == "flow"]
         drawn = [draws(run, sampler, budget_settings(sampler, budget, run), repeats) for sampler, budget in chosen]
         measured = w2_ratios(run, [samples for samples, _ in drawn], repeats, floor_repeats)
         kept[key] = [[sampler, budget, ratio, nfe] for (sampler, budget), ratio, (_, nfe) in zip(chosen, measured, drawn)]
@@ -257,7 +271,9 @@ def few_step_table(args: argparse.Namespace) -> None:
             "ε-loss); `edm`: `--model edm` (VE, ln σ ~ N(−1.2, 1.2²), λ(σ) = (σ² + σ_d²)/(σσ_d)², EDM's "
             "preconditioning, σ from 80 to 0.002); `flow`: `--process flow` (the linear interpolant, uniform t, "
             "the flow-matching loss); `flow_ot`: the same with `--coupling ot` (data and noise paired by the optimal "
-            f"transport of each block of 64 rows, Tong et al. 2023). **Bold**: ≤ {TARGET}. Each family's best cell at ≤ {TARGET_NFE} "
+            f"transport of each block of 64 rows, Tong et al. 2023); `consistency`: the `edm` run distilled into a "
+            "consistency model (`scorelab distill` with its defaults: N = 18 levels, a Heun teacher step, the "
+            "pseudo-Huber distance, 3000 steps), sampled in 1 and 2 evaluations. **Bold**: ≤ {TARGET}. Each family's best cell at ≤ {TARGET_NFE} "
             "evaluations, by its worst density (and its mean over the suite):\n\n" + best_lines(results, args.datasets)
             + f"\nCells within {TARGET} on every density at ≤ {TARGET_NFE} evaluations:\n\n"
             + target_lines(results, args.datasets)
