@@ -341,3 +341,14 @@ def test_an_interrupted_command_says_what_it_leaves(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(scorelab.runs.trained.TrainedRun, "load", ctrl_c)
     code, _, err = run_cli(capsys, "evaluate", MOONS)
     assert code == 130 and err.strip() == "scorelab: interrupted"  # it says nothing it does not know
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`scorelab pretrained | head -1`: the pipe closes under the command, which stops without an error line."""
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, "-m", "scorelab", "pretrained"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the first line is written
+    err = process.stderr.read().decode()
+    assert process.wait() == 1 and err == ""

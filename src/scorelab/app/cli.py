@@ -751,6 +751,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return 2  # every rank saw the same NaN, or the rank that failed says why: rank 0 speaks for the rest
         print(f"scorelab: error: {_rank_prefix()}{one_line(error)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left early (`scorelab pretrained | head`): stop quietly, as Unix tools do. Pointing stdout at
+        # /dev/null keeps Python's flush at exit from failing a second time (the recipe of Python's `signal` docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as error:
         print(f"scorelab: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
