@@ -113,6 +113,15 @@ def test_on_gaussian_data_ot_pairs_make_one_euler_step_a_sample(tmp_path):
     assert torch.all(spread["independent"] < 0.2), spread
 
 
+def test_waveforms_conditioned_on_their_mel_refuse_the_coupling_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="--coupling ot pairs data with noise within classes"):
+        sl.Config(dataset="tones", process="flow", objective="flow_matching", coupling="ot")
+    code, out, err = run_cli(capsys, "train", "--dataset", "tones", "--process", "flow", "--objective",
+                             "flow_matching", "--coupling", "ot", "--out", tmp_path / "run", "--steps", 2)
+    assert_clean_error(code, err, "leave it out")
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_unknown_coupling_is_one_line_and_exit_2(tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", "--dataset", "moons", "--out", tmp_path / "run", "--coupling",
                              "sinkhorn")

@@ -226,6 +226,9 @@ class Config:
             single = " | ".join(part.name for part in OBJECTIVES.parts() if not part.noise_conditional)
             raise ConfigError(f"model {model.name!r} has no noise-level input, so it cannot train with "
                               f"{objective.name!r}; use --objective {single}")
+        if getattr(objective.settings, "coupling", "independent") == "ot" and data_part(self.data.name).condition is not None:
+            raise ConfigError(f"--coupling ot pairs data with noise within classes; {self.data.name!r} conditions "
+                              "each example on its own features, so its noise must stay independent: leave it out")
         limit = PROCESSES[self.process.name].max_steps(self.process.settings)
         steps = getattr(self.sampler.settings, "sample_steps", 0)
         if limit is not None and SAMPLERS[self.sampler.name].respaces_process and steps > limit:
