@@ -34,25 +34,34 @@ def magnitude_from_mel(log_mel_spectrum: Tensor, settings: MelSettings = MelSett
     return (torch.linalg.pinv(bank) @ log_mel_spectrum.detach().cpu().double().exp()).clamp_min(0)
 
 
-def overlap_add(spectrum: Tensor, window: Tensor, hop: int) -> Tensor:
+def _add(columns: Tensor, hop: int) -> Tensor:
+    """Columns [B, n_fft, frames] added in place, ``hop`` apart: [B, (frames − 1)·hop + n_fft]."""
+    n_fft, frames = columns.shape[-2:]
+    length = (frames - 1) * hop + n_fft
+    return torch.nn.functional.fold(columns, (1, length), (1, n_fft), stride=(1, hop))[:, 0, 0]
+
+
+def window_overlap(window: Tensor, hop: int, frames: int) -> Tensor:
+    """Σ_k w²(n − k·hop) over ``frames`` frames, where it is not zero (1 elsewhere): the divisor of
+    :func:`overlap_add`, [(frames − 1)·hop + n_fft]."""
+    overlap = _add(window.square()[None, :, None].expand(1, len(window), frames).contiguous(), hop)[0]
+    return torch.where(overlap > torch.finfo(overlap.dtype).tiny, overlap, 1.0)
+
+
+def overlap_add(spectrum: Tensor, window: Tensor, hop: int, overlap: Tensor | None = None) -> Tensor:
     """The inverse STFT without centring: [..., n_fft // 2 + 1, frames] → [..., (frames − 1)·hop + n_fft].
 
     Each frame's inverse FFT is windowed and added in place, and the sum is divided by the window's squared
-    overlap where that is not zero, which makes it the least-squares inverse of :func:`torch.stft` with the same
-    window (Griffin & Lim 1984, eq. 6). :func:`torch.istft` refuses this framing, whose first and last samples no
-    window covers.
+    overlap where that is not zero (:func:`window_overlap`, computed here unless given), which makes it the
+    least-squares inverse of :func:`torch.stft` with the same window (Griffin & Lim 1984, eq. 6).
+    :func:`torch.istft` refuses this framing, whose first and last samples no window covers.
     """
     n_fft, frames = len(window), spectrum.shape[-1]
-    length = (frames - 1) * hop + n_fft
-
-    def add(columns: Tensor) -> Tensor:  # [B, n_fft, frames] → [B, length]
-        return torch.nn.functional.fold(columns, (1, length), (1, n_fft), stride=(1, hop))[:, 0, 0]
-
+    if overlap is None:
+        overlap = window_overlap(window, hop, frames)
     pieces = torch.fft.irfft(spectrum, n=n_fft, dim=-2) * window[:, None]
-    summed = add(pieces.reshape(-1, n_fft, frames))
-    overlap = add(window.square()[None, :, None].expand(1, n_fft, frames).contiguous())[0]
-    overlap = torch.where(overlap > torch.finfo(overlap.dtype).tiny, overlap, 1.0)
-    return (summed / overlap).reshape(*spectrum.shape[:-2], length)
+    summed = _add(pieces.reshape(-1, n_fft, frames), hop)
+    return (summed / overlap).reshape(*spectrum.shape[:-2], summed.shape[-1])
 
 
 def griffin_lim(log_mel_spectrum: Tensor, settings: MelSettings = MelSettings(), *, n_iter: int,
@@ -68,14 +77,15 @@ def griffin_lim(log_mel_spectrum: Tensor, settings: MelSettings = MelSettings(),
     window = torch.hann_window(settings.n_fft, dtype=torch.float64)
     phases = torch.from_numpy(np.random.RandomState(seed).random(size=magnitude.shape[-2:]))
     estimate = torch.polar(magnitude, 2 * math.pi * phases.expand_as(magnitude))
+    overlap = window_overlap(window, settings.hop, frames)  # the same divisor in every iteration
     previous = None
     for _ in range(n_iter):
-        wave = overlap_add(estimate, window, settings.hop)
+        wave = overlap_add(estimate, window, settings.hop, overlap)
         rebuilt = torch.stft(wave.reshape(-1, wave.shape[-1]), settings.n_fft, settings.hop, window=window,
                              center=False, return_complex=True).reshape(estimate.shape)
         direction = rebuilt if previous is None else rebuilt - MOMENTUM / (1 + MOMENTUM) * previous
         estimate = magnitude * direction / (direction.abs() + torch.finfo(torch.float64).tiny)
         previous = rebuilt
     shift = (settings.n_fft - settings.hop) // 2
-    wave = overlap_add(estimate, window, settings.hop)
+    wave = overlap_add(estimate, window, settings.hop, overlap)
     return wave[..., shift:shift + frames * settings.hop].float()

@@ -61,6 +61,7 @@ def magnitude(wave: Tensor, n_fft: int, hop: int) -> Tensor:
 
 SLANEY_LINEAR_HZ_PER_MEL = 200 / 3  # below 1 kHz the scale is linear: 15 mels up to 1000 Hz
 SLANEY_BREAK_HZ = 1000.0
+SLANEY_BREAK_MEL = SLANEY_BREAK_HZ / SLANEY_LINEAR_HZ_PER_MEL
 SLANEY_LOG_STEP = math.log(6.4) / 27  # above it, logarithmic: 27 mels per factor 6.4 in frequency
 
 
@@ -68,17 +69,15 @@ def hz_to_mel(hz: np.ndarray) -> np.ndarray:
     """Slaney's mel scale (Auditory Toolbox, 1998): linear to 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz / SLANEY_LINEAR_HZ_PER_MEL
-    break_mel = SLANEY_BREAK_HZ / SLANEY_LINEAR_HZ_PER_MEL
-    logarithmic = break_mel + np.log(np.maximum(hz, SLANEY_BREAK_HZ) / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
+    logarithmic = SLANEY_BREAK_MEL + np.log(np.maximum(hz, SLANEY_BREAK_HZ) / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
     return np.where(hz >= SLANEY_BREAK_HZ, logarithmic, linear)
 
 
 def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     """The inverse of :func:`hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
-    break_mel = SLANEY_BREAK_HZ / SLANEY_LINEAR_HZ_PER_MEL
-    logarithmic = SLANEY_BREAK_HZ * np.exp(SLANEY_LOG_STEP * (np.maximum(mel, break_mel) - break_mel))
-    return np.where(mel >= break_mel, logarithmic, SLANEY_LINEAR_HZ_PER_MEL * mel)
+    logarithmic = SLANEY_BREAK_HZ * np.exp(SLANEY_LOG_STEP * (np.maximum(mel, SLANEY_BREAK_MEL) - SLANEY_BREAK_MEL))
+    return np.where(mel >= SLANEY_BREAK_MEL, logarithmic, SLANEY_LINEAR_HZ_PER_MEL * mel)
 
 
 @functools.lru_cache(maxsize=8)
