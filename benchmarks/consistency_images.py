@@ -15,23 +15,12 @@ import argparse
 import csv
 from pathlib import Path
 
-from report import RUNS, markdown_table, write_section  # benchmarks/report.py, beside this script
+from report import RUNS, distilled, markdown_table, write_section  # benchmarks/report.py, beside this script
 
-import scorelab as sl
 from scorelab.evaluation.evaluate import evaluate_run
-from scorelab.runs.distill import distill
-from scorelab.runs.trained import TrainedRun
 
 TARGET = 2.0
 SAMPLES = 1000
-
-
-def student(teacher: str, directory: Path) -> TrainedRun:
-    """The distilled run in ``directory``: distilled from ``teacher`` unless it finished there already."""
-    steps = sl.Config().optim.steps
-    if not (directory / "model.safetensors").exists() or TrainedRun.load(directory, "cpu").step < steps:
-        distill(teacher, directory, overwrite=True, progress=False)
-    return TrainedRun.load(directory, "cpu")
 
 
 def main() -> None:
@@ -39,7 +28,7 @@ def main() -> None:
     parser.add_argument("--teacher", default="pretrained:digits")
     parser.add_argument("--student", type=Path, default=RUNS / "consistency-digits")
     args = parser.parse_args()
-    run = student(args.teacher, args.student)
+    run = distilled(args.teacher, args.student)
     with open(run.run_dir / "train_log.csv") as log:
         last = list(csv.DictReader(log))[-1]
     rows = []

@@ -16,7 +16,7 @@ BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 # committed by accident.
 RUNS = Path(os.environ.get("SCORELAB_BENCH_RUNS", Path.home() / ".cache" / "scorelab" / "bench-runs"))
 
-__all__ = ["BENCHMARKS_MD", "RUNS", "markdown_table", "median_seconds", "write_section"]
+__all__ = ["BENCHMARKS_MD", "RUNS", "distilled", "markdown_table", "median_seconds", "write_section"]
 
 
 def write_section(name: str, title: str, body: str) -> None:
@@ -35,3 +35,17 @@ def median_seconds(work: Callable[[], object], repeats: int, warmups: int = 1) -
         work()
         times.append(time.perf_counter() - begin)
     return statistics.median(times)
+
+
+def distilled(teacher: str | Path, directory: Path):
+    """The consistency model in ``directory``, distilled from ``teacher`` with ``scorelab distill``'s defaults; distilled
+    (again) unless a finished one is there, so that a rerun measures rather than retrains."""
+    from scorelab.runs.distill import distill
+    from scorelab.runs.trained import TrainedRun
+
+    if (directory / "model.safetensors").exists():
+        run = TrainedRun.load(directory, "cpu")
+        if run.step >= run.config.optim.steps:
+            return run
+    distill(teacher, directory, overwrite=True, progress=False)
+    return TrainedRun.load(directory, "cpu")

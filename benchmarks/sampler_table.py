@@ -42,13 +42,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from report import markdown_table, write_section  # benchmarks/report.py, beside this script
+from report import distilled, markdown_table, write_section  # benchmarks/report.py, beside this script
 
 import scorelab as sl
 from scorelab.app.bench import SUITE
 from scorelab.evaluation.evaluate import truth_key, truth_of
 from scorelab.metrics import w2_ratio
-from scorelab.runs.distill import distill
 from scorelab.runs.trained import TrainedRun
 from scorelab.sampling import SAMPLERS, CountingScore
 
@@ -133,10 +132,7 @@ def trained(runs: Path, dataset: str, family: str) -> TrainedRun:
     ``consistency`` family's is the CONSISTENCY_TEACHER run distilled with the defaults (again if it stopped)."""
     run_dir = runs / f"{family}-{dataset}"
     if family == "consistency":
-        if not (run_dir / "model.safetensors").exists() or TrainedRun.load(run_dir, "cpu").step < \
-                sl.Config().optim.steps:
-            distill(trained(runs, dataset, CONSISTENCY_TEACHER).run_dir, run_dir, overwrite=True, progress=False)
-        return TrainedRun.load(run_dir, "cpu")
+        return distilled(trained(runs, dataset, CONSISTENCY_TEACHER).run_dir, run_dir)
     config = sl.Config(dataset=dataset, **(FAMILIES | FEW_STEP_FAMILIES)[family])
     if not (run_dir / "model.safetensors").exists():
         sl.train(config, run_dir, progress=False, overwrite=True)
